@@ -1,0 +1,119 @@
+//! Command-line arguments (clap derive). Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Static container-image scanner for root and privilege problems.
+///
+/// Reads a docker-save tarball, an OCI layout or an oci-archive without
+/// running it, applies the layers (whiteouts and all), and reports setuid and
+/// setgid binaries, file capabilities, root-owned world-writable paths, a root
+/// USER and remote shell daemons on the final filesystem.
+///
+/// Exit status: 0 no findings at or above --fail-on, 1 findings at or above
+/// it, 2 error (message on stderr, nothing on stdout).
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgscan",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  imgscan ./image.tar\n  docker save app:1.4 | imgscan -\n  imgscan --format sarif --output imgscan.sarif oci:./layout:app\n  imgscan --json report.json --sarif report.sarif --fail-on critical image.tar"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) scan: ScanArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Scan one or more images (the default command).
+    Scan(ScanArgs),
+    /// List every rule with its code, default severity and summary.
+    Rules,
+    /// Explain a rule: what it flags, why, how to fix it, how severity is chosen.
+    Explain {
+        /// A rule id (`setuid-binary`) or code (`IS004`).
+        rule: String,
+    },
+}
+
+/// Severity threshold for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FailOn {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+    /// Never exit 1 (still exit 2 on errors).
+    None,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// A table for people.
+    Table,
+    /// The JSON report (see formats/schema/report.schema.json).
+    Json,
+    /// SARIF 2.1.0 for GitHub code scanning.
+    Sarif,
+}
+
+/// When to colour the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Color {
+    /// When writing the table to a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Images to scan: PATH (docker-archive, oci-archive, OCI layout directory,
+    /// gzipped docker-archive), PATH:REF, docker-archive:PATH[:REF|:@N],
+    /// oci-archive:PATH[:REF], oci:DIR[:REF], or - for standard input.
+    #[arg(value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+
+    /// Format of the report on standard output (or --output).
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+
+    /// Write the report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+
+    /// Also write the JSON report to FILE (in the same run as --format).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+
+    /// Also write the SARIF report to FILE (in the same run as --format).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sarif: Option<PathBuf>,
+
+    /// Exit 1 when a finding is at or above this severity.
+    #[arg(long, value_enum, default_value_t = FailOn::High, value_name = "SEVERITY")]
+    pub(crate) fail_on: FailOn,
+
+    /// Platform to pick from a multi-platform index: os/arch[/variant].
+    /// Default: linux and this machine's architecture.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub(crate) platform: Option<String>,
+
+    /// Most tar entries accepted in one layer (a safety limit on memory).
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
+    pub(crate) max_entries: u64,
+
+    /// Colour the table.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub(crate) color: Color,
+
+    /// Print nothing but errors (the report still goes to files given).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}

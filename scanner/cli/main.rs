@@ -1,0 +1,190 @@
+//! The `imgscan` command.
+//!
+//! Parses arguments, scans every image with the `scanner` crate, renders the
+//! reports with the `formats` crate, and turns the result into an exit
+//! status: 0 pass, 1 findings at or above `--fail-on`, 2 error. An error
+//! prints nothing on standard output: a partial report must never be taken
+//! for a clean one.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+use formats::{EmitOptions, OutputFormat};
+use scanner::model::{Report, Severity};
+use scanner::rules::{RULES, RuleId};
+use scanner::source::{Platform, Selection};
+use scanner::{Input, ScanOptions};
+
+mod args;
+
+use args::{Cli, Color, Command, FailOn, Format, ScanArgs};
+
+/// Exit status, as documented in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExitStatus {
+    Success = 0,
+    Findings = 1,
+    Error = 2,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        Self::from(s as u8)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(status) => status.into(),
+        Err(err) => report_error(&err).into(),
+    }
+}
+
+fn report_error(err: &anyhow::Error) -> ExitStatus {
+    for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::BrokenPipe
+        {
+            return ExitStatus::Success;
+        }
+    }
+    let mut msg = format!("imgscan: error: {err}");
+    for cause in err.chain().skip(1) {
+        msg.push_str(&format!("\n  cause: {cause}"));
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{msg}");
+    }
+    ExitStatus::Error
+}
+
+fn run(cli: Cli) -> Result<ExitStatus> {
+    match cli.command {
+        Some(Command::Rules) => {
+            let mut out = io::stdout().lock();
+            formats::human::rules_table(&mut out)?;
+            out.flush()?;
+            Ok(ExitStatus::Success)
+        }
+        Some(Command::Explain { rule }) => {
+            let meta = RuleId::from_str(&rule)
+                .ok()
+                .map(RuleId::meta)
+                .or_else(|| RULES.iter().find(|m| m.code.eq_ignore_ascii_case(&rule)));
+            let Some(meta) = meta else {
+                let ids: Vec<&str> = RULES.iter().map(|m| m.id.as_str()).collect();
+                bail!("unknown rule `{rule}`; rules are: {}", ids.join(", "));
+            };
+            let mut out = io::stdout().lock();
+            formats::human::explain(&mut out, meta)?;
+            out.flush()?;
+            Ok(ExitStatus::Success)
+        }
+        Some(Command::Scan(args)) => scan(&args),
+        None => scan(&cli.scan),
+    }
+}
+
+fn threshold(f: FailOn) -> Option<Severity> {
+    match f {
+        FailOn::Critical => Some(Severity::Critical),
+        FailOn::High => Some(Severity::High),
+        FailOn::Medium => Some(Severity::Medium),
+        FailOn::Low => Some(Severity::Low),
+        FailOn::Info => Some(Severity::Info),
+        FailOn::None => None,
+    }
+}
+
+fn scan(args: &ScanArgs) -> Result<ExitStatus> {
+    if args.images.is_empty() {
+        bail!("no image given; try `imgscan ./image.tar` or `imgscan --help`");
+    }
+    if args
+        .images
+        .iter()
+        .filter(|i| Input::parse(i).is_ok_and(|i| i.path.is_none()))
+        .count()
+        > 1
+    {
+        bail!("standard input (`-`) can be scanned only once per run");
+    }
+    let mut opts = ScanOptions::default();
+    if let Some(p) = &args.platform {
+        opts.selection = Selection {
+            platform: Platform::parse(p)?,
+            platform_explicit: true,
+        };
+    }
+    opts.layer.max_entries = args.max_entries;
+    let mut reports: Vec<Report> = Vec::with_capacity(args.images.len());
+    for image in &args.images {
+        let input = Input::parse(image).with_context(|| format!("scanning {image}"))?;
+        let report = scanner::scan(&input, &opts).with_context(|| format!("scanning {image}"))?;
+        reports.push(report);
+    }
+
+    // Render everything before writing anything: no partial output.
+    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let primary = match args.format {
+        Format::Table => OutputFormat::Table,
+        Format::Json => OutputFormat::Json,
+        Format::Sarif => OutputFormat::Sarif,
+    };
+    let main_bytes = formats::render(primary, &EmitOptions { color }, &reports)?;
+    let plain = EmitOptions { color: false };
+    if let Some(path) = &args.json {
+        write_file(
+            path,
+            &formats::render(OutputFormat::Json, &plain, &reports)?,
+        )?;
+    }
+    if let Some(path) = &args.sarif {
+        write_file(
+            path,
+            &formats::render(OutputFormat::Sarif, &plain, &reports)?,
+        )?;
+    }
+    match &args.output {
+        Some(path) => write_file(path, &main_bytes)?,
+        None if args.quiet => {}
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(&main_bytes)?;
+            out.flush()?;
+        }
+    }
+    let failing = threshold(args.fail_on)
+        .is_some_and(|t| reports.iter().any(|r| r.summary.at_or_above(t) > 0));
+    Ok(if failing {
+        ExitStatus::Findings
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Writes a file whole: to a temporary name beside it, then renamed.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.imgscan-tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

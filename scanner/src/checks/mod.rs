@@ -1,0 +1,154 @@
+//! The checks: each one reads the final filesystem and the image config and
+//! reports findings. They are unit structs in one static registry
+//! ([`CHECKS`]), as ripgrep keeps its flags: adding a check is adding a file
+//! and a line here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::ImageConfig;
+use crate::digest::to_hex;
+use crate::fs::{FinalFs, Node};
+use crate::model::{Finding, LayerInfo, Severity};
+use crate::rules::RuleId;
+
+pub mod accounts;
+pub mod capabilities;
+pub mod packages;
+pub mod remote_shell;
+pub mod root_user;
+pub mod setuid;
+pub mod ssh_host_key;
+pub mod sudoers;
+pub mod world_writable;
+
+/// What a check sees.
+pub struct Context<'a> {
+    /// The final filesystem.
+    pub fs: &'a FinalFs,
+    /// The image config.
+    pub config: &'a ImageConfig,
+    /// The layers, in order (for attribution).
+    pub layers: &'a [LayerInfo],
+    /// Which package owns which path, from the image's own package database.
+    pub packages: &'a packages::PackageDb,
+    /// Accounts from the final `/etc/passwd` and `/etc/group`.
+    pub accounts: &'a accounts::Accounts,
+}
+
+/// Collects findings and warnings.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+    /// Things that limit the judgement.
+    pub warnings: Vec<String>,
+}
+
+/// A finding about to be reported.
+pub struct NewFinding<'a> {
+    /// The rule.
+    pub rule: RuleId,
+    /// Its severity here.
+    pub severity: Severity,
+    /// Path (relative, no leading `/`) and node, or `None` for config findings.
+    pub at: Option<(&'a str, &'a Node)>,
+    /// One sentence for people.
+    pub message: String,
+    /// Rule-specific facts.
+    pub details: BTreeMap<String, Value>,
+    /// What, besides rule and path, makes this finding distinct (for the
+    /// fingerprint), e.g. the configured user.
+    pub subject: String,
+}
+
+impl Findings {
+    /// Records a finding, attributing it to the node's layer.
+    pub fn push(&mut self, ctx: &Context<'_>, f: NewFinding<'_>) {
+        let path = f.at.map(|(p, _)| format!("/{p}"));
+        let layer = f.at.and_then(|(_, n)| ctx.layers.get(n.layer));
+        let mut h = Sha256::new();
+        h.update(f.rule.as_str().as_bytes());
+        h.update([0]);
+        h.update(path.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(f.subject.as_bytes());
+        self.findings.push(Finding {
+            rule_id: f.rule,
+            severity: f.severity,
+            path,
+            layer_index: layer.map(|l| l.index),
+            layer_digest: layer.map(|l| l.digest.clone()),
+            layer_created_by: layer.and_then(|l| l.created_by.clone()),
+            message: f.message,
+            details: f.details,
+            fingerprint: to_hex(&h.finalize()),
+        });
+    }
+}
+
+/// One check.
+pub trait Check: Send + Sync {
+    /// The rules this check can report.
+    fn rules(&self) -> &'static [RuleId];
+    /// Runs the check.
+    fn run(&self, ctx: &Context<'_>, out: &mut Findings);
+}
+
+/// Every check, in rule order.
+pub static CHECKS: &[&dyn Check] = &[
+    &root_user::RootUser,
+    &setuid::SetuidSetgid,
+    &capabilities::FileCapabilities,
+    &world_writable::WorldWritable,
+    &remote_shell::RemoteShellDaemon,
+    &accounts::Uid0Accounts,
+    &ssh_host_key::SshHostKey,
+    &sudoers::SudoersNopasswd,
+];
+
+/// `0o4755` as `"4755"`.
+pub fn mode_string(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+/// A details map from pairs.
+pub fn details<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Runs every check over an image.
+pub fn run_all(fs: &FinalFs, config: &ImageConfig, layers: &[LayerInfo]) -> Findings {
+    let mut out = Findings::default();
+    let packages = packages::PackageDb::load(fs, &mut out.warnings);
+    let accounts = accounts::Accounts::load(fs, &mut out.warnings);
+    let ctx = Context {
+        fs,
+        config,
+        layers,
+        packages: &packages,
+        accounts: &accounts,
+    };
+    for check in CHECKS {
+        check.run(&ctx, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn every_rule_has_a_check() {
+        for id in RuleId::iter() {
+            assert!(
+                CHECKS.iter().any(|c| c.rules().contains(&id)),
+                "no check reports {id}"
+            );
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! imgscan's domain: read a container image without running it and report
+//! root and privilege problems.
+//!
+//! # Architecture
+//!
+//! `source` finds the image (docker-archive, OCI layout, oci-archive, standard
+//! input) and hands each layer blob to `pipeline`, which streams it through
+//! digest verification, decompression and tar parsing in parallel across layers
+//! (never extracting anything). `layer` turns one layer into a compact index
+//! of entries; `fs` applies the layers in order (whiteouts, opaque directories,
+//! replacements, hard links) to judge the final filesystem; `checks` turn the
+//! final filesystem and the image config into [`model::Finding`]s, attributed
+//! to the layer that introduced them.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod capability;
+pub mod checks;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod fs;
+pub mod layer;
+pub mod model;
+pub mod rules;
+pub mod scan;
+pub mod source;
+pub mod tarstream;
+
+pub use error::{Error, Result};
+pub use scan::{ScanOptions, scan};
+pub use source::Input;

@@ -1,0 +1,356 @@
+//! The findings model: what a scan produces, and what every emitter reads.
+//!
+//! # Format
+//!
+//! The JSON report is exactly the serialization of [`Report`] (one image) or
+//! [`MultiReport`] (several images in one run). Field names are snake_case, maps
+//! are sorted, findings are sorted, and nothing depends on timing, so the same
+//! image always gives the same bytes. The JSON Schema lives in
+//! `formats/schema/report.schema.json`; `schema_version` changes its major part
+//! only when a field is removed or changes meaning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::RuleId;
+
+/// Version of the JSON report layout (see `formats/schema/report.schema.json`).
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; not a problem by itself.
+    #[default]
+    Info,
+    /// Weakens defence in depth.
+    Low,
+    /// A privilege problem that needs another bug to matter.
+    Medium,
+    /// A direct route to more privilege.
+    High,
+    /// Root for whoever finds it, or almost certainly not intended.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, most severe first.
+    pub const ALL_DESC: [Self; 5] = [
+        Self::Critical,
+        Self::High,
+        Self::Medium,
+        Self::Low,
+        Self::Info,
+    ];
+
+    /// Lowercase name, as in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// One step more severe (saturating at critical).
+    pub fn raised(self) -> Self {
+        match self {
+            Self::Info => Self::Low,
+            Self::Low => Self::Medium,
+            Self::Medium => Self::High,
+            Self::High | Self::Critical => Self::Critical,
+        }
+    }
+
+    /// One step less severe (saturating at info).
+    pub fn lowered(self) -> Self {
+        match self {
+            Self::Critical => Self::High,
+            Self::High => Self::Medium,
+            Self::Medium => Self::Low,
+            Self::Low | Self::Info => Self::Info,
+        }
+    }
+
+    /// The CVSS-like score GitHub code scanning reads from SARIF
+    /// `security-severity` (over 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium,
+    /// 0.1-3.9 low).
+    pub fn security_severity(self) -> &'static str {
+        match self {
+            Self::Critical => "9.5",
+            Self::High => "8.0",
+            Self::Medium => "5.5",
+            Self::Low => "3.0",
+            Self::Info => "0.5",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "info" => Ok(Self::Info),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            "critical" => Ok(Self::Critical),
+            other => Err(format!(
+                "unknown severity `{other}` (expected critical, high, medium, low or info)"
+            )),
+        }
+    }
+}
+
+/// The tool that wrote a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    /// Always `imgscan`.
+    pub name: String,
+    /// The tool's semantic version.
+    pub version: String,
+    /// Where to read about the tool.
+    pub information_uri: String,
+}
+
+impl ToolInfo {
+    /// This build of imgscan.
+    pub fn current() -> Self {
+        Self {
+            name: "imgscan".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            information_uri: env!("CARGO_PKG_REPOSITORY").to_owned(),
+        }
+    }
+}
+
+/// One layer of the scanned image, in application order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerInfo {
+    /// Zero-based position in the manifest (0 is the base layer).
+    pub index: usize,
+    /// Digest of the blob as stored (compressed if the blob is compressed).
+    pub digest: String,
+    /// Digest of the uncompressed tar (`config.rootfs.diff_ids[index]`).
+    pub diff_id: String,
+    /// Media type from the manifest, or the one imgscan sniffed for
+    /// docker-archive layers that have none.
+    pub media_type: String,
+    /// Size in bytes of the blob as stored.
+    pub size: u64,
+    /// Compression found by sniffing the blob's magic bytes: `none`, `gzip` or `zstd`.
+    pub compression: String,
+    /// Tar entries in the layer.
+    pub entries: u64,
+    /// The image history's `created_by` for this layer, if the config has one.
+    pub created_by: Option<String>,
+}
+
+/// What was scanned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInfo {
+    /// The image argument as given on the command line (or by the hook).
+    pub source: String,
+    /// `docker-archive`, `oci-archive`, `oci-layout`, `registry` or `docker-daemon`.
+    pub format: String,
+    /// The tag or reference picked inside an archive or registry, if any.
+    pub reference: Option<String>,
+    /// Digest of the image manifest; null for docker-archives without an OCI
+    /// manifest (their identity is the config digest).
+    pub manifest_digest: Option<String>,
+    /// Digest of the image index / manifest list the manifest was picked from.
+    pub index_digest: Option<String>,
+    /// Digest of the image config (the image ID).
+    pub config_digest: String,
+    /// `os/architecture[/variant]` from the config.
+    pub platform: String,
+    /// The config's `User`, exactly as written (null when absent).
+    pub user: Option<String>,
+    /// Layers in application order.
+    pub layers: Vec<LayerInfo>,
+}
+
+/// One problem found in an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Stable rule id, such as `setuid-binary` (see `imgscan rules`).
+    pub rule_id: RuleId,
+    /// Severity of this finding (rules may raise or lower their default).
+    pub severity: Severity,
+    /// Absolute path in the final filesystem; null for image-config findings.
+    pub path: Option<String>,
+    /// Layer that put the offending entry there; null for config findings.
+    pub layer_index: Option<usize>,
+    /// Digest of that layer's blob.
+    pub layer_digest: Option<String>,
+    /// That layer's history `created_by`, when known.
+    pub layer_created_by: Option<String>,
+    /// One-sentence description for people.
+    pub message: String,
+    /// Rule-specific facts (see the rule's documentation and the JSON Schema).
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// Stable identity of the finding: sha256 over rule id, path and the
+    /// rule's subject. Independent of layer digests and tags, so a rebuild
+    /// that changes nothing keeps the same fingerprint.
+    pub fingerprint: String,
+}
+
+impl Finding {
+    /// Sort key: most severe first, then by path, rule and fingerprint.
+    pub fn sort_key(&self) -> impl Ord + '_ {
+        (
+            std::cmp::Reverse(self.severity),
+            self.path.as_deref().unwrap_or(""),
+            self.rule_id,
+            self.fingerprint.as_str(),
+        )
+    }
+}
+
+/// Finding counts by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Critical findings.
+    pub critical: usize,
+    /// High findings.
+    pub high: usize,
+    /// Medium findings.
+    pub medium: usize,
+    /// Low findings.
+    pub low: usize,
+    /// Info findings.
+    pub info: usize,
+    /// All findings.
+    pub total: usize,
+}
+
+impl Summary {
+    /// Counts the findings.
+    pub fn of<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Self {
+        let mut s = Self::default();
+        for f in findings {
+            s.add(f.severity, 1);
+        }
+        s
+    }
+
+    fn add(&mut self, sev: Severity, n: usize) {
+        match sev {
+            Severity::Critical => self.critical += n,
+            Severity::High => self.high += n,
+            Severity::Medium => self.medium += n,
+            Severity::Low => self.low += n,
+            Severity::Info => self.info += n,
+        }
+        self.total += n;
+    }
+
+    /// Adds another summary to this one.
+    pub fn merge(&mut self, other: &Self) {
+        self.add(Severity::Critical, other.critical);
+        self.add(Severity::High, other.high);
+        self.add(Severity::Medium, other.medium);
+        self.add(Severity::Low, other.low);
+        self.add(Severity::Info, other.info);
+    }
+
+    /// The number of findings at or above `threshold`.
+    pub fn at_or_above(&self, threshold: Severity) -> usize {
+        Severity::ALL_DESC
+            .iter()
+            .filter(|s| **s >= threshold)
+            .map(|s| match s {
+                Severity::Critical => self.critical,
+                Severity::High => self.high,
+                Severity::Medium => self.medium,
+                Severity::Low => self.low,
+                Severity::Info => self.info,
+            })
+            .sum()
+    }
+}
+
+/// The result of scanning one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Version of this layout, currently `1.0`.
+    pub schema_version: String,
+    /// The tool that wrote it.
+    pub tool: ToolInfo,
+    /// What was scanned.
+    pub image: ImageInfo,
+    /// Findings, most severe first, then by path and rule.
+    pub findings: Vec<Finding>,
+    /// Things that did not stop the scan but limit what it could judge
+    /// (for example a package database too large to read). Sorted.
+    pub warnings: Vec<String>,
+    /// Counts by severity.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Builds a report, sorting findings and warnings and counting the summary.
+    pub fn new(image: ImageInfo, mut findings: Vec<Finding>, mut warnings: Vec<String>) -> Self {
+        findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        warnings.sort();
+        warnings.dedup();
+        let summary = Summary::of(&findings);
+        Self {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            tool: ToolInfo::current(),
+            image,
+            findings,
+            warnings,
+            summary,
+        }
+    }
+}
+
+/// The result of scanning several images in one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiReport {
+    /// Version of this layout, currently `1.0`.
+    pub schema_version: String,
+    /// The tool that wrote it.
+    pub tool: ToolInfo,
+    /// One report per image, in command-line order.
+    pub reports: Vec<Report>,
+    /// Counts by severity over all images.
+    pub summary: Summary,
+}
+
+impl MultiReport {
+    /// Wraps several reports.
+    pub fn new(reports: Vec<Report>) -> Self {
+        let mut summary = Summary::default();
+        for r in &reports {
+            summary.merge(&r.summary);
+        }
+        Self {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            tool: ToolInfo::current(),
+            reports,
+            summary,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Scanning one image end to end: source → plan → layers (in parallel) →
+//! verification → final filesystem → checks → [`Report`].
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+
+use rayon::prelude::*;
+
+use crate::checks;
+use crate::digest::Algorithm;
+use crate::error::{Error, Result};
+use crate::fs::FinalFs;
+use crate::layer::{Compression, LayerIndex, LayerOptions};
+use crate::model::{ImageInfo, LayerInfo, Report};
+use crate::source::archive::{self, ArchiveContainer};
+use crate::source::layout::LayoutContainer;
+use crate::source::{self, Container, Input, Plan, Selection};
+
+/// How to scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Which image to pick from an index or archive.
+    pub selection: Selection,
+    /// Per-layer limits.
+    pub layer: LayerOptions,
+    /// Layers scanned at once when reading a stream.
+    pub stream_workers: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            selection: Selection::default(),
+            layer: LayerOptions::default(),
+            stream_workers: rayon::current_num_threads().max(2),
+        }
+    }
+}
+
+/// Scans the image named by `input`.
+pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
+    let Some(path) = &input.path else {
+        let stdin = io::stdin();
+        let reader = BufReader::with_capacity(256 * 1024, stdin.lock());
+        return scan_reader(reader, "standard input", input, opts);
+    };
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    if meta.is_dir() {
+        let c = LayoutContainer::open(path)?;
+        let plan = source::resolve(
+            &c,
+            input.transport,
+            input.reference.as_deref(),
+            &opts.selection,
+            "oci-layout",
+        )?;
+        return finish(&c, plan, input, opts);
+    }
+    let io_err = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = File::open(path).map_err(io_err)?;
+    let mut prefix = [0u8; 4];
+    let n = f.read(&mut prefix).map_err(io_err)?;
+    match Compression::sniff(&prefix[..n]) {
+        Compression::None => {
+            if meta.len() == 0 {
+                return Err(Error::not_an_image(
+                    path.display().to_string(),
+                    "the file is empty",
+                ));
+            }
+            let c = ArchiveContainer::open(path)?;
+            let plan = source::resolve(
+                &c,
+                input.transport,
+                input.reference.as_deref(),
+                &opts.selection,
+                "oci-archive",
+            )?;
+            finish(&c, plan, input, opts)
+        }
+        // `docker save | gzip`: a stream, like standard input.
+        Compression::Gzip => {
+            let f = File::open(path).map_err(io_err)?;
+            let r = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
+            scan_reader(r, &path.display().to_string(), input, opts)
+        }
+        Compression::Zstd => {
+            let f = File::open(path).map_err(io_err)?;
+            let r = zstd::stream::read::Decoder::new(f).map_err(io_err)?;
+            scan_reader(r, &path.display().to_string(), input, opts)
+        }
+    }
+}
+
+/// Scans a docker-archive or oci-archive read from a stream.
+pub fn scan_reader(
+    reader: impl Read,
+    name: &str,
+    input: &Input,
+    opts: &ScanOptions,
+) -> Result<Report> {
+    let c = archive::scan_stream(reader, name, &opts.layer, opts.stream_workers)?;
+    let plan = source::resolve(
+        &c,
+        input.transport,
+        input.reference.as_deref(),
+        &opts.selection,
+        "oci-archive",
+    )?;
+    finish(&c, plan, input, opts)
+}
+
+fn sniffed_media_type(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+    }
+}
+
+/// Scans, verifies and judges the layers of a resolved image.
+pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) -> Result<Report> {
+    let scanned: Vec<Result<LayerIndex>> = plan
+        .layers
+        .par_iter()
+        .map(|lp| {
+            let mut lo = opts.layer.clone();
+            lo.raw_algorithms = lp
+                .digest
+                .as_ref()
+                .map_or_else(|| vec![Algorithm::Sha256], |d| vec![d.algorithm()]);
+            lo.tar_algorithms = vec![lp.diff_id.algorithm()];
+            let idx = c.scan_layer(lp, &lo)?;
+            let name = |what: &str| {
+                format!(
+                    "layer {} {what} ({})",
+                    lp.index,
+                    lp.digest
+                        .as_ref()
+                        .map_or_else(|| lp.path.clone(), ToString::to_string)
+                )
+            };
+            if let Some(d) = &lp.digest {
+                idx.raw.verify(&name("blob"), d)?;
+            }
+            if let Some(size) = lp.size
+                && size != idx.raw.len
+            {
+                return Err(Error::malformed(
+                    name("blob"),
+                    format!(
+                        "the manifest says {size} bytes, the blob has {}",
+                        idx.raw.len
+                    ),
+                ));
+            }
+            idx.tar
+                .verify(&name("uncompressed tar (diff_id)"), &lp.diff_id)?;
+            Ok(idx)
+        })
+        .collect();
+    let mut fs = FinalFs::new();
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    let mut warnings = Vec::new();
+    for (lp, idx) in plan.layers.iter().zip(scanned) {
+        let idx = idx?;
+        let compression = idx.compression.unwrap_or(Compression::None);
+        let digest = match &lp.digest {
+            Some(d) => d.to_string(),
+            None => idx
+                .raw
+                .sha256
+                .as_ref()
+                .map_or_else(|| lp.diff_id.to_string(), ToString::to_string),
+        };
+        layers.push(LayerInfo {
+            index: lp.index,
+            digest,
+            diff_id: lp.diff_id.to_string(),
+            media_type: lp
+                .media_type
+                .clone()
+                .unwrap_or_else(|| sniffed_media_type(compression).to_owned()),
+            size: idx.raw.len,
+            compression: compression.as_str().to_owned(),
+            entries: idx.members,
+            created_by: plan
+                .config
+                .layer_created_by
+                .as_ref()
+                .and_then(|h| h.get(lp.index).cloned().flatten()),
+        });
+        warnings.extend(
+            idx.warnings
+                .iter()
+                .map(|w| format!("layer {}: {w}", lp.index)),
+        );
+        fs.apply(lp.index, idx);
+    }
+    warnings.extend(fs.warnings().iter().cloned());
+    let out = checks::run_all(&fs, &plan.config, &layers);
+    warnings.extend(out.warnings);
+    let image = ImageInfo {
+        source: input.source.clone(),
+        format: plan.format.to_owned(),
+        reference: plan.reference,
+        manifest_digest: plan.manifest_digest.map(|d| d.to_string()),
+        index_digest: plan.index_digest.map(|d| d.to_string()),
+        config_digest: plan.config_digest.to_string(),
+        platform: plan.config.platform(),
+        user: plan.config.user.clone(),
+        layers,
+    };
+    Ok(Report::new(image, out.findings, warnings))
+}

@@ -1,0 +1,637 @@
+//! Tar archives of images: docker-archive (`docker save`, skopeo, Docker 25+)
+//! and oci-archive, from a seekable file or from a stream.
+//!
+//! A seekable file is indexed first (member headers only, seeking over the
+//! data), then each layer member is opened on its own file handle, so layers
+//! are read in parallel. A stream (standard input, a gzipped archive) cannot
+//! be revisited, and `docker save` writes `manifest.json` *after* the layers,
+//! so every member that looks like a layer is scanned as it goes by, on a
+//! worker thread fed through a bounded channel, and keyed by member name;
+//! once the stream ends the manifest puts them in order. Nothing is spooled
+//! to disk and memory is bounded by the channel sizes plus the layer indexes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use super::{Container, LayerPlan, Plan, digest_from_path, read_verified};
+use crate::config::ImageConfig;
+use crate::digest::Algorithm;
+use crate::error::{Error, Result};
+use crate::layer::{self, Compression, LayerIndex, LayerOptions, normalize};
+use crate::tarstream::{Kind, Seekable, Streaming, TarReader};
+
+/// Most members accepted in an image archive.
+const MAX_MEMBERS: usize = 1_000_000;
+/// Members up to this size that do not look like layers are kept in memory.
+const SMALL: u64 = 1 << 20;
+const CHUNK: usize = 256 * 1024;
+
+/// `busybox` → `docker.io/library/busybox:latest`, for comparing tags.
+pub fn normalize_tag(t: &str) -> String {
+    let (name, tag) = match t.rfind(':') {
+        Some(i) if !t[i..].contains('/') => (&t[..i], &t[i..]),
+        _ => (t, ":latest"),
+    };
+    let name = match name.split_once('/') {
+        None => format!("docker.io/library/{name}"),
+        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            name.to_owned()
+        }
+        Some(_) => format!("docker.io/{name}"),
+    };
+    format!("{name}{tag}")
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    kind: Kind,
+    offset: u64,
+    size: u64,
+    /// Resolved target path for links.
+    link: Option<String>,
+}
+
+fn link_target(member: &str, kind: Kind, raw: &[u8]) -> String {
+    match kind {
+        // Symlink targets are relative to the member's directory.
+        Kind::Symlink if !raw.starts_with(b"/") => {
+            let dir = member.rfind('/').map_or("", |i| &member[..i]);
+            let mut joined = dir.as_bytes().to_vec();
+            joined.push(b'/');
+            joined.extend_from_slice(raw);
+            normalize(&joined)
+        }
+        _ => normalize(raw),
+    }
+}
+
+fn follow<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    links: impl Fn(&T) -> Option<&str>,
+    path: &str,
+) -> Option<(String, &'a T)> {
+    let mut p = path.to_owned();
+    for _ in 0..40 {
+        let m = map.get(&p)?;
+        match links(m) {
+            Some(t) => p = t.to_owned(),
+            None => return Some((p, m)),
+        }
+    }
+    None
+}
+
+/// A seekable tar file, indexed by member name.
+pub struct ArchiveContainer {
+    path: PathBuf,
+    members: BTreeMap<String, Member>,
+}
+
+impl ArchiveContainer {
+    /// Indexes the members of `path` (headers only).
+    pub fn open(path: &Path) -> Result<Self> {
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut tr = TarReader::new(Seekable::new(
+            BufReader::with_capacity(64 * 1024, file),
+            len,
+        ));
+        let mut members = BTreeMap::new();
+        loop {
+            let h = match tr.next_header() {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Error::not_an_image(
+                        path.display().to_string(),
+                        format!("reading the archive: {e}"),
+                    ));
+                }
+            };
+            if members.len() >= MAX_MEMBERS {
+                return Err(Error::Limit {
+                    what: path.display().to_string(),
+                    limit: format!("{MAX_MEMBERS} members"),
+                    why: "an image archive has a few files per layer".into(),
+                });
+            }
+            let name = normalize(&h.path);
+            let link = matches!(h.kind, Kind::Symlink | Kind::Hardlink)
+                .then(|| link_target(&name, h.kind, &h.link));
+            if h.data_offset
+                .checked_add(h.size)
+                .is_none_or(|end| end > len)
+            {
+                return Err(Error::not_an_image(
+                    path.display().to_string(),
+                    format!("member {name} runs past the end of the file (truncated?)"),
+                ));
+            }
+            members.insert(
+                name,
+                Member {
+                    kind: h.kind,
+                    offset: h.data_offset,
+                    size: h.size,
+                    link,
+                },
+            );
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            members,
+        })
+    }
+
+    fn member(&self, path: &str) -> Option<(String, &Member)> {
+        follow(&self.members, |m| m.link.as_deref(), path).filter(|(_, m)| m.kind == Kind::File)
+    }
+
+    fn open_member(&self, path: &str) -> Result<(File, u64)> {
+        let (_, m) = self.member(path).ok_or_else(|| Error::MissingBlob {
+            digest: path.to_owned(),
+            what: "member".into(),
+            container: self.describe(),
+        })?;
+        let io_err = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut f = File::open(&self.path).map_err(io_err)?;
+        f.seek(SeekFrom::Start(m.offset)).map_err(io_err)?;
+        Ok((f, m.size))
+    }
+}
+
+impl Container for ArchiveContainer {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.member(path).is_some()
+    }
+
+    fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        let (f, size) = self.open_member(path)?;
+        if size > limit {
+            return Err(Error::Limit {
+                what: format!("{path} in {}", self.describe()),
+                limit: format!("{limit} bytes"),
+                why: "JSON documents of an image are small".into(),
+            });
+        }
+        let mut v = Vec::with_capacity(size as usize);
+        f.take(size)
+            .read_to_end(&mut v)
+            .map_err(|e| Error::read(format!("{path} in {}", self.describe()), e))?;
+        Ok(v)
+    }
+
+    fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex> {
+        let (f, size) = self.open_member(&plan.path)?;
+        let r = BufReader::with_capacity(256 * 1024, f.take(size));
+        layer::scan_layer(r, opts).map_err(|e| super::layer_error(plan, e))
+    }
+}
+
+#[derive(Deserialize)]
+struct DockerManifestItem {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+/// Resolves the image of a docker-archive from its `manifest.json`.
+pub fn resolve_docker(c: &dyn Container, reference: Option<&str>) -> Result<Plan> {
+    let raw = c.read_small("manifest.json", super::MAX_JSON)?;
+    let items: Vec<DockerManifestItem> = serde_json::from_slice(&raw).map_err(|e| {
+        Error::malformed(format!("manifest.json in {}", c.describe()), e.to_string())
+    })?;
+    if items.is_empty() {
+        return Err(Error::not_an_image(
+            c.describe(),
+            "manifest.json lists no images",
+        ));
+    }
+    let choices = || {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| match it.repo_tags.as_deref() {
+                Some([first, ..]) => first.clone(),
+                _ => format!("@{i}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (idx, item) = match reference {
+        Some(r) if r.starts_with('@') => {
+            let i: usize = r[1..]
+                .parse()
+                .map_err(|_| Error::Usage(format!("bad source index `{r}`: expected @N")))?;
+            let item = items.get(i).ok_or_else(|| Error::UnknownReference {
+                container: c.describe(),
+                reference: r.to_owned(),
+                choices: choices(),
+            })?;
+            (i, item)
+        }
+        Some(r) => {
+            let want = normalize_tag(r);
+            items
+                .iter()
+                .enumerate()
+                .find(|(_, it)| {
+                    it.repo_tags
+                        .iter()
+                        .flatten()
+                        .any(|t| t == r || normalize_tag(t) == want)
+                })
+                .ok_or_else(|| Error::UnknownReference {
+                    container: c.describe(),
+                    reference: r.to_owned(),
+                    choices: choices(),
+                })?
+        }
+        None if items.len() == 1 => (0, &items[0]),
+        None => {
+            return Err(Error::AmbiguousImage {
+                container: c.describe(),
+                count: items.len(),
+                choices: choices(),
+            });
+        }
+    };
+    let config_path = normalize(item.config.as_bytes());
+    let config_digest = digest_from_path(&config_path).ok_or_else(|| Error::Unverifiable {
+        what: format!("config {config_path} in {}", c.describe()),
+        why: "its name is not a digest".into(),
+    })?;
+    let what = format!("config {config_digest}");
+    let cfg = read_verified(c, &config_path, &config_digest, &what)?;
+    let config = ImageConfig::parse(&cfg, &what)?;
+    if config.diff_ids.len() != item.layers.len() {
+        return Err(Error::malformed(
+            format!("manifest.json in {}", c.describe()),
+            format!(
+                "image {idx} lists {} layers but its config lists {} diff_ids",
+                item.layers.len(),
+                config.diff_ids.len()
+            ),
+        ));
+    }
+    let layers = item
+        .layers
+        .iter()
+        .zip(&config.diff_ids)
+        .enumerate()
+        .map(|(i, (p, diff_id))| {
+            let path = normalize(p.as_bytes());
+            LayerPlan {
+                index: i,
+                digest: digest_from_path(&path),
+                path,
+                diff_id: diff_id.clone(),
+                media_type: None,
+                size: None,
+            }
+        })
+        .collect();
+    let reference = match reference {
+        Some(r) if !r.starts_with('@') => Some(r.to_owned()),
+        _ => item.repo_tags.as_ref().and_then(|t| t.first().cloned()),
+    };
+    Ok(Plan {
+        format: "docker-archive",
+        reference,
+        manifest_digest: None,
+        index_digest: None,
+        config_digest,
+        config,
+        layers,
+    })
+}
+
+enum Held {
+    Small(Vec<u8>),
+    /// Scanned on the way; the result is in `taken`.
+    Scanned,
+}
+
+struct StreamMember {
+    link: Option<String>,
+    held: Option<Held>,
+}
+
+/// An archive read once from a stream; layers were scanned on the way.
+pub struct StreamContainer {
+    name: String,
+    members: BTreeMap<String, StreamMember>,
+    taken: Mutex<BTreeMap<String, std::result::Result<LayerIndex, String>>>,
+}
+
+impl StreamContainer {
+    fn member(&self, path: &str) -> Option<(String, &StreamMember)> {
+        follow(&self.members, |m| m.link.as_deref(), path)
+    }
+}
+
+impl Container for StreamContainer {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.member(path).is_some_and(|(_, m)| m.held.is_some())
+    }
+
+    fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        match self.member(path) {
+            Some((
+                _,
+                StreamMember {
+                    held: Some(Held::Small(b)),
+                    ..
+                },
+            )) if b.len() as u64 <= limit => Ok(b.clone()),
+            Some(_) => Err(Error::Limit {
+                what: format!("{path} in {}", self.name),
+                limit: format!("{limit} bytes"),
+                why: "JSON documents of an image are small".into(),
+            }),
+            None => Err(Error::MissingBlob {
+                digest: path.to_owned(),
+                what: "member".into(),
+                container: self.name.clone(),
+            }),
+        }
+    }
+
+    fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex> {
+        let Some((resolved, m)) = self.member(&plan.path) else {
+            return Err(Error::MissingBlob {
+                digest: plan
+                    .digest
+                    .as_ref()
+                    .map_or_else(|| plan.path.clone(), ToString::to_string),
+                what: format!("layer {}", plan.index),
+                container: self.name.clone(),
+            });
+        };
+        match &m.held {
+            Some(Held::Small(bytes)) => {
+                layer::scan_layer(&bytes[..], opts).map_err(|e| super::layer_error(plan, e))
+            }
+            Some(Held::Scanned) => {
+                let r = self
+                    .taken
+                    .lock()
+                    .map_err(|_| Error::Usage("a layer worker panicked".into()))?
+                    .remove(&resolved);
+                match r {
+                    Some(Ok(idx)) => Ok(idx),
+                    Some(Err(why)) => Err(Error::BadLayer {
+                        layer: format!("{} ({})", plan.index, plan.path),
+                        why,
+                    }),
+                    // Used twice by one manifest: scan results are consumed once.
+                    None => Err(Error::malformed(
+                        format!("manifest in {}", self.name),
+                        format!("layer {} is listed twice", plan.path),
+                    )),
+                }
+            }
+            None => Err(Error::MissingBlob {
+                digest: plan.path.clone(),
+                what: format!("layer {}", plan.index),
+                container: self.name.clone(),
+            }),
+        }
+    }
+}
+
+/// Feeds a worker from a channel of chunks.
+struct ChannelReader {
+    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn looks_like_json(prefix: &[u8]) -> bool {
+    prefix
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{' || *b == b'[')
+}
+
+fn looks_like_layer(prefix: &[u8]) -> bool {
+    Compression::sniff(prefix) != Compression::None || prefix.get(257..262) == Some(&b"ustar"[..])
+}
+
+/// Reads an image archive from a stream, scanning layers as they pass.
+pub fn scan_stream(
+    reader: impl Read,
+    name: &str,
+    base_opts: &LayerOptions,
+    workers: usize,
+) -> Result<StreamContainer> {
+    let results: Mutex<BTreeMap<String, std::result::Result<LayerIndex, String>>> =
+        Mutex::new(BTreeMap::new());
+    let mut members: BTreeMap<String, StreamMember> = BTreeMap::new();
+    let workers = workers.max(1);
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(workers);
+    let outcome: Result<()> = std::thread::scope(|scope| {
+        let mut tr = TarReader::new(Streaming::new(reader));
+        let read_err =
+            |e: io::Error| Error::not_an_image(name, format!("reading the archive: {e}"));
+        loop {
+            let Some(h) = tr.next_header().map_err(read_err)? else {
+                break;
+            };
+            if members.len() >= MAX_MEMBERS {
+                return Err(Error::Limit {
+                    what: name.to_owned(),
+                    limit: format!("{MAX_MEMBERS} members"),
+                    why: "an image archive has a few files per layer".into(),
+                });
+            }
+            let path = normalize(&h.path);
+            match h.kind {
+                Kind::Symlink | Kind::Hardlink => {
+                    let link = link_target(&path, h.kind, &h.link);
+                    members.insert(
+                        path,
+                        StreamMember {
+                            link: Some(link),
+                            held: None,
+                        },
+                    );
+                    continue;
+                }
+                Kind::File => {}
+                _ => continue,
+            }
+            let mut prefix = vec![0u8; (h.size.min(512)) as usize];
+            let mut filled = 0;
+            while filled < prefix.len() {
+                let n = tr.read_data(&mut prefix[filled..]).map_err(read_err)?;
+                filled += n;
+            }
+            let json = looks_like_json(&prefix) && h.size <= super::MAX_JSON;
+            let layerish = looks_like_layer(&prefix) || (!json && h.size > SMALL);
+            if !layerish {
+                let mut data = prefix;
+                data.reserve((h.size as usize).saturating_sub(data.len()));
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    let n = tr.read_data(&mut buf).map_err(read_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                }
+                members.insert(
+                    path,
+                    StreamMember {
+                        link: None,
+                        held: Some(Held::Small(data)),
+                    },
+                );
+                continue;
+            }
+            // A layer: hand its bytes to a worker while we keep reading.
+            let mut opts = base_opts.clone();
+            opts.raw_algorithms = vec![Algorithm::Sha256];
+            if path.starts_with("blobs/sha512/") {
+                opts.raw_algorithms.push(Algorithm::Sha512);
+            }
+            opts.tar_algorithms = vec![Algorithm::Sha256];
+            token_tx
+                .send(())
+                .map_err(|_| Error::Usage("worker pool closed".into()))?;
+            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(16);
+            let results = &results;
+            let token_rx = token_rx.clone();
+            let key = path.clone();
+            scope.spawn(move || {
+                let r = layer::scan_layer(
+                    ChannelReader {
+                        rx,
+                        cur: prefix,
+                        pos: 0,
+                    },
+                    &opts,
+                )
+                .map_err(|e| e.0);
+                if let Ok(mut m) = results.lock() {
+                    m.insert(key, r);
+                }
+                let _ = token_rx.recv();
+            });
+            let mut failed = None;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                match tr.read_data(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            // The worker stopped early (bad layer): skip the rest.
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            if let Some(e) = failed {
+                return Err(read_err(e));
+            }
+            members.insert(
+                path,
+                StreamMember {
+                    link: None,
+                    held: Some(Held::Scanned),
+                },
+            );
+        }
+        // Read what follows the end-of-archive marker, so that a gzip or
+        // zstd wrapper is checked to its end.
+        let mut rest = tr.into_inner().into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::read(name, e))?;
+        Ok(())
+    });
+    outcome?;
+    let taken = results
+        .into_inner()
+        .map_err(|_| Error::Usage("a layer worker panicked".into()))?;
+    Ok(StreamContainer {
+        name: name.to_owned(),
+        members,
+        taken: Mutex::new(taken),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_normalise_like_docker() {
+        assert_eq!(normalize_tag("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(normalize_tag("lab/test:v1"), "docker.io/lab/test:v1");
+        assert_eq!(
+            normalize_tag("127.0.0.1:5000/a/b"),
+            "127.0.0.1:5000/a/b:latest"
+        );
+        assert_eq!(
+            normalize_tag("docker.io/lab/test:v1"),
+            "docker.io/lab/test:v1"
+        );
+    }
+
+    #[test]
+    fn symlink_members_resolve_relative_to_their_dir() {
+        assert_eq!(
+            link_target("abc/layer.tar", Kind::Symlink, b"../def.tar"),
+            "def.tar"
+        );
+        assert_eq!(link_target("x", Kind::Hardlink, b"./y/z"), "y/z");
+    }
+}

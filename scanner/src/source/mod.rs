@@ -1,0 +1,298 @@
+//! Where images come from, and how one image is picked out of a container
+//! (archive, layout, stream).
+//!
+//! Every source ends in the same [`Plan`]: the verified config, and for each
+//! layer where its bytes are and which digests they must have. Resolution
+//! (reading `manifest.json`, `index.json`, manifests, picking a reference and
+//! a platform) is shared by all containers through the [`Container`] trait.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::ImageConfig;
+use crate::digest::{self, Digest};
+use crate::error::{Error, Result};
+use crate::layer::{self, LayerIndex, LayerOptions};
+
+pub mod archive;
+pub mod layout;
+pub mod oci;
+pub mod platform;
+
+pub use platform::Platform;
+
+/// Largest JSON document (manifest, index, config) read into memory.
+pub const MAX_JSON: u64 = 16 << 20;
+
+/// How the user named the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Detect from the content.
+    Auto,
+    /// `docker-archive:`.
+    DockerArchive,
+    /// `oci-archive:`.
+    OciArchive,
+    /// `oci:` (a layout directory).
+    OciLayout,
+}
+
+/// A parsed image argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The argument as given.
+    pub source: String,
+    /// The transport prefix, if any.
+    pub transport: Transport,
+    /// The file or directory (`None` for standard input).
+    pub path: Option<PathBuf>,
+    /// `REF` after the path, if any.
+    pub reference: Option<String>,
+}
+
+impl Input {
+    /// Parses `-`, `PATH`, `PATH:REF`, `docker-archive:PATH[:REF]`,
+    /// `oci-archive:PATH[:REF]` and `oci:DIR[:REF]`.
+    pub fn parse(arg: &str) -> Result<Self> {
+        let (transport, rest) = if let Some(r) = arg.strip_prefix("docker-archive:") {
+            (Transport::DockerArchive, r)
+        } else if let Some(r) = arg.strip_prefix("oci-archive:") {
+            (Transport::OciArchive, r)
+        } else if let Some(r) = arg.strip_prefix("oci:") {
+            (Transport::OciLayout, r)
+        } else {
+            (Transport::Auto, arg)
+        };
+        if rest == "-" {
+            return Ok(Self {
+                source: arg.to_owned(),
+                transport,
+                path: None,
+                reference: None,
+            });
+        }
+        if rest.is_empty() {
+            return Err(Error::Usage(format!("`{arg}` names no file")));
+        }
+        // The path is the longest prefix (ending before a `:`) that exists;
+        // references may contain `:` themselves (`busybox:latest`).
+        let (path, reference) = if Path::new(rest).exists() {
+            (rest, None)
+        } else {
+            let mut found = None;
+            for (i, _) in rest.match_indices(':') {
+                if i > 0 && Path::new(&rest[..i]).exists() {
+                    found = Some((&rest[..i], Some(rest[i + 1..].to_owned())));
+                    break;
+                }
+            }
+            match found {
+                Some(f) => f,
+                None => {
+                    return Err(Error::Io {
+                        path: PathBuf::from(rest),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such file or directory (registry references are not supported by this build)",
+                        ),
+                    });
+                }
+            }
+        };
+        Ok(Self {
+            source: arg.to_owned(),
+            transport,
+            path: Some(PathBuf::from(path)),
+            reference: reference.filter(|r| !r.is_empty()),
+        })
+    }
+}
+
+/// Options for picking an image.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The platform wanted from an index.
+    pub platform: Platform,
+    /// Whether the user asked for it explicitly (`--platform`).
+    pub platform_explicit: bool,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self {
+            platform: Platform::host_default(),
+            platform_explicit: false,
+        }
+    }
+}
+
+/// A store of named blobs: the members of an archive or the files of a layout.
+pub trait Container: Sync {
+    /// How to name it in messages.
+    fn describe(&self) -> String;
+    /// Whether `path` (normalised, `/`-separated) exists as a file.
+    fn exists(&self, path: &str) -> bool;
+    /// Reads a small file whole, refusing more than `limit` bytes.
+    fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>>;
+    /// Streams one layer blob through [`layer::scan_layer`].
+    fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex>;
+}
+
+/// The error for a layer that could not be read.
+pub fn layer_error(plan: &LayerPlan, e: layer::LayerError) -> Error {
+    let name = plan
+        .digest
+        .as_ref()
+        .map_or_else(|| plan.path.clone(), ToString::to_string);
+    Error::BadLayer {
+        layer: format!("{} ({name})", plan.index),
+        why: e.0,
+    }
+}
+
+/// Where one layer's bytes are, and what they must hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerPlan {
+    /// Position, 0 = base.
+    pub index: usize,
+    /// Member path (archive, layout) of the blob.
+    pub path: String,
+    /// The digest of the stored bytes, when known (OCI descriptors, blob
+    /// paths named by digest). Docker's legacy `<id>/layer.tar` has none.
+    pub digest: Option<Digest>,
+    /// `config.rootfs.diff_ids[index]`.
+    pub diff_id: Digest,
+    /// Media type from the manifest, if any.
+    pub media_type: Option<String>,
+    /// Size from the descriptor, if any.
+    pub size: Option<u64>,
+}
+
+/// A resolved image: everything needed to scan it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `docker-archive`, `oci-archive` or `oci-layout`.
+    pub format: &'static str,
+    /// The reference picked, if the container named one.
+    pub reference: Option<String>,
+    /// The manifest digest (OCI).
+    pub manifest_digest: Option<Digest>,
+    /// The index digest, when the manifest was picked from a nested index.
+    pub index_digest: Option<Digest>,
+    /// The config digest.
+    pub config_digest: Digest,
+    /// The parsed config.
+    pub config: ImageConfig,
+    /// The layers.
+    pub layers: Vec<LayerPlan>,
+}
+
+/// The digest a blob path promises: `blobs/<alg>/<hex>`, or `<hex>.json` /
+/// `<hex>.tar` as docker and skopeo name configs and layers.
+pub fn digest_from_path(path: &str) -> Option<Digest> {
+    let mut parts = path.rsplit('/');
+    let last = parts.next()?;
+    if let Some(alg) = parts.next()
+        && parts.next() == Some("blobs")
+        && let Ok(d) = Digest::parse(&format!("{alg}:{last}"))
+    {
+        return Some(d);
+    }
+    let stem = last
+        .strip_suffix(".json")
+        .or_else(|| last.strip_suffix(".tar"))?;
+    Digest::parse(&format!("sha256:{stem}")).ok()
+}
+
+/// Reads and verifies a blob whose digest is known.
+pub fn read_verified(
+    c: &dyn Container,
+    path: &str,
+    expected: &Digest,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if !c.exists(path) {
+        return Err(Error::MissingBlob {
+            digest: expected.to_string(),
+            what: what.to_owned(),
+            container: c.describe(),
+        });
+    }
+    let data = c.read_small(path, MAX_JSON)?;
+    digest::verify_bytes(&format!("{what} ({path})"), expected, &data)?;
+    Ok(data)
+}
+
+/// Which format a container holds, from its member names.
+pub fn detect(c: &dyn Container, transport: Transport) -> Result<&'static str> {
+    let has_manifest = c.exists("manifest.json");
+    let has_index = c.exists("index.json");
+    match transport {
+        Transport::DockerArchive if has_manifest => Ok("docker-archive"),
+        Transport::DockerArchive => Err(Error::not_an_image(
+            c.describe(),
+            "docker-archive without manifest.json",
+        )),
+        Transport::OciArchive | Transport::OciLayout if has_index => Ok("oci"),
+        Transport::OciArchive | Transport::OciLayout => Err(Error::not_an_image(
+            c.describe(),
+            "OCI layout without index.json",
+        )),
+        Transport::Auto if has_manifest => Ok("docker-archive"),
+        Transport::Auto if has_index => Ok("oci"),
+        Transport::Auto => Err(Error::not_an_image(
+            c.describe(),
+            "no manifest.json (docker save) or index.json (OCI layout) found",
+        )),
+    }
+}
+
+/// Resolves the image in a container.
+pub fn resolve(
+    c: &dyn Container,
+    transport: Transport,
+    reference: Option<&str>,
+    sel: &Selection,
+    oci_format_name: &'static str,
+) -> Result<Plan> {
+    match detect(c, transport)? {
+        "docker-archive" => archive::resolve_docker(c, reference),
+        _ => oci::resolve_oci(c, reference, sel, oci_format_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_from_paths() {
+        let h = "6d3df9a8b5b2dc6e06fe6db8cc05b36c8a48deaa3ffb41cc6ca7ec3a8f1a3f31";
+        assert_eq!(
+            digest_from_path(&format!("blobs/sha256/{h}"))
+                .unwrap()
+                .hex(),
+            h
+        );
+        assert_eq!(digest_from_path(&format!("{h}.tar")).unwrap().hex(), h);
+        assert_eq!(digest_from_path(&format!("{h}.json")).unwrap().hex(), h);
+        assert!(digest_from_path(&format!("{h}/layer.tar")).is_none());
+        assert!(digest_from_path("blobs/sha256/zz").is_none());
+    }
+
+    #[test]
+    fn parses_inputs() {
+        let i = Input::parse("-").unwrap();
+        assert_eq!(i.path, None);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("img.tar");
+        std::fs::write(&f, b"x").unwrap();
+        let s = f.to_str().unwrap();
+        let i = Input::parse(&format!("docker-archive:{s}:busybox:latest")).unwrap();
+        assert_eq!(i.transport, Transport::DockerArchive);
+        assert_eq!(i.path.as_deref(), Some(f.as_path()));
+        assert_eq!(i.reference.as_deref(), Some("busybox:latest"));
+        let i = Input::parse(s).unwrap();
+        assert_eq!(i.reference, None);
+        assert!(Input::parse("/does/not/exist.tar").is_err());
+    }
+}

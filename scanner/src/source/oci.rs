@@ -1,0 +1,371 @@
+//! OCI image layouts (`index.json`, `blobs/`), in a directory or an archive:
+//! picking the image by reference and platform, and verifying the manifest
+//! and config against their digests.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Container, LayerPlan, Plan, Platform, Selection, read_verified};
+use crate::config::ImageConfig;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+const INDEX_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// Whether a layer media type is a filesystem tar (any compression).
+pub fn is_layer_media_type(mt: &str) -> bool {
+    matches!(
+        mt,
+        "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd"
+            | "application/vnd.docker.container.image.rootfs.diff+x-gtar"
+    )
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    /// Media type.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: Option<String>,
+    /// Digest.
+    pub digest: String,
+    /// Size.
+    #[serde(default)]
+    pub size: Option<i64>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Platform (index entries).
+    #[serde(default)]
+    pub platform: Option<RawPlatform>,
+}
+
+/// A platform object as in an index.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawPlatform {
+    /// Architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// OS.
+    #[serde(default)]
+    pub os: String,
+    /// Variant.
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Descriptor {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
+    fn platform(&self) -> Option<Platform> {
+        self.platform
+            .as_ref()
+            .map(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
+    }
+
+    fn is_attestation(&self) -> bool {
+        self.annotation("vnd.docker.reference.type") == Some("attestation-manifest")
+            || self
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+    }
+
+    /// The parsed digest.
+    pub fn parsed_digest(&self) -> Result<Digest> {
+        Digest::parse(&self.digest)
+    }
+}
+
+/// Path of a blob in a layout.
+pub fn blob_path(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
+}
+
+#[derive(Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: Option<i64>,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    config: Descriptor,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+fn ref_matches(d: &Descriptor, want: &str) -> bool {
+    let names = [d.annotation(REF_NAME), d.annotation(CONTAINERD_NAME)];
+    names.iter().flatten().any(|n| {
+        *n == want || super::archive::normalize_tag(n) == super::archive::normalize_tag(want)
+    }) || d.digest == want
+}
+
+fn describe_ref(d: &Descriptor) -> String {
+    d.annotation(REF_NAME)
+        .or_else(|| d.annotation(CONTAINERD_NAME))
+        .map_or_else(|| d.digest.clone(), str::to_owned)
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Picks among index entries by platform.
+fn pick_platform<'a>(
+    entries: &[&'a Descriptor],
+    sel: &Selection,
+    what: &str,
+) -> Result<&'a Descriptor> {
+    let candidates: Vec<&Descriptor> = entries
+        .iter()
+        .copied()
+        .filter(|d| !d.is_attestation())
+        .collect();
+    if candidates.len() == 1 && (!sel.platform_explicit || candidates[0].platform.is_none()) {
+        return Ok(candidates[0]);
+    }
+    if let Some(d) = candidates
+        .iter()
+        .find(|d| d.platform().is_some_and(|p| sel.platform.matches(&p)))
+    {
+        return Ok(d);
+    }
+    let mut choices: Vec<String> = candidates
+        .iter()
+        .map(|d| {
+            d.platform()
+                .map_or_else(|| "(no platform)".to_owned(), |p| p.to_string())
+        })
+        .collect();
+    choices.sort();
+    choices.dedup();
+    Err(Error::NoSuchPlatform {
+        what: what.to_owned(),
+        platform: sel.platform.to_string(),
+        choices: if choices.is_empty() {
+            "nothing".to_owned()
+        } else {
+            choices.join(", ")
+        },
+    })
+}
+
+fn is_index(media_type: Option<&str>, json: &serde_json::Value) -> bool {
+    match media_type {
+        Some(mt) if INDEX_TYPES.contains(&mt) => true,
+        Some(mt) if MANIFEST_TYPES.contains(&mt) => false,
+        _ => json.get("manifests").is_some() && json.get("layers").is_none(),
+    }
+}
+
+/// Resolves the image in an OCI layout.
+pub fn resolve_oci(
+    c: &dyn Container,
+    reference: Option<&str>,
+    sel: &Selection,
+    format: &'static str,
+) -> Result<Plan> {
+    let raw = c.read_small("index.json", super::MAX_JSON)?;
+    let index: Index = serde_json::from_slice(&raw)
+        .map_err(|e| Error::malformed(format!("index.json in {}", c.describe()), e.to_string()))?;
+    let manifests = index.manifests.unwrap_or_default();
+    if manifests.is_empty() {
+        return Err(Error::not_an_image(
+            c.describe(),
+            "index.json lists no manifests",
+        ));
+    }
+    let usable: Vec<&Descriptor> = manifests.iter().filter(|d| !d.is_attestation()).collect();
+    let picked: Vec<&Descriptor> = match reference {
+        Some(r) => {
+            let m: Vec<&Descriptor> = usable
+                .iter()
+                .copied()
+                .filter(|d| ref_matches(d, r))
+                .collect();
+            if m.is_empty() {
+                let mut choices: Vec<String> = usable.iter().map(|d| describe_ref(d)).collect();
+                choices.sort();
+                choices.dedup();
+                return Err(Error::UnknownReference {
+                    container: c.describe(),
+                    reference: r.to_owned(),
+                    choices: choices.join(", "),
+                });
+            }
+            m
+        }
+        None => usable.clone(),
+    };
+    // Several entries: one image in several platforms, or several images.
+    let names: std::collections::BTreeSet<Option<&str>> = picked
+        .iter()
+        .map(|d| {
+            d.annotation(REF_NAME)
+                .or_else(|| d.annotation(CONTAINERD_NAME))
+        })
+        .collect();
+    let all_have_platforms = picked.iter().all(|d| d.platform.is_some());
+    let top = if picked.len() == 1 {
+        picked[0]
+    } else if names.len() == 1 && all_have_platforms {
+        pick_platform(&picked, sel, &format!("index.json in {}", c.describe()))?
+    } else {
+        let mut choices: Vec<String> = picked.iter().map(|d| describe_ref(d)).collect();
+        choices.sort();
+        choices.dedup();
+        return Err(Error::AmbiguousImage {
+            container: c.describe(),
+            count: picked.len(),
+            choices: choices.join(", "),
+        });
+    };
+    let chosen_ref = top
+        .annotation(REF_NAME)
+        .or_else(|| top.annotation(CONTAINERD_NAME))
+        .map(str::to_owned)
+        .or_else(|| reference.map(str::to_owned));
+
+    let mut desc = top.clone();
+    let mut index_digest = None;
+    for _depth in 0..4 {
+        let digest = desc.parsed_digest()?;
+        let what = format!("manifest {digest}");
+        let bytes = read_verified(c, &blob_path(&digest), &digest, &what)?;
+        check_size(&desc, bytes.len() as u64, &what)?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::malformed(&what, e.to_string()))?;
+        if is_index(desc.media_type.as_deref(), &json) {
+            let child: Index = serde_json::from_value(json)
+                .map_err(|e| Error::malformed(format!("index {digest}"), e.to_string()))?;
+            let children = child.manifests.unwrap_or_default();
+            let refs: Vec<&Descriptor> = children.iter().collect();
+            let next = pick_platform(&refs, sel, &format!("image index {digest}"))?.clone();
+            index_digest = Some(digest);
+            desc = next;
+            continue;
+        }
+        let manifest: Manifest =
+            serde_json::from_value(json).map_err(|e| Error::malformed(&what, e.to_string()))?;
+        if let Some(v) = manifest.schema_version
+            && v != 2
+        {
+            return Err(Error::malformed(
+                &what,
+                format!("schemaVersion {v}, expected 2"),
+            ));
+        }
+        if let Some(mt) = &manifest.media_type
+            && !MANIFEST_TYPES.contains(&mt.as_str())
+        {
+            return Err(Error::not_an_image(
+                &what,
+                format!("media type {mt} is not an image manifest"),
+            ));
+        }
+        return plan_from_manifest(c, manifest, digest, index_digest, chosen_ref, format);
+    }
+    Err(Error::malformed(
+        format!("index.json in {}", c.describe()),
+        "indexes nested more than 4 deep",
+    ))
+}
+
+fn check_size(d: &Descriptor, actual: u64, what: &str) -> Result<()> {
+    match d.size {
+        Some(s) if s < 0 => Err(Error::malformed(what, format!("negative size {s}"))),
+        Some(s) if s as u64 != actual => Err(Error::malformed(
+            what,
+            format!("descriptor says {s} bytes, blob has {actual}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn plan_from_manifest(
+    c: &dyn Container,
+    m: Manifest,
+    manifest_digest: Digest,
+    index_digest: Option<Digest>,
+    reference: Option<String>,
+    format: &'static str,
+) -> Result<Plan> {
+    let config_digest = m.config.parsed_digest()?;
+    let what = format!("config {config_digest}");
+    let cfg_bytes = read_verified(c, &blob_path(&config_digest), &config_digest, &what)?;
+    check_size(&m.config, cfg_bytes.len() as u64, &what)?;
+    let config = ImageConfig::parse(&cfg_bytes, &what)?;
+    if config.diff_ids.len() != m.layers.len() {
+        return Err(Error::malformed(
+            format!("manifest {manifest_digest}"),
+            format!(
+                "{} layers but the config lists {} diff_ids",
+                m.layers.len(),
+                config.diff_ids.len()
+            ),
+        ));
+    }
+    let mut layers = Vec::with_capacity(m.layers.len());
+    for (i, (d, diff_id)) in m.layers.iter().zip(&config.diff_ids).enumerate() {
+        let digest = d.parsed_digest()?;
+        if let Some(mt) = &d.media_type
+            && !is_layer_media_type(mt)
+        {
+            return Err(Error::not_an_image(
+                format!("manifest {manifest_digest}"),
+                format!("layer {i} has media type {mt}, not a filesystem layer"),
+            ));
+        }
+        if let Some(s) = d.size
+            && s < 0
+        {
+            return Err(Error::malformed(
+                format!("manifest {manifest_digest}"),
+                format!("layer {i} has negative size {s}"),
+            ));
+        }
+        layers.push(LayerPlan {
+            index: i,
+            path: blob_path(&digest),
+            digest: Some(digest),
+            diff_id: diff_id.clone(),
+            media_type: d.media_type.clone(),
+            size: d.size.map(|s| s as u64),
+        });
+    }
+    Ok(Plan {
+        format,
+        reference,
+        manifest_digest: Some(manifest_digest),
+        index_digest,
+        config_digest,
+        config,
+        layers,
+    })
+}
