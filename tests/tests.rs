@@ -1,1 +1,12 @@
+//! Integration tests: the `imgscan` binary over real-builder fixtures and
+//! images written in code.
 
+mod util;
+
+mod cli;
+mod docs;
+mod edge;
+mod errors;
+mod sample;
+mod serve;
+mod serve_support;

@@ -38,6 +38,10 @@ pub(crate) enum Command {
         /// A rule id (`setuid-binary`) or code (`IS004`).
         rule: String,
     },
+    /// Run the registry hook: scan every image pushed to a registry
+    /// (distribution notifications, Harbor's scanner API) and serve the
+    /// reports. See docs/serve.md.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Severity threshold for the exit status.
@@ -76,7 +80,11 @@ pub(crate) enum Color {
 pub(crate) struct ScanArgs {
     /// Images to scan: PATH (docker-archive, oci-archive, OCI layout directory,
     /// gzipped docker-archive), PATH:REF, docker-archive:PATH[:REF|:@N],
-    /// oci-archive:PATH[:REF], oci:DIR[:REF], or - for standard input.
+    /// oci-archive:PATH[:REF], oci:DIR[:REF], - for standard input,
+    /// HOST[:PORT]/REPO[:TAG|@DIGEST] or docker://REF for a registry, or
+    /// docker-daemon:NAME[:TAG] for the local engine (DOCKER_HOST). A bare
+    /// name is a file if one exists, else a registry reference (Docker Hub
+    /// for short names), else an image in the local engine.
     #[arg(value_name = "IMAGE")]
     pub(crate) images: Vec<String>,
 
@@ -116,4 +124,48 @@ pub(crate) struct ScanArgs {
     /// Print nothing but errors (the report still goes to files given).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+/// How to reach registries (`imgscan HOST/REPO:TAG`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Registry options")]
+pub(crate) struct RegistryArgs {
+    /// Registry username. The password is read from standard input
+    /// (--password-stdin). Without it: IMGSCAN_USERNAME/IMGSCAN_PASSWORD,
+    /// then the docker config ($DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json: auths, credHelpers, credsStore), then podman's
+    /// auth.json, else anonymous.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub(crate) username: Option<String>,
+
+    /// Read the registry password (or token) for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub(crate) password_stdin: bool,
+
+    /// Trust this CA certificate (PEM) for registries, besides the system roots.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_cert: Vec<PathBuf>,
+
+    /// Reach this registry over plain HTTP or TLS without verification.
+    /// Repeatable. Loopback registries (localhost, 127.0.0.0/8, ::1) fall back
+    /// to plain HTTP without it when they do not speak TLS.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) insecure_registry: Vec<String>,
+
+    /// Give up on one registry image after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub(crate) timeout: u64,
+
+    /// Connect limit and idle-read limit of each registry request, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) request_timeout: u64,
+
+    /// Retries of a registry request after 429, 5xx, timeouts and broken
+    /// connections (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) retries: u32,
 }

@@ -6,22 +6,25 @@
 //! prints nothing on standard output: a partial report must never be taken
 //! for a clean one.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use formats::{EmitOptions, OutputFormat};
 use scanner::model::{Report, Severity};
 use scanner::rules::{RULES, RuleId};
+use scanner::source::registry::{Credentials, RegistryOptions};
 use scanner::source::{Platform, Selection};
 use scanner::{Input, ScanOptions};
 
 mod args;
+mod serve;
 
-use args::{Cli, Color, Command, FailOn, Format, ScanArgs};
+use args::{Cli, Color, Command, FailOn, Format, RegistryArgs, ScanArgs};
 
 /// Exit status, as documented in `--help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Some(Command::Scan(args)) => scan(&args),
+        Some(Command::Serve(args)) => serve::run(&args).map(|()| ExitStatus::Success),
         None => scan(&cli.scan),
     }
 }
@@ -109,10 +113,15 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
     if args
         .images
         .iter()
-        .filter(|i| Input::parse(i).is_ok_and(|i| i.path.is_none()))
+        .filter(|i| Input::parse(i).is_ok_and(|i| i.is_stdin()))
         .count()
-        > 1
+        > usize::from(!args.registry.password_stdin)
     {
+        if args.registry.password_stdin {
+            bail!(
+                "standard input holds the password (--password-stdin); it cannot also be an image"
+            );
+        }
         bail!("standard input (`-`) can be scanned only once per run");
     }
     let mut opts = ScanOptions::default();
@@ -123,6 +132,11 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         };
     }
     opts.layer.max_entries = args.max_entries;
+    opts.registry = registry_options(&args.registry)?;
+    if args.images.len() > 1 {
+        // Layers shared between the images are pulled and scanned once.
+        opts.registry.layer_cache = Some(std::sync::Arc::default());
+    }
     let mut reports: Vec<Report> = Vec::with_capacity(args.images.len());
     for image in &args.images {
         let input = Input::parse(image).with_context(|| format!("scanning {image}"))?;
@@ -172,6 +186,36 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// Registry options from the command line; reads the password from
+/// standard input for --password-stdin.
+fn registry_options(a: &RegistryArgs) -> Result<RegistryOptions> {
+    let mut o = RegistryOptions {
+        ca_certs: a.ca_cert.clone(),
+        insecure: a.insecure_registry.clone(),
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        request_timeout: Duration::from_secs(a.request_timeout.max(1)),
+        attempts: a.retries.saturating_add(1),
+        ..RegistryOptions::default()
+    };
+    if let (Some(username), true) = (&a.username, a.password_stdin) {
+        let mut password = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut password)
+            .context("reading the password from standard input")?;
+        let password = password.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            bail!("--password-stdin: standard input holds no password");
+        }
+        o.credentials = Some(Credentials {
+            username: username.clone(),
+            password,
+            origin: "--username and --password-stdin".to_owned(),
+        });
+    }
+    Ok(o)
 }
 
 /// Writes a file whole: to a temporary name beside it, then renamed.

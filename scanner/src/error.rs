@@ -135,6 +135,12 @@ pub enum Error {
     /// An invalid argument or configuration.
     #[error("{0}")]
     Usage(String),
+    /// A registry pull failed: network, TLS, auth, not found, server errors.
+    #[error(transparent)]
+    Registry(#[from] crate::source::registry::RegistryError),
+    /// The local engine (Docker Engine API) could not provide the image.
+    #[error(transparent)]
+    Daemon(#[from] crate::source::daemon::DaemonError),
 }
 
 impl Error {

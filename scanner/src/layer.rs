@@ -191,12 +191,29 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Bytes of decompressed tar handed from the inflating thread to the parsing
+/// thread at a time, and how many such chunks may be in flight.
+const CHUNK: usize = 256 * 1024;
+const IN_FLIGHT: usize = 8;
+
+/// Layers smaller than this are scanned on one thread (a second thread would
+/// cost more than it saves).
+const PIPELINE_MIN: usize = 512 * 1024;
+
 /// Scans one layer blob from `reader` to its end.
-pub fn scan_layer(reader: impl Read, opts: &LayerOptions) -> Result<LayerIndex, LayerError> {
-    let mut prefix = [0u8; 512];
+///
+/// Two stages run on two threads, overlapping the work as the issue's
+/// performance bound asks: the first reads the blob, hashes it and
+/// decompresses it; the second hashes the uncompressed tar (the diff_id) and
+/// parses the headers from those same bytes. Chunks move between them
+/// through a bounded channel and are recycled, so memory stays at
+/// `IN_FLIGHT` chunks whatever the layer size.
+pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<LayerIndex, LayerError> {
+    let mut prefix = vec![0u8; PIPELINE_MIN];
     let mut probe = reader;
     let n = read_up_to(&mut probe, &mut prefix)?;
-    let compression = Compression::sniff(&prefix[..n]);
+    prefix.truncate(n);
+    let compression = Compression::sniff(&prefix);
     // Uncompressed: the tar digest is the blob digest, so hash once.
     let (raw_algs, tar_algs) = if compression == Compression::None {
         let mut all = opts.raw_algorithms.clone();
@@ -209,30 +226,70 @@ pub fn scan_layer(reader: impl Read, opts: &LayerOptions) -> Result<LayerIndex, 
     } else {
         (opts.raw_algorithms.clone(), opts.tar_algorithms.clone())
     };
-    let mut raw = HashingReader::new(Cursor::new(&prefix[..n]).chain(probe), &raw_algs);
+    let small = n < PIPELINE_MIN;
+    let mut raw = HashingReader::new(Cursor::new(prefix).chain(probe), &raw_algs);
     let mut index = LayerIndex {
         compression: Some(compression),
         ..LayerIndex::default()
     };
-    let tar_hashes = {
-        let decoder: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut raw),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut raw)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(&mut raw)
-                    .map_err(|e| LayerError(format!("starting zstd: {e}")))?,
-            ),
-        };
+    let tar_hashes = if small {
+        let decoder = decoder(compression, &mut raw)?;
         let mut tar_hash = HashingReader::new(decoder, &tar_algs);
-        let mut tr = TarReader::new(Streaming::new(&mut tar_hash));
-        read_entries(&mut tr, opts, &mut index).map_err(|e| match compression {
-            Compression::None => e,
-            c => LayerError(format!("{} ({} stream)", e.0, c.as_str())),
-        })?;
-        drop(tr);
+        parse(&mut tar_hash, compression, opts, &mut index)?;
         tar_hash
             .drain()
             .map_err(|e| LayerError(format!("after the end of the tar: {}", describe_io(&e))))?
+    } else {
+        let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(IN_FLIGHT);
+        let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(IN_FLIGHT + 2);
+        std::thread::scope(|scope| {
+            let raw = &mut raw;
+            let producer = scope.spawn(move || -> Result<(), LayerError> {
+                let mut decoder = decoder(compression, raw)?;
+                loop {
+                    let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    buf.resize(CHUNK, 0);
+                    match read_up_to(&mut decoder, &mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(k) => {
+                            buf.truncate(k);
+                            if tx.send(Ok(buf)).is_err() {
+                                // The parser stopped (an error): it reports why.
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Ok(());
+                        }
+                    }
+                }
+            });
+            let chunks = Chunks {
+                rx,
+                back: back_tx,
+                cur: Vec::new(),
+                pos: 0,
+            };
+            let mut tar_hash = HashingReader::new(chunks, &tar_algs);
+            let parsed = parse(&mut tar_hash, compression, opts, &mut index);
+            // On error, dropping the receiving side stops the producer.
+            let parsed = match parsed {
+                Ok(()) => tar_hash.drain().map_err(|e| {
+                    LayerError(format!("after the end of the tar: {}", describe_io(&e)))
+                }),
+                Err(e) => {
+                    drop(tar_hash);
+                    Err(e)
+                }
+            };
+            let produced = producer
+                .join()
+                .map_err(|_| LayerError("the decompression thread panicked".into()))?;
+            let hashes = parsed?;
+            produced?;
+            Ok::<_, LayerError>(hashes)
+        })?
     };
     index.raw = raw.drain()?;
     index.tar = if compression == Compression::None {
@@ -241,6 +298,64 @@ pub fn scan_layer(reader: impl Read, opts: &LayerOptions) -> Result<LayerIndex, 
         tar_hashes
     };
     Ok(index)
+}
+
+fn decoder<'a>(
+    c: Compression,
+    raw: &'a mut (impl Read + Send),
+) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
+    Ok(match c {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(CHUNK, raw),
+        )),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(raw)
+                .map_err(|e| LayerError(format!("starting zstd: {e}")))?,
+        ),
+    })
+}
+
+fn parse(
+    tar: &mut impl Read,
+    compression: Compression,
+    opts: &LayerOptions,
+    index: &mut LayerIndex,
+) -> Result<(), LayerError> {
+    let mut tr = TarReader::new(Streaming::new(tar));
+    read_entries(&mut tr, opts, index).map_err(|e| match compression {
+        Compression::None => e,
+        c => LayerError(format!("{} ({} stream)", e.0, c.as_str())),
+    })
+}
+
+/// The parsing side of the pipeline: reads the chunks the decompressing
+/// thread sends, and gives the buffers back for reuse.
+struct Chunks {
+    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    back: crossbeam_channel::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.back.try_send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn read_entries<S: crate::tarstream::TarSource>(
@@ -417,6 +532,44 @@ mod tests {
         gz.write_all(&raw).unwrap();
         let gz = gz.finish().unwrap();
         assert!(scan_layer(&gz[..gz.len() / 2], &LayerOptions::default()).is_err());
+    }
+
+    fn big_layer() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        h.set_mode(0o4755);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, "usr/bin/big", &data[..]).unwrap();
+        let pw = b"root:x:0:0::/root:/bin/sh\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(pw.len() as u64);
+        b.append_data(&mut h, "etc/passwd", &pw[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Layers past the pipeline threshold go through the two-thread pipeline,
+    /// with the same result, in every compression; a cut blob is an error.
+    #[test]
+    fn pipelined_layers() {
+        let raw = big_layer();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(&raw[..], 1).unwrap();
+        let want = crate::digest::Digest::sha256_of(&raw);
+        for blob in [&raw, &gz, &zs] {
+            let idx = scan_layer(&blob[..], &LayerOptions::default()).unwrap();
+            assert_eq!(idx.tar.sha256.as_ref(), Some(&want));
+            assert_eq!(idx.raw.len, blob.len() as u64);
+            assert_eq!(idx.entries.len(), 2);
+            assert_eq!(idx.entries[0].mode, 0o4755);
+            assert!(idx.entries[1].content.is_some());
+            for cut in [blob.len() / 3, blob.len() * 9 / 10] {
+                assert!(scan_layer(&blob[..cut], &LayerOptions::default()).is_err(), "cut {cut}");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! # Architecture
 //!
 //! `source` finds the image (docker-archive, OCI layout, oci-archive, standard
-//! input) and hands each layer blob to `pipeline`, which streams it through
+//! input, a registry, the local engine's API) and hands each layer blob to `pipeline`, which streams it through
 //! digest verification, decompression and tar parsing in parallel across layers
 //! (never extracting anything). `layer` turns one layer into a compact index
 //! of entries; `fs` applies the layers in order (whiteouts, opaque directories,

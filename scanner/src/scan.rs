@@ -14,7 +14,8 @@ use crate::layer::{Compression, LayerIndex, LayerOptions};
 use crate::model::{ImageInfo, LayerInfo, Report};
 use crate::source::archive::{self, ArchiveContainer};
 use crate::source::layout::LayoutContainer;
-use crate::source::{self, Container, Input, Plan, Selection};
+use crate::source::registry::{RegistryError, RegistryOptions};
+use crate::source::{self, Container, Input, Plan, Selection, Transport, daemon, registry};
 
 /// How to scan.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct ScanOptions {
     pub layer: LayerOptions,
     /// Layers scanned at once when reading a stream.
     pub stream_workers: usize,
+    /// Registry access: credentials, TLS, timeouts, retries.
+    pub registry: RegistryOptions,
 }
 
 impl Default for ScanOptions {
@@ -33,12 +36,19 @@ impl Default for ScanOptions {
             selection: Selection::default(),
             layer: LayerOptions::default(),
             stream_workers: rayon::current_num_threads().max(2),
+            registry: RegistryOptions::default(),
         }
     }
 }
 
 /// Scans the image named by `input`.
 pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
+    match input.transport {
+        Transport::Registry => return registry::scan(input, opts),
+        Transport::DockerDaemon => return daemon::scan(input, opts),
+        Transport::Reference => return scan_reference(input, opts),
+        _ => {}
+    }
     let Some(path) = &input.path else {
         let stdin = io::stdin();
         let reader = BufReader::with_capacity(256 * 1024, stdin.lock());
@@ -95,6 +105,21 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
             let r = zstd::stream::read::Decoder::new(f).map_err(io_err)?;
             scan_reader(r, &path.display().to_string(), input, opts)
         }
+    }
+}
+
+/// A bare name: the registry first; when the image is not there (or the
+/// registry cannot be reached or refuses), the local engine.
+fn scan_reference(input: &Input, opts: &ScanOptions) -> Result<Report> {
+    match registry::scan(input, opts) {
+        Err(Error::Registry(e)) if e.is_absent() => match daemon::scan(input, opts) {
+            Ok(r) => Ok(r),
+            Err(d) => Err(Error::Registry(RegistryError::NotInEngineEither {
+                registry_error: Box::new(e),
+                engine: format!("local engine: {d}"),
+            })),
+        },
+        other => other,
     }
 }
 

@@ -1,14 +1,285 @@
-//! TODO(helper): implement.
+//! `file-capability`: files that carry Linux file capabilities.
+//!
+//! ## What it does
+//! Decodes the `security.capability` extended attribute of every path that
+//! has one (symlinks excepted: the kernel never reads capabilities through
+//! them) with [`FileCaps::parse`], revisions 1, 2 and 3. Details list every
+//! permitted or inheritable capability by lowercase name, the effective flag,
+//! the revision, the rootid (revision 3 only), the `getcap` text and the
+//! owning package.
+//!
+//! Severity:
+//! - critical when any capability is root-equivalent ([`ROOT_EQUIVALENT`]:
+//!   `cap_sys_admin`, `cap_setuid`, `cap_dac_override`, ...);
+//! - high when any other is powerful ([`DANGEROUS`]: `cap_net_admin`,
+//!   `cap_sys_chroot`, `cap_mknod`, ...);
+//! - medium for the rest (`cap_net_raw`, `cap_net_bind_service`);
+//! - info for an empty set;
+//! - then one level lower for revision 3 with a non-zero rootid: those
+//!   capabilities apply only inside a user namespace whose root is that uid.
+//!
+//! A value the kernel would reject (wrong size for its revision, unknown
+//! revision) is reported as malformed, at medium, with its raw bytes in hex:
+//! it was written by something that did not mean well or did not work.
+//!
+//! ## Why is this bad?
+//! File capabilities are setuid in slices: `cap_setuid+ep` is root for anyone
+//! who can run the file, `cap_dac_override` ignores all file permissions. They
+//! are easy to miss because `ls -l` does not show them.
+//!
+//! ## Example
+//! ```dockerfile
+//! RUN setcap -r /usr/bin/ping
+//! ```
+//!
+//! ## References
+//! - <https://man7.org/linux/man-pages/man7/capabilities.7.html>
+//! - linux `include/uapi/linux/capability.h` (`vfs_cap_data`, revisions 1-3)
 
-use super::{Check, Context, Findings};
+use serde_json::Value;
+
+use super::{Check, Context, Findings, NewFinding, details};
+use crate::capability::{DANGEROUS, FileCaps, ROOT_EQUIVALENT};
+use crate::digest::to_hex;
+use crate::model::Severity;
 use crate::rules::RuleId;
+use crate::tarstream::Kind;
 
-/// Stub.
+/// Reports `file-capability`.
 pub struct FileCapabilities;
+
+/// The severity of a decoded capability set (see the module docs).
+pub fn caps_severity(caps: &FileCaps) -> Severity {
+    let names = caps.names();
+    let has = |set: &[&str]| names.iter().any(|n| set.contains(&n.as_str()));
+    let base = if has(ROOT_EQUIVALENT) {
+        Severity::Critical
+    } else if has(DANGEROUS) {
+        Severity::High
+    } else if names.is_empty() {
+        Severity::Info
+    } else {
+        Severity::Medium
+    };
+    if caps.rootid.is_some_and(|r| r != 0) {
+        base.lowered()
+    } else {
+        base
+    }
+}
 
 impl Check for FileCapabilities {
     fn rules(&self) -> &'static [RuleId] {
         &[RuleId::FileCapability]
     }
-    fn run(&self, _ctx: &Context<'_>, _out: &mut Findings) {}
+
+    fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
+        for (path, node) in ctx.fs.iter() {
+            if node.kind == Kind::Symlink {
+                continue;
+            }
+            let Some(raw) = node.caps.as_deref() else {
+                continue;
+            };
+            let finding = match FileCaps::parse(raw) {
+                Err(error) => NewFinding {
+                    rule: RuleId::FileCapability,
+                    severity: Severity::Medium,
+                    at: Some((path, node)),
+                    message: format!("/{path} has a malformed security.capability: {error}"),
+                    details: details([
+                        ("error", Value::from(error)),
+                        ("raw_hex", Value::from(to_hex(raw))),
+                        ("package", ctx.packages.owner_value(path)),
+                        ("package_db", Value::from(ctx.packages.kind())),
+                    ]),
+                    subject: String::new(),
+                },
+                Ok(caps) => {
+                    let getcap = caps.getcap_text();
+                    let scope = match caps.rootid {
+                        Some(r) if r != 0 => {
+                            format!(" (namespaced: only for user-namespace root uid {r})")
+                        }
+                        _ => String::new(),
+                    };
+                    NewFinding {
+                        rule: RuleId::FileCapability,
+                        severity: caps_severity(&caps),
+                        at: Some((path, node)),
+                        message: if caps.names().is_empty() {
+                            format!(
+                                "/{path} has an empty file capability set ({getcap}), {}",
+                                ctx.packages.ownership_phrase(path)
+                            )
+                        } else {
+                            format!(
+                                "/{path} has file capabilities {getcap}{scope}, {}",
+                                ctx.packages.ownership_phrase(path)
+                            )
+                        },
+                        details: details([
+                            ("capabilities", Value::from(caps.names())),
+                            ("effective", Value::from(caps.effective)),
+                            ("revision", Value::from(caps.revision)),
+                            ("rootid", caps.rootid.map_or(Value::Null, Value::from)),
+                            ("getcap", Value::from(getcap)),
+                            ("package", ctx.packages.owner_value(path)),
+                            ("package_db", Value::from(ctx.packages.kind())),
+                        ]),
+                        subject: String::new(),
+                    }
+                }
+            };
+            out.push(ctx, finding);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::packages::test_support::*;
+    use crate::layer::Entry;
+
+    /// A revision 2 value with `permitted` set (and the effective flag).
+    fn v2(permitted: u64, effective: bool) -> Box<[u8]> {
+        let mut v = (0x0200_0000u32 | u32::from(effective))
+            .to_le_bytes()
+            .to_vec();
+        v.extend_from_slice(&(permitted as u32).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&((permitted >> 32) as u32).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.into()
+    }
+
+    fn v3(permitted: u64, rootid: u32) -> Box<[u8]> {
+        let mut v = v2(permitted, true).into_vec();
+        v[3] = 3;
+        v.extend_from_slice(&rootid.to_le_bytes());
+        v.into()
+    }
+
+    fn with_caps(e: Entry, caps: Box<[u8]>) -> Entry {
+        Entry {
+            caps: Some(caps),
+            ..e
+        }
+    }
+
+    const NET_RAW: u64 = 1 << 13;
+    const NET_BIND: u64 = 1 << 10;
+    const SYS_ADMIN: u64 = 1 << 21;
+    const SETUID: u64 = 1 << 7;
+    const NET_ADMIN: u64 = 1 << 12;
+
+    #[test]
+    fn severity_by_capability() {
+        let fs = fs_of(vec![vec![
+            with_caps(
+                file("usr/bin/admin-tool", 0o755),
+                v2(SYS_ADMIN | SETUID, true),
+            ),
+            with_caps(file("usr/bin/empty", 0o755), v2(0, false)),
+            with_caps(file("usr/bin/netadm", 0o755), v2(NET_ADMIN, true)),
+            with_caps(file("usr/bin/ping", 0o755), v2(NET_RAW, true)),
+            with_caps(file("usr/bin/web", 0o755), v2(NET_BIND | NET_RAW, false)),
+        ]]);
+        let out = run(&FileCapabilities, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "file-capability critical /usr/bin/admin-tool",
+                "file-capability info /usr/bin/empty",
+                "file-capability high /usr/bin/netadm",
+                "file-capability medium /usr/bin/ping",
+                "file-capability medium /usr/bin/web",
+            ]
+        );
+        let ping = &out.findings[3];
+        assert_eq!(ping.details["getcap"], "cap_net_raw=ep");
+        assert_eq!(
+            ping.details["capabilities"],
+            serde_json::json!(["cap_net_raw"])
+        );
+        assert_eq!(ping.details["rootid"], Value::Null);
+        assert_eq!(ping.details["revision"], 2);
+        assert!(ping.message.contains("cap_net_raw=ep"), "{}", ping.message);
+        assert_eq!(out.findings[4].details["effective"], false);
+        insta::assert_json_snapshot!(out.findings);
+    }
+
+    #[test]
+    fn namespaced_v3_is_one_level_lower() {
+        let fs = fs_of(vec![vec![
+            with_caps(file("usr/bin/ns-admin", 0o755), v3(SYS_ADMIN, 1000)),
+            with_caps(file("usr/bin/ns-ping", 0o755), v3(NET_RAW, 1000)),
+            with_caps(file("usr/bin/root-ns", 0o755), v3(SYS_ADMIN, 0)),
+        ]]);
+        let out = run(&FileCapabilities, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "file-capability high /usr/bin/ns-admin",
+                "file-capability low /usr/bin/ns-ping",
+                "file-capability critical /usr/bin/root-ns",
+            ]
+        );
+        assert_eq!(out.findings[0].details["rootid"], 1000);
+        assert_eq!(out.findings[0].details["revision"], 3);
+        assert!(out.findings[0].message.contains("uid 1000"));
+        assert_eq!(out.findings[2].details["rootid"], 0);
+    }
+
+    #[test]
+    fn malformed_values_are_reported_as_such() {
+        let fs = fs_of(vec![vec![
+            with_caps(
+                file("usr/bin/short", 0o755),
+                Box::new([1, 0, 0, 2, 0, 0x20]),
+            ),
+            with_caps(
+                file("usr/bin/badrev", 0o755),
+                Box::new([0, 0, 0, 9, 0, 0, 0, 0]),
+            ),
+        ]]);
+        let out = run(&FileCapabilities, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "file-capability medium /usr/bin/badrev",
+                "file-capability medium /usr/bin/short",
+            ]
+        );
+        let short = &out.findings[1];
+        assert_eq!(short.details["raw_hex"], "010000020020");
+        assert!(
+            short.details["error"]
+                .as_str()
+                .unwrap()
+                .contains("needs 20 bytes")
+        );
+        assert!(short.message.contains("malformed security.capability"));
+    }
+
+    #[test]
+    fn symlinks_ignored_hard_links_and_dirs_reported() {
+        let fs = fs_of(vec![vec![
+            with_caps(file("usr/bin/ping", 0o755), v2(NET_RAW, true)),
+            hardlink("usr/bin/ping2", "usr/bin/ping", 0o755),
+            with_caps(symlink("usr/bin/ping3", "ping"), v2(SYS_ADMIN, true)),
+            with_caps(dir("opt/odd", 0o755), v2(SETUID, true)),
+            file("usr/bin/plain", 0o755),
+        ]]);
+        let out = run(&FileCapabilities, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "file-capability critical /opt/odd",
+                "file-capability medium /usr/bin/ping",
+                "file-capability medium /usr/bin/ping2",
+            ]
+        );
+    }
 }

@@ -1,14 +1,303 @@
-//! TODO(helper): implement.
+//! `setuid-binary` and `setgid-binary`: regular files with S_ISUID or S_ISGID.
+//!
+//! ## What it does
+//! Flags every regular file, and every hard link to one, in the final
+//! filesystem whose mode has S_ISUID (`04000`, `setuid-binary`) or S_ISGID
+//! (`02000`, `setgid-binary`); a `06755` file gets both. Directories (where
+//! setgid only makes new files inherit the group, as on `/var/mail`),
+//! symlinks and device nodes are never flagged. Both paths of a hard link
+//! are reported: each is a way to run the program (`hardlink_to` names the
+//! other). Details give the mode, uid, gid and the package that owns the
+//! path in the image's own dpkg or apk database
+//! ([`PackageDb`](super::packages::PackageDb)).
+//!
+//! Severity:
+//! - `setuid-binary`: critical when owned by uid 0 and the image has a package
+//!   database that no package lists the file in (added by hand); high when
+//!   owned by uid 0 otherwise; medium for any other owner.
+//! - `setgid-binary`: high when the group is gid 0, or when the image has a
+//!   package database and no package owns the file; medium otherwise.
+//!
+//! ## Why is this bad?
+//! A setuid-root program runs as root whoever starts it: one bug in it is a
+//! privilege escalation inside the container. A setgid program runs with its
+//! group (`shadow` reads password hashes). A set-id file no package owns was
+//! added by hand, which is how backdoors look.
+//!
+//! ## Example
+//! ```dockerfile
+//! RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +
+//! ```
+//!
+//! ## References
+//! - <https://man7.org/linux/man-pages/man2/execve.2.html> (set-user-ID programs)
+//! - CIS Docker Benchmark 4.8 "Ensure setuid and setgid permissions are removed"
 
-use super::{Check, Context, Findings};
+use serde_json::Value;
+
+use super::{Check, Context, Findings, NewFinding, details, mode_string};
+use crate::fs::Node;
+use crate::model::Severity;
 use crate::rules::RuleId;
+use crate::tarstream::Kind;
 
-/// Stub.
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
+
+/// Reports `setuid-binary` and `setgid-binary`.
 pub struct SetuidSetgid;
+
+/// Severity of a setuid file.
+fn setuid_severity(uid: u64, db_known: bool, owned: bool) -> Severity {
+    match (uid, db_known && !owned) {
+        (0, true) => Severity::Critical,
+        (0, false) => Severity::High,
+        _ => Severity::Medium,
+    }
+}
+
+/// Severity of a setgid file.
+fn setgid_severity(gid: u64, db_known: bool, owned: bool) -> Severity {
+    if gid == 0 || (db_known && !owned) {
+        Severity::High
+    } else {
+        Severity::Medium
+    }
+}
+
+fn set_id_details(
+    ctx: &Context<'_>,
+    path: &str,
+    node: &Node,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut d = details([
+        ("mode", Value::from(mode_string(node.mode))),
+        ("uid", Value::from(node.uid)),
+        ("gid", Value::from(node.gid)),
+        ("package", ctx.packages.owner_value(path)),
+        ("package_db", Value::from(ctx.packages.kind())),
+    ]);
+    if node.kind == Kind::Hardlink
+        && let Some(target) = node.link.as_deref()
+    {
+        d.insert("hardlink_to".to_owned(), Value::from(format!("/{target}")));
+    }
+    d
+}
 
 impl Check for SetuidSetgid {
     fn rules(&self) -> &'static [RuleId] {
         &[RuleId::SetuidBinary, RuleId::SetgidBinary]
     }
-    fn run(&self, _ctx: &Context<'_>, _out: &mut Findings) {}
+
+    fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
+        let known = ctx.packages.is_known();
+        for (path, node) in ctx.fs.iter() {
+            if !node.is_regular() || node.mode & (S_ISUID | S_ISGID) == 0 {
+                continue;
+            }
+            let owned = ctx.packages.owner(path).is_some();
+            let mode = mode_string(node.mode);
+            let ownership = ctx.packages.ownership_phrase(path);
+            if node.mode & S_ISUID != 0 {
+                let what = if node.uid == 0 {
+                    format!("setuid-root binary /{path} (mode {mode})")
+                } else {
+                    format!(
+                        "setuid binary /{path} (mode {mode}, owner uid {})",
+                        node.uid
+                    )
+                };
+                out.push(
+                    ctx,
+                    NewFinding {
+                        rule: RuleId::SetuidBinary,
+                        severity: setuid_severity(node.uid, known, owned),
+                        at: Some((path, node)),
+                        message: format!("{what}, {ownership}"),
+                        details: set_id_details(ctx, path, node),
+                        subject: String::new(),
+                    },
+                );
+            }
+            if node.mode & S_ISGID != 0 {
+                let what = if node.gid == 0 {
+                    format!("setgid-root binary /{path} (mode {mode})")
+                } else {
+                    format!(
+                        "setgid binary /{path} (mode {mode}, group gid {})",
+                        node.gid
+                    )
+                };
+                out.push(
+                    ctx,
+                    NewFinding {
+                        rule: RuleId::SetgidBinary,
+                        severity: setgid_severity(node.gid, known, owned),
+                        at: Some((path, node)),
+                        message: format!("{what}, {ownership}"),
+                        details: set_id_details(ctx, path, node),
+                        subject: String::new(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::packages::test_support::*;
+    use crate::layer::Entry;
+    use crate::tarstream::Kind;
+
+    fn dpkg(lists: &[(&str, &str)]) -> Vec<Entry> {
+        let mut v = vec![text(
+            "var/lib/dpkg/status",
+            &lists
+                .iter()
+                .map(|(p, _)| format!("Package: {p}\nStatus: install ok installed\n\n"))
+                .collect::<String>(),
+        )];
+        v.extend(
+            lists
+                .iter()
+                .map(|(p, files)| text(&format!("var/lib/dpkg/info/{p}.list"), files)),
+        );
+        v
+    }
+
+    #[test]
+    fn usr_merge_ownership_is_high_and_unowned_is_critical() {
+        let mut base = vec![
+            dir("usr", 0o755),
+            dir("usr/bin", 0o755),
+            symlink("bin", "usr/bin"),
+            file("usr/bin/su", 0o4755),
+            file("usr/bin/passwd", 0o755),
+        ];
+        base.extend(dpkg(&[
+            ("login", "/bin/su\n"),
+            ("passwd", "/usr/bin/passwd\n"),
+        ]));
+        let fs = fs_of(vec![
+            base,
+            vec![file("usr/local/bin/backdoor", 0o4755)],
+            vec![owned(file("usr/bin/passwd", 0o4755), 0, 0)],
+        ]);
+        let out = run(&SetuidSetgid, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "setuid-binary high /usr/bin/passwd",
+                "setuid-binary high /usr/bin/su",
+                "setuid-binary critical /usr/local/bin/backdoor",
+            ]
+        );
+        assert_eq!(out.findings[1].details["package"], "login");
+        assert_eq!(out.findings[2].details["package"], Value::Null);
+        assert_eq!(
+            out.findings[1].message,
+            "setuid-root binary /usr/bin/su (mode 4755), owned by package login"
+        );
+        assert_eq!(
+            out.findings[2].message,
+            "setuid-root binary /usr/local/bin/backdoor (mode 4755), not owned by any package"
+        );
+        assert_eq!(out.findings[0].layer_index, Some(2));
+        insta::assert_json_snapshot!(out.findings);
+    }
+
+    #[test]
+    fn without_a_package_db_setuid_root_is_high() {
+        let fs = fs_of(vec![vec![
+            file("usr/local/bin/x", 0o4755),
+            owned(file("usr/local/bin/y", 0o4750), 1000, 1000),
+        ]]);
+        let out = run(&SetuidSetgid, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "setuid-binary high /usr/local/bin/x",
+                "setuid-binary medium /usr/local/bin/y",
+            ]
+        );
+        assert_eq!(out.findings[0].details["package_db"], "none");
+        assert!(
+            out.findings[0]
+                .message
+                .ends_with("no package database to tell who installed it")
+        );
+        assert_eq!(
+            out.findings[1].message,
+            "setuid binary /usr/local/bin/y (mode 4750, owner uid 1000), \
+             no package database to tell who installed it"
+        );
+    }
+
+    #[test]
+    fn setgid_severity_by_group_and_ownership() {
+        let mut l = dpkg(&[("passwd", "/usr/bin/chage\n/usr/bin/rootgrp\n")]);
+        l.extend([
+            owned(file("usr/bin/chage", 0o2755), 0, 42),
+            owned(file("usr/bin/rootgrp", 0o2755), 0, 0),
+            owned(file("usr/local/bin/handmade", 0o2755), 0, 42),
+            owned(file("usr/bin/both", 0o6755), 0, 0),
+        ]);
+        let out = run(&SetuidSetgid, &fs_of(vec![l]), &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "setuid-binary critical /usr/bin/both",
+                "setgid-binary high /usr/bin/both",
+                "setgid-binary medium /usr/bin/chage",
+                "setgid-binary high /usr/bin/rootgrp",
+                "setgid-binary high /usr/local/bin/handmade",
+            ]
+        );
+        assert_eq!(
+            out.findings[2].message,
+            "setgid binary /usr/bin/chage (mode 2755, group gid 42), owned by package passwd"
+        );
+    }
+
+    #[test]
+    fn only_regular_files_and_hard_links() {
+        let fs = fs_of(vec![vec![
+            dir("var/mail", 0o2775),
+            dir("srv/suid-dir", 0o4755),
+            Entry {
+                mode: 0o4777,
+                ..symlink("usr/bin/link", "target")
+            },
+            entry("dev/x", Kind::CharDevice, 0o6666),
+            entry("run/fifo", Kind::Fifo, 0o4777),
+            file("usr/bin/plain", 0o755),
+            file("usr/bin/suidish", 0o755),
+            // The link header's mode applies to the shared inode.
+            hardlink("usr/bin/suidlink", "usr/bin/suidish", 0o4755),
+        ]]);
+        let out = run(&SetuidSetgid, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "setuid-binary high /usr/bin/suidish",
+                "setuid-binary high /usr/bin/suidlink",
+            ]
+        );
+        assert!(!out.findings[0].details.contains_key("hardlink_to"));
+        assert_eq!(out.findings[1].details["hardlink_to"], "/usr/bin/suidish");
+        assert_ne!(out.findings[0].fingerprint, out.findings[1].fingerprint);
+    }
+
+    #[test]
+    fn clean_image_has_no_findings() {
+        let fs = fs_of(vec![vec![dir("usr/bin", 0o755), file("usr/bin/ls", 0o755)]]);
+        assert!(
+            run(&SetuidSetgid, &fs, &config_user(None))
+                .findings
+                .is_empty()
+        );
+    }
 }

@@ -1,14 +1,145 @@
-//! TODO(helper): implement.
+//! `ssh-host-key`: ssh server host private keys baked into the image.
+//!
+//! ## What it does
+//! Flags regular files (and hard links) named like host private keys:
+//! OpenSSH `/etc/ssh/ssh_host_<type>_key` (and the protocol 1
+//! `/etc/ssh/ssh_host_key`) and dropbear `/etc/dropbear/dropbear_<type>_host_key`.
+//! Public halves (`.pub`) are not secrets and are not flagged. The two
+//! directories are resolved through symlinks first, so `/etc/ssh -> /config/ssh`
+//! is still searched.
+//!
+//! ## Why is this bad?
+//! Every container from the image, and everyone who can pull it, shares the
+//! same host key: anyone can impersonate the server. Generate host keys at
+//! start-up (`ssh-keygen -A`, `dropbear -R`).
+//!
+//! ## Example
+//! ```dockerfile
+//! RUN rm -f /etc/ssh/ssh_host_*
+//! ```
+//!
+//! ## References
+//! - <https://man.openbsd.org/sshd#FILES>
+//! - <https://manpages.debian.org/dropbear.8>
 
-use super::{Check, Context, Findings};
+use serde_json::Value;
+
+use super::{Check, Context, Findings, NewFinding, details};
+use crate::model::Severity;
 use crate::rules::RuleId;
 
-/// Stub.
+/// Reports `ssh-host-key`.
 pub struct SshHostKey;
+
+/// The key type if `name` is a host private key of `server`.
+fn key_type(server: &str, name: &str) -> Option<String> {
+    let middle = match server {
+        "openssh" if name == "ssh_host_key" => return Some("rsa1".to_owned()),
+        "openssh" => name.strip_prefix("ssh_host_")?.strip_suffix("_key")?,
+        _ => name.strip_prefix("dropbear_")?.strip_suffix("_host_key")?,
+    };
+    (!middle.is_empty()).then(|| middle.to_owned())
+}
 
 impl Check for SshHostKey {
     fn rules(&self) -> &'static [RuleId] {
         &[RuleId::SshHostKey]
     }
-    fn run(&self, _ctx: &Context<'_>, _out: &mut Findings) {}
+
+    fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
+        for (server, dir) in [("dropbear", "etc/dropbear"), ("openssh", "etc/ssh")] {
+            let Some(dir) = ctx.fs.canonical(dir, true) else {
+                continue;
+            };
+            for (name, node) in ctx.fs.children(&dir) {
+                if !node.is_regular() {
+                    continue;
+                }
+                let Some(kind) = key_type(server, name) else {
+                    continue;
+                };
+                let path = format!("{dir}/{name}");
+                out.push(
+                    ctx,
+                    NewFinding {
+                        rule: RuleId::SshHostKey,
+                        severity: Severity::High,
+                        at: Some((&path, node)),
+                        message: format!(
+                            "{server} host private key /{path} ({kind}) is baked into the image"
+                        ),
+                        details: details([
+                            ("key_type", Value::from(kind)),
+                            ("server", Value::from(server)),
+                        ]),
+                        subject: String::new(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::packages::test_support::*;
+
+    #[test]
+    fn openssh_and_dropbear_private_keys() {
+        let fs = fs_of(vec![vec![
+            dir("etc/ssh", 0o755),
+            file("etc/ssh/ssh_host_ed25519_key", 0o600),
+            file("etc/ssh/ssh_host_ed25519_key.pub", 0o644),
+            file("etc/ssh/ssh_host_rsa_key", 0o600),
+            file("etc/ssh/ssh_host_ecdsa_key", 0o600),
+            file("etc/ssh/ssh_host_key", 0o600),
+            file("etc/ssh/sshd_config", 0o644),
+            file("etc/ssh/ssh_host__key", 0o600),
+            dir("etc/ssh/ssh_host_dir_key", 0o700),
+            symlink("etc/ssh/ssh_host_dsa_key", "/nowhere"),
+            file("etc/dropbear/dropbear_rsa_host_key", 0o600),
+            file("etc/dropbear/dropbear_ed25519_host_key.pub", 0o600),
+            file("root/ssh_host_rsa_key", 0o600),
+        ]]);
+        let out = run(&SshHostKey, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "ssh-host-key high /etc/dropbear/dropbear_rsa_host_key",
+                "ssh-host-key high /etc/ssh/ssh_host_ecdsa_key",
+                "ssh-host-key high /etc/ssh/ssh_host_ed25519_key",
+                "ssh-host-key high /etc/ssh/ssh_host_key",
+                "ssh-host-key high /etc/ssh/ssh_host_rsa_key",
+            ]
+        );
+        let types: Vec<&str> = out
+            .findings
+            .iter()
+            .map(|f| f.details["key_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["rsa", "ecdsa", "ed25519", "rsa1", "rsa"]);
+        insta::assert_json_snapshot!(out.findings);
+    }
+
+    #[test]
+    fn symlinked_config_dir_and_clean_image() {
+        let fs = fs_of(vec![vec![
+            dir("config/ssh", 0o755),
+            file("config/ssh/ssh_host_rsa_key", 0o600),
+            symlink("etc/ssh", "/config/ssh"),
+        ]]);
+        let out = run(&SshHostKey, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            ["ssh-host-key high /config/ssh/ssh_host_rsa_key"]
+        );
+
+        let fs = fs_of(vec![vec![file("etc/ssh/ssh_host_rsa_key.pub", 0o644)]]);
+        assert!(
+            run(&SshHostKey, &fs, &config_user(None))
+                .findings
+                .is_empty()
+        );
+    }
 }

@@ -1,14 +1,140 @@
-//! TODO(helper): implement.
+//! `world-writable-path`: root-owned files and directories anyone can write.
+//!
+//! ## What it does
+//! Flags regular files, hard links and directories owned by uid 0 whose mode
+//! has S_IWOTH (`0002`), the root directory `/` included. Not flagged:
+//! symlinks (their mode means nothing), device nodes, FIFOs and sockets (the
+//! runtime mounts its own `/dev`), other owners (writable by design for that
+//! user), and directories with the sticky bit (`01000`: `/tmp`, `/var/tmp`),
+//! where nobody can remove or rename what others created.
+//!
+//! Severity: high for files (anyone can rewrite what root runs or reads),
+//! medium for directories without the sticky bit.
+//!
+//! ## Why is this bad?
+//! Any user in the container, including a compromised unprivileged service,
+//! can rewrite a world-writable root-owned file (a script root runs, a config
+//! root reads) or replace entries in a world-writable directory.
+//!
+//! ## Example
+//! ```dockerfile
+//! RUN chmod o-w /etc/app.conf && chmod 1777 /var/shared
+//! ```
+//!
+//! ## References
+//! - CIS Distribution Independent Linux 6.1.10 "Ensure no world writable files exist"
 
-use super::{Check, Context, Findings};
+use serde_json::Value;
+
+use super::{Check, Context, Findings, NewFinding, details, mode_string};
+use crate::model::Severity;
 use crate::rules::RuleId;
+use crate::tarstream::Kind;
 
-/// Stub.
+const S_IWOTH: u32 = 0o002;
+const S_ISVTX: u32 = 0o1000;
+
+/// Reports `world-writable-path`.
 pub struct WorldWritable;
 
 impl Check for WorldWritable {
     fn rules(&self) -> &'static [RuleId] {
         &[RuleId::WorldWritablePath]
     }
-    fn run(&self, _ctx: &Context<'_>, _out: &mut Findings) {}
+
+    fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
+        for (path, node) in ctx.fs.iter() {
+            if node.uid != 0 || node.mode & S_IWOTH == 0 {
+                continue;
+            }
+            let mode = mode_string(node.mode);
+            let (severity, message) = match node.kind {
+                Kind::File | Kind::Hardlink => (
+                    Severity::High,
+                    format!("root-owned file /{path} is writable by everyone (mode {mode})"),
+                ),
+                Kind::Dir if node.mode & S_ISVTX == 0 => (
+                    Severity::Medium,
+                    format!(
+                        "root-owned directory /{path} is writable by everyone without the sticky bit (mode {mode})"
+                    ),
+                ),
+                _ => continue,
+            };
+            out.push(
+                ctx,
+                NewFinding {
+                    rule: RuleId::WorldWritablePath,
+                    severity,
+                    at: Some((path, node)),
+                    message,
+                    details: details([
+                        ("mode", Value::from(mode)),
+                        ("kind", Value::from(node.kind.as_str())),
+                        ("uid", Value::from(node.uid)),
+                        ("gid", Value::from(node.gid)),
+                    ]),
+                    subject: String::new(),
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::packages::test_support::*;
+    use crate::layer::Entry;
+
+    #[test]
+    fn files_dirs_and_the_root() {
+        let fs = fs_of(vec![
+            vec![
+                dir("", 0o777),
+                file("etc/app.conf", 0o666),
+                dir("srv/shared", 0o777),
+                owned(dir("srv/group", 0o2777), 0, 50),
+                file("usr/bin/ok", 0o755),
+            ],
+            vec![hardlink("etc/app.link", "etc/app.conf", 0o646)],
+        ]);
+        let out = run(&WorldWritable, &fs, &config_user(None));
+        assert_eq!(
+            brief(&out.findings),
+            [
+                "world-writable-path medium /",
+                "world-writable-path high /etc/app.conf",
+                "world-writable-path high /etc/app.link",
+                "world-writable-path medium /srv/group",
+                "world-writable-path medium /srv/shared",
+            ]
+        );
+        // The hard link's header mode is the shared inode's mode.
+        assert_eq!(out.findings[1].details["mode"], "0646");
+        assert_eq!(out.findings[2].details["kind"], "hardlink");
+        insta::assert_json_snapshot!(out.findings);
+    }
+
+    #[test]
+    fn sticky_dirs_symlinks_devices_and_other_owners_are_not_flagged() {
+        let fs = fs_of(vec![vec![
+            dir("tmp", 0o1777),
+            dir("var/tmp", 0o1777),
+            symlink("etc/link", "app.conf"),
+            Entry {
+                mode: 0o777,
+                ..symlink("etc/link2", "/nowhere")
+            },
+            entry("dev/null", Kind::CharDevice, 0o666),
+            entry("dev/sda", Kind::BlockDevice, 0o666),
+            entry("run/fifo", Kind::Fifo, 0o666),
+            entry("run/other", Kind::Other, 0o777),
+            owned(file("home/app/notes", 0o666), 1000, 1000),
+            owned(dir("home/app/drop", 0o777), 1000, 1000),
+            file("etc/ok", 0o664),
+        ]]);
+        let out = run(&WorldWritable, &fs, &config_user(None));
+        assert!(out.findings.is_empty(), "{:?}", brief(&out.findings));
+    }
 }

@@ -14,9 +14,11 @@ use crate::error::{Error, Result};
 use crate::layer::{self, LayerIndex, LayerOptions};
 
 pub mod archive;
+pub mod daemon;
 pub mod layout;
 pub mod oci;
 pub mod platform;
+pub mod registry;
 
 pub use platform::Platform;
 
@@ -34,6 +36,12 @@ pub enum Transport {
     OciArchive,
     /// `oci:` (a layout directory).
     OciLayout,
+    /// `docker://REF`: a registry reference.
+    Registry,
+    /// `docker-daemon:NAME[:TAG]`: the local engine.
+    DockerDaemon,
+    /// A bare name that is not a file: the registry, then the local engine.
+    Reference,
 }
 
 /// A parsed image argument.
@@ -51,8 +59,33 @@ pub struct Input {
 
 impl Input {
     /// Parses `-`, `PATH`, `PATH:REF`, `docker-archive:PATH[:REF]`,
-    /// `oci-archive:PATH[:REF]` and `oci:DIR[:REF]`.
+    /// `oci-archive:PATH[:REF]`, `oci:DIR[:REF]`, `docker://REF`,
+    /// `docker-daemon:NAME[:TAG]` and bare registry references.
+    ///
+    /// A bare argument is a file when a file (or `PATH:REF`) of that name
+    /// exists, otherwise an image reference (`alpine`,
+    /// `registry.example.com/team/app:1.4`), pulled from the registry and,
+    /// when the registry does not have it or cannot be reached, from the
+    /// local engine.
     pub fn parse(arg: &str) -> Result<Self> {
+        for (prefix, transport) in [
+            ("docker://", Transport::Registry),
+            ("docker-daemon:", Transport::DockerDaemon),
+        ] {
+            if let Some(r) = arg.strip_prefix(prefix) {
+                if transport == Transport::Registry {
+                    registry::parse_reference(r)?;
+                } else if r.is_empty() {
+                    return Err(Error::Usage(format!("`{arg}` names no image")));
+                }
+                return Ok(Self {
+                    source: arg.to_owned(),
+                    transport,
+                    path: None,
+                    reference: Some(r.to_owned()),
+                });
+            }
+        }
         let (transport, rest) = if let Some(r) = arg.strip_prefix("docker-archive:") {
             (Transport::DockerArchive, r)
         } else if let Some(r) = arg.strip_prefix("oci-archive:") {
@@ -87,12 +120,24 @@ impl Input {
             }
             match found {
                 Some(f) => f,
+                None if transport == Transport::Auto
+                    && !looks_like_path(rest)
+                    && registry::is_reference(rest) =>
+                {
+                    return Ok(Self {
+                        source: arg.to_owned(),
+                        transport: Transport::Reference,
+                        path: None,
+                        reference: Some(rest.to_owned()),
+                    });
+                }
                 None => {
                     return Err(Error::Io {
                         path: PathBuf::from(rest),
                         source: std::io::Error::new(
                             std::io::ErrorKind::NotFound,
-                            "no such file or directory (registry references are not supported by this build)",
+                            "no such file or directory (and not an image reference such as \
+                             registry.example.com/team/app:1.4)",
                         ),
                     });
                 }
@@ -105,6 +150,42 @@ impl Input {
             reference: reference.filter(|r| !r.is_empty()),
         })
     }
+}
+
+impl Input {
+    /// Whether this input is standard input (`-`).
+    pub fn is_stdin(&self) -> bool {
+        self.path.is_none()
+            && matches!(
+                self.transport,
+                Transport::Auto
+                    | Transport::DockerArchive
+                    | Transport::OciArchive
+                    | Transport::OciLayout
+            )
+    }
+}
+
+/// Whether an argument that names nothing on disk was meant as a file: it
+/// has a path shape or an archive extension. Such names get "no such file"
+/// rather than a registry lookup.
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/')
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || s.starts_with('~')
+        || s.contains('\\')
+        || [
+            ".tar",
+            ".tar.gz",
+            ".tgz",
+            ".tar.zst",
+            ".tar.zstd",
+            ".json",
+            ".oci",
+        ]
+        .iter()
+        .any(|ext| s.ends_with(ext))
 }
 
 /// Options for picking an image.
@@ -237,12 +318,14 @@ pub fn detect(c: &dyn Container, transport: Transport) -> Result<&'static str> {
             c.describe(),
             "OCI layout without index.json",
         )),
-        Transport::Auto if has_manifest => Ok("docker-archive"),
-        Transport::Auto if has_index => Ok("oci"),
-        Transport::Auto => Err(Error::not_an_image(
-            c.describe(),
-            "no manifest.json (docker save) or index.json (OCI layout) found",
-        )),
+        Transport::Auto | Transport::DockerDaemon if has_manifest => Ok("docker-archive"),
+        Transport::Auto | Transport::DockerDaemon if has_index => Ok("oci"),
+        Transport::Auto | Transport::Registry | Transport::DockerDaemon | Transport::Reference => {
+            Err(Error::not_an_image(
+                c.describe(),
+                "no manifest.json (docker save) or index.json (OCI layout) found",
+            ))
+        }
     }
 }
 
@@ -294,5 +377,17 @@ mod tests {
         let i = Input::parse(s).unwrap();
         assert_eq!(i.reference, None);
         assert!(Input::parse("/does/not/exist.tar").is_err());
+        assert!(Input::parse("missing.tar").is_err());
+        let i = Input::parse("127.0.0.1:5000/lab/app:v1").unwrap();
+        assert_eq!(i.transport, Transport::Reference);
+        assert_eq!(i.reference.as_deref(), Some("127.0.0.1:5000/lab/app:v1"));
+        assert!(!i.is_stdin());
+        let i = Input::parse("docker://alpine").unwrap();
+        assert_eq!(i.transport, Transport::Registry);
+        assert!(Input::parse("docker://Bad Ref").is_err());
+        let i = Input::parse("docker-daemon:app:dev").unwrap();
+        assert_eq!(i.transport, Transport::DockerDaemon);
+        assert_eq!(i.reference.as_deref(), Some("app:dev"));
+        assert!(Input::parse("-").unwrap().is_stdin());
     }
 }

@@ -104,20 +104,67 @@ pub fn blob_path(d: &Digest) -> String {
 }
 
 #[derive(Deserialize)]
-struct Index {
+pub(crate) struct Index {
     #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
+    pub(crate) manifests: Option<Vec<Descriptor>>,
 }
 
 #[derive(Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(rename = "schemaVersion", default)]
     schema_version: Option<i64>,
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
-    config: Descriptor,
+    pub(crate) config: Descriptor,
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    pub(crate) layers: Vec<Descriptor>,
+}
+
+/// A manifest or index document, parsed and checked.
+pub(crate) enum Document {
+    /// An image index / manifest list: its entries.
+    Index(Vec<Descriptor>),
+    /// An image manifest.
+    Manifest(Manifest),
+}
+
+/// Parses a verified manifest or index. `media_type` is the one the parent
+/// descriptor gave, if any (the document's own `mediaType` is used otherwise).
+pub(crate) fn parse_document(
+    bytes: &[u8],
+    media_type: Option<&str>,
+    what: &str,
+) -> Result<Document> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e.to_string()))?;
+    let own = json
+        .get("mediaType")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    if is_index(media_type.or(own.as_deref()), &json) {
+        let child: Index =
+            serde_json::from_value(json).map_err(|e| Error::malformed(what, e.to_string()))?;
+        return Ok(Document::Index(child.manifests.unwrap_or_default()));
+    }
+    let manifest: Manifest =
+        serde_json::from_value(json).map_err(|e| Error::malformed(what, e.to_string()))?;
+    if let Some(v) = manifest.schema_version
+        && v != 2
+    {
+        return Err(Error::malformed(
+            what,
+            format!("schemaVersion {v}, expected 2"),
+        ));
+    }
+    if let Some(mt) = &manifest.media_type
+        && !MANIFEST_TYPES.contains(&mt.as_str())
+    {
+        return Err(Error::not_an_image(
+            what,
+            format!("media type {mt} is not an image manifest"),
+        ));
+    }
+    Ok(Document::Manifest(manifest))
 }
 
 fn ref_matches(d: &Descriptor, want: &str) -> bool {
@@ -137,7 +184,7 @@ fn describe_ref(d: &Descriptor) -> String {
 }
 
 /// Picks among index entries by platform.
-fn pick_platform<'a>(
+pub(crate) fn pick_platform<'a>(
     entries: &[&'a Descriptor],
     sel: &Selection,
     what: &str,
@@ -259,36 +306,16 @@ pub fn resolve_oci(
         let what = format!("manifest {digest}");
         let bytes = read_verified(c, &blob_path(&digest), &digest, &what)?;
         check_size(&desc, bytes.len() as u64, &what)?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| Error::malformed(&what, e.to_string()))?;
-        if is_index(desc.media_type.as_deref(), &json) {
-            let child: Index = serde_json::from_value(json)
-                .map_err(|e| Error::malformed(format!("index {digest}"), e.to_string()))?;
-            let children = child.manifests.unwrap_or_default();
-            let refs: Vec<&Descriptor> = children.iter().collect();
-            let next = pick_platform(&refs, sel, &format!("image index {digest}"))?.clone();
-            index_digest = Some(digest);
-            desc = next;
-            continue;
-        }
-        let manifest: Manifest =
-            serde_json::from_value(json).map_err(|e| Error::malformed(&what, e.to_string()))?;
-        if let Some(v) = manifest.schema_version
-            && v != 2
-        {
-            return Err(Error::malformed(
-                &what,
-                format!("schemaVersion {v}, expected 2"),
-            ));
-        }
-        if let Some(mt) = &manifest.media_type
-            && !MANIFEST_TYPES.contains(&mt.as_str())
-        {
-            return Err(Error::not_an_image(
-                &what,
-                format!("media type {mt} is not an image manifest"),
-            ));
-        }
+        let manifest = match parse_document(&bytes, desc.media_type.as_deref(), &what)? {
+            Document::Index(children) => {
+                let refs: Vec<&Descriptor> = children.iter().collect();
+                let next = pick_platform(&refs, sel, &format!("image index {digest}"))?.clone();
+                index_digest = Some(digest);
+                desc = next;
+                continue;
+            }
+            Document::Manifest(m) => m,
+        };
         return plan_from_manifest(c, manifest, digest, index_digest, chosen_ref, format);
     }
     Err(Error::malformed(
@@ -297,7 +324,8 @@ pub fn resolve_oci(
     ))
 }
 
-fn check_size(d: &Descriptor, actual: u64, what: &str) -> Result<()> {
+/// Checks a blob's length against its descriptor.
+pub(crate) fn check_size(d: &Descriptor, actual: u64, what: &str) -> Result<()> {
     match d.size {
         Some(s) if s < 0 => Err(Error::malformed(what, format!("negative size {s}"))),
         Some(s) if s as u64 != actual => Err(Error::malformed(
@@ -319,8 +347,30 @@ fn plan_from_manifest(
     let config_digest = m.config.parsed_digest()?;
     let what = format!("config {config_digest}");
     let cfg_bytes = read_verified(c, &blob_path(&config_digest), &config_digest, &what)?;
+    plan_from_config(
+        m,
+        manifest_digest,
+        index_digest,
+        reference,
+        format,
+        &cfg_bytes,
+    )
+}
+
+/// Builds the plan from a manifest and its config bytes (verified against
+/// `m.config.digest` by the caller).
+pub(crate) fn plan_from_config(
+    m: Manifest,
+    manifest_digest: Digest,
+    index_digest: Option<Digest>,
+    reference: Option<String>,
+    format: &'static str,
+    cfg_bytes: &[u8],
+) -> Result<Plan> {
+    let config_digest = m.config.parsed_digest()?;
+    let what = format!("config {config_digest}");
     check_size(&m.config, cfg_bytes.len() as u64, &what)?;
-    let config = ImageConfig::parse(&cfg_bytes, &what)?;
+    let config = ImageConfig::parse(cfg_bytes, &what)?;
     if config.diff_ids.len() != m.layers.len() {
         return Err(Error::malformed(
             format!("manifest {manifest_digest}"),

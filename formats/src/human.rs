@@ -1,0 +1,339 @@
+//! Text for people: the findings table, `imgscan rules` and `imgscan explain`.
+//!
+//! # Format
+//!
+//! For each image, a header (source, reference, format, platform, config
+//! digest, user, layer count), then the findings in the report's order (most severe
+//! first) under the columns `SEVERITY  RULE  PATH  LAYER  MESSAGE`. Column
+//! widths come from the content; messages wrap within [`TABLE_WIDTH`]
+//! columns, continuing under the message column. Then a summary line
+//! (`3 findings: 1 critical, 2 high, 0 medium, 0 low, 0 info`, or
+//! `no findings`) and the scan's warnings. Several images are separated by a
+//! blank line and end with a total. Colour (ANSI SGR) marks only the severity
+//! word, and only when [`EmitOptions::color`] is set. No line ends in
+//! whitespace. This layout is for reading, not parsing: use the JSON report.
+
+use std::io::{self, Write};
+
+use scanner::model::{Finding, Report, Severity, Summary};
+use scanner::rules::{RULES, RuleMeta};
+
+use crate::{EmitOptions, Emitter};
+
+/// The width tables are fitted to. Messages wrap to stay within it; a row
+/// is wider only when its path is.
+pub const TABLE_WIDTH: usize = 120;
+/// A message column never gets narrower than this, however long the paths.
+const MIN_MESSAGE_WIDTH: usize = 32;
+/// Width `rules` and `explain` wrap prose to.
+const PROSE_WIDTH: usize = 80;
+/// Space between columns.
+const GAP: &str = "  ";
+
+/// Writes the findings table (see the [module docs](self)).
+#[derive(Debug, Clone, Default)]
+pub struct TableEmitter {
+    color: bool,
+}
+
+impl TableEmitter {
+    /// A table emitter with the given options.
+    pub fn new(opts: &EmitOptions) -> Self {
+        Self { color: opts.color }
+    }
+}
+
+impl Emitter for TableEmitter {
+    fn emit(&mut self, w: &mut dyn Write, reports: &[Report]) -> anyhow::Result<()> {
+        let mut total = Summary::default();
+        for (i, report) in reports.iter().enumerate() {
+            if i > 0 {
+                writeln!(w)?;
+            }
+            self.report(w, report)?;
+            total.merge(&report.summary);
+        }
+        match reports.len() {
+            0 => writeln!(w, "no images scanned")?,
+            1 => {}
+            n => {
+                writeln!(w)?;
+                writeln!(w, "total over {n} images: {}", summary_line(&total))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TableEmitter {
+    fn report(&self, w: &mut dyn Write, report: &Report) -> io::Result<()> {
+        let image = &report.image;
+        writeln!(w, "image {}", image.source)?;
+        let user = match image.user.as_deref() {
+            None => "(not set)".to_owned(),
+            Some("") => "(empty)".to_owned(),
+            Some(u) => u.to_owned(),
+        };
+        let mut fields = Vec::with_capacity(6);
+        if let Some(reference) = &image.reference {
+            fields.push(("reference", reference.clone()));
+        }
+        fields.extend([
+            ("format", image.format.clone()),
+            ("platform", image.platform.clone()),
+            ("config", short_digest(&image.config_digest).to_owned()),
+            ("user", user),
+            ("layers", image.layers.len().to_string()),
+        ]);
+        for (key, value) in fields {
+            let key = format!("{key}:");
+            writeln!(w, "  {key:<11}{}", value.trim_end())?;
+        }
+        writeln!(w)?;
+        if !report.findings.is_empty() {
+            self.table(w, &report.findings)?;
+            writeln!(w)?;
+        }
+        writeln!(w, "{}", summary_line(&report.summary))?;
+        if !report.warnings.is_empty() {
+            writeln!(w, "warnings:")?;
+            for warning in &report.warnings {
+                for (i, line) in wrap(warning, TABLE_WIDTH - 4).iter().enumerate() {
+                    let bullet = if i == 0 { "  - " } else { "    " };
+                    writeln!(w, "{bullet}{line}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn table(&self, w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+        let rows: Vec<[String; 4]> = findings
+            .iter()
+            .map(|f| {
+                [
+                    f.severity.as_str().to_owned(),
+                    f.rule_id.as_str().to_owned(),
+                    f.path.clone().unwrap_or_else(|| "(config)".to_owned()),
+                    f.layer_index
+                        .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+                ]
+            })
+            .collect();
+        let header = ["SEVERITY", "RULE", "PATH", "LAYER"];
+        let mut widths = header.map(width);
+        for row in &rows {
+            for (wd, cell) in widths.iter_mut().zip(row) {
+                *wd = (*wd).max(width(cell));
+            }
+        }
+        let used: usize = widths.iter().map(|wd| wd + GAP.len()).sum();
+        let message_width = TABLE_WIDTH.saturating_sub(used).max(MIN_MESSAGE_WIDTH);
+
+        for (cell, wd) in header.iter().zip(widths) {
+            write!(w, "{cell:<wd$}{GAP}")?;
+        }
+        writeln!(w, "MESSAGE")?;
+        for (row, finding) in rows.iter().zip(findings) {
+            let [sev, rule, path, layer] = row;
+            // Pad outside the escape codes so colour does not shift columns.
+            let pad = " ".repeat(widths[0] - width(sev));
+            let painted = self.paint(finding.severity, sev);
+            let (w1, w2, w3) = (widths[1], widths[2], widths[3]);
+            let prefix = format!("{painted}{pad}{GAP}{rule:<w1$}{GAP}{path:<w2$}{GAP}{layer:<w3$}");
+            let lines = wrap(&finding.message, message_width);
+            let Some((first, rest)) = lines.split_first() else {
+                writeln!(w, "{}", prefix.trim_end())?;
+                continue;
+            };
+            writeln!(w, "{prefix}{GAP}{first}")?;
+            for line in rest {
+                writeln!(w, "{:used$}{line}", "")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn paint(&self, severity: Severity, text: &str) -> String {
+        if !self.color {
+            return text.to_owned();
+        }
+        let sgr = match severity {
+            Severity::Critical => "1;31",
+            Severity::High => "31",
+            Severity::Medium => "33",
+            Severity::Low => "36",
+            Severity::Info => "2",
+        };
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    }
+}
+
+/// `N findings: X critical, Y high, Z medium, W low, V info`, or `no findings`.
+fn summary_line(s: &Summary) -> String {
+    if s.total == 0 {
+        return "no findings".to_owned();
+    }
+    let noun = if s.total == 1 { "finding" } else { "findings" };
+    format!(
+        "{} {noun}: {} critical, {} high, {} medium, {} low, {} info",
+        s.total, s.critical, s.high, s.medium, s.low, s.info
+    )
+}
+
+/// Lists every rule: code, id, default severity and summary
+/// (`imgscan rules`).
+pub fn rules_table(w: &mut dyn Write) -> io::Result<()> {
+    let header = ["CODE", "RULE", "SEVERITY"];
+    let mut widths = header.map(width);
+    for m in RULES {
+        for (wd, cell) in
+            widths
+                .iter_mut()
+                .zip([m.code, m.id.as_str(), m.default_severity.as_str()])
+        {
+            *wd = (*wd).max(width(cell));
+        }
+    }
+    let used: usize = widths.iter().map(|wd| wd + GAP.len()).sum();
+    let summary_width = TABLE_WIDTH.saturating_sub(used).max(MIN_MESSAGE_WIDTH);
+    for (cell, wd) in header.iter().zip(widths) {
+        write!(w, "{cell:<wd$}{GAP}")?;
+    }
+    writeln!(w, "SUMMARY")?;
+    for m in RULES {
+        let (code, id, sev) = (m.code, m.id.as_str(), m.default_severity.as_str());
+        let (w0, w1, w2) = (widths[0], widths[1], widths[2]);
+        write!(w, "{code:<w0$}{GAP}{id:<w1$}{GAP}{sev:<w2$}")?;
+        for (j, line) in wrap(m.summary, summary_width).iter().enumerate() {
+            if j == 0 {
+                writeln!(w, "{GAP}{line}")?;
+            } else {
+                writeln!(w, "{:used$}{line}", "")?;
+            }
+        }
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Run `imgscan explain RULE` (an id or a code) for details."
+    )?;
+    Ok(())
+}
+
+/// Prints one rule's documentation: title with id and code, summary,
+/// default severity, how the severity is chosen, the explanation and a link
+/// (`imgscan explain RULE`).
+pub fn explain(w: &mut dyn Write, meta: &RuleMeta) -> io::Result<()> {
+    writeln!(w, "# {} ({}, {})", meta.name, meta.id, meta.code)?;
+    writeln!(w)?;
+    for line in wrap(meta.summary, PROSE_WIDTH) {
+        writeln!(w, "{line}")?;
+    }
+    writeln!(w)?;
+    writeln!(w, "Default severity: {}", meta.default_severity)?;
+    for line in wrap(&format!("Severity: {}", meta.severity_note), PROSE_WIDTH) {
+        writeln!(w, "{line}")?;
+    }
+    writeln!(w)?;
+    for line in meta.explanation.trim().lines() {
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    writeln!(w)?;
+    writeln!(w, "More: {}", meta.help_uri())?;
+    Ok(())
+}
+
+/// Display width, counted in characters (imgscan's own text is ASCII; paths
+/// from images rarely are not, and only misalign their own row then).
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Greedy word wrap to `max` characters per line. A word longer than a line
+/// is split. Whitespace runs collapse to one space; no line ends in a space.
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word;
+        loop {
+            let room = if line.is_empty() {
+                max
+            } else {
+                max.saturating_sub(width(&line) + 1)
+            };
+            if width(word) <= room {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                break;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than the whole line: split it.
+            let cut = word.char_indices().nth(max).map_or(word.len(), |(i, _)| i);
+            lines.push(word[..cut].to_owned());
+            word = &word[cut..];
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `sha256:0123456789ab` from a full digest.
+fn short_digest(digest: &str) -> &str {
+    match digest.split_once(':') {
+        Some((algo, hex)) if hex.len() > 12 => &digest[..algo.len() + 1 + 12],
+        _ => digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_words() {
+        assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap("  spaced   out  ", 80), ["spaced out"]);
+        assert_eq!(wrap("abcdefgh ij", 3), ["abc", "def", "gh", "ij"]);
+        assert!(wrap("", 10).is_empty());
+    }
+
+    #[test]
+    fn summary_lines() {
+        assert_eq!(summary_line(&Summary::default()), "no findings");
+        let one = Summary {
+            high: 1,
+            total: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary_line(&one),
+            "1 finding: 0 critical, 1 high, 0 medium, 0 low, 0 info"
+        );
+    }
+
+    #[test]
+    fn rules_and_explain_have_no_trailing_whitespace() {
+        let mut out = Vec::new();
+        rules_table(&mut out).unwrap();
+        for meta in RULES {
+            explain(&mut out, meta).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            assert_eq!(line, line.trim_end(), "trailing whitespace: {line:?}");
+        }
+    }
+}

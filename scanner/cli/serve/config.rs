@@ -1,0 +1,527 @@
+//! `imgscan serve` settings: a small TOML file, overridden by command-line
+//! flags and the environment, validated into one [`ServeConfig`].
+//!
+//! Precedence, highest first: flags, environment (`IMGSCAN_SERVE_TOKEN`,
+//! `IMGSCAN_SERVE_TOKEN_FILE`), the file, built-in defaults. The file format
+//! is documented in `docs/serve.md`.
+//!
+//! # Security
+//!
+//! Secrets (the API token, registry passwords) are read from files or
+//! environment variables, never from flags (they would show in process
+//! listings), and never printed: [`Secret`]'s `Debug` is redacted and no
+//! message formats one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use scanner::model::Severity;
+use scanner::source::Platform;
+use serde::Deserialize;
+
+/// Shortest API token accepted: 128 bits as hex.
+pub(crate) const MIN_TOKEN_LEN: usize = 32;
+
+/// Flags of `imgscan serve` (the TOML file can say everything but the
+/// config path itself).
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Every endpoint but /healthz needs `Authorization: Bearer TOKEN`. The token comes from \
+--token-file, IMGSCAN_SERVE_TOKEN, IMGSCAN_SERVE_TOKEN_FILE or the config file; make one with \
+`openssl rand -hex 32`.
+
+Endpoints:
+  POST /v1/events[/REGISTRY]          CNCF distribution notifications
+  GET  /api/v1/metadata, POST /api/v1/scan, GET /api/v1/scan/ID/report   Harbor adapter v1.1
+  GET  /v1/reports/DIGEST[?format=sarif]   report by manifest digest
+  GET  /v1/scans[?limit=N&state=S]    recent scans with their verdict; /v1/scans/DIGEST
+  GET  /metrics (Prometheus), GET /healthz (no token)
+
+Example:
+  openssl rand -hex 32 > /etc/imgscan/token
+  imgscan serve --token-file /etc/imgscan/token --registry local=http://127.0.0.1:5000
+
+Recipes (registry config.yml, Harbor registration, the config file): docs/serve.md")]
+pub(crate) struct ServeArgs {
+    /// TOML config file (see docs/serve.md).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free
+    /// port; the address is printed on standard error.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+
+    /// SQLite database for jobs and reports [default: imgscan-serve.db].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) database: Option<PathBuf>,
+
+    /// File holding the API bearer token (or IMGSCAN_SERVE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+
+    /// A registry to accept events for and pull from, NAME=URL (repeatable;
+    /// adds to the config file's [[registry]] tables). Pulls are anonymous or
+    /// use the docker config; use the file for per-registry credentials.
+    #[arg(long = "registry", value_name = "NAME=URL")]
+    pub(crate) registries: Vec<String>,
+
+    /// Scans run at once [default: 2].
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<usize>,
+
+    /// Most queued scans; beyond it pushes get 503 and Retry-After so the
+    /// registry retries [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub(crate) queue_capacity: Option<usize>,
+
+    /// A report fails its verdict when it has a finding at or above this
+    /// severity [default: high].
+    #[arg(long, value_name = "SEVERITY")]
+    pub(crate) fail_on: Option<Severity>,
+}
+
+/// A secret read from a file or the environment. `Debug` and `Display`
+/// never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One registry on the allowlist.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryEntry {
+    /// Name used in `/v1/events/NAME` and in reports.
+    pub(crate) name: String,
+    /// `http` or `https`.
+    pub(crate) scheme: String,
+    /// `host[:port]`, lowercase: where pulls go.
+    pub(crate) authority: String,
+    /// Other `host[:port]` names that events from this registry may carry
+    /// (`request.host`, the host of `target.url`), lowercase; includes
+    /// [`Self::authority`].
+    pub(crate) hosts: Vec<String>,
+    /// Pull credentials.
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    /// Plain HTTP or TLS without verification.
+    pub(crate) insecure: bool,
+}
+
+impl RegistryEntry {
+    /// `scheme://authority`, for messages and docs.
+    pub(crate) fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) database: PathBuf,
+    pub(crate) token: Secret,
+    pub(crate) registries: Vec<RegistryEntry>,
+    pub(crate) workers: usize,
+    pub(crate) queue_capacity: usize,
+    pub(crate) fail_on: Severity,
+    /// Scan attempts per job for failures that may clear (registry down).
+    pub(crate) max_attempts: u32,
+    /// First delay before retrying a failed scan; doubles per attempt.
+    pub(crate) retry_backoff: Duration,
+    /// `Retry-After` sent with 503 (queue full) and Harbor's 302.
+    pub(crate) retry_after: Duration,
+    /// How long SIGTERM waits for running scans before leaving them to the
+    /// next start.
+    pub(crate) drain_timeout: Duration,
+    /// Largest request body.
+    pub(crate) max_body_bytes: usize,
+    /// The whole pull and scan of one image.
+    pub(crate) scan_timeout: Duration,
+    /// Identical refused deliveries (400/403) answered before the envelope is
+    /// acknowledged and dropped, so a poison message cannot block the
+    /// registry's serial queue.
+    pub(crate) reject_limit: u32,
+    /// Platform picked from an image index.
+    pub(crate) platform: Option<Platform>,
+    /// Layer scans kept in memory for reuse across images.
+    pub(crate) layer_cache_layers: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    workers: Option<usize>,
+    queue_capacity: Option<usize>,
+    fail_on: Option<String>,
+    max_attempts: Option<u32>,
+    retry_backoff_secs: Option<u64>,
+    retry_after_secs: Option<u64>,
+    drain_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    scan_timeout_secs: Option<u64>,
+    reject_limit: Option<u32>,
+    platform: Option<String>,
+    layer_cache_layers: Option<usize>,
+    #[serde(default)]
+    registry: Vec<FileRegistry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRegistry {
+    name: String,
+    url: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    let s = s.trim();
+    if s.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(Secret(s.to_owned()))
+}
+
+fn read_secret_env(var: &str, what: &str) -> Result<Secret> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
+        _ => bail!("the {what} variable {var} is not set or empty"),
+    }
+}
+
+/// Splits `http(s)://host[:port][/]` into scheme and lowercase authority.
+pub(crate) fn split_url(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty()
+        || authority.contains(['/', '?', '#', '@', ' '])
+        || authority.starts_with(':')
+    {
+        return None;
+    }
+    Some((scheme, authority.to_ascii_lowercase()))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn registry_entry(
+    name: String,
+    url: &str,
+    hosts: Vec<String>,
+    username: Option<String>,
+    password: Option<Secret>,
+    insecure: bool,
+) -> Result<RegistryEntry> {
+    if !valid_name(&name) {
+        bail!("registry name `{name}` must be 1-64 letters, digits, `-`, `_` or `.`");
+    }
+    let Some((scheme, authority)) = split_url(url) else {
+        bail!("registry `{name}`: url `{url}` must be http(s)://HOST[:PORT] with no path");
+    };
+    let mut all = vec![authority.clone()];
+    for h in hosts {
+        let h = h.trim().to_ascii_lowercase();
+        if h.is_empty() || h.contains(['/', ' ', '@']) {
+            bail!("registry `{name}`: host alias `{h}` must be HOST[:PORT]");
+        }
+        if !all.contains(&h) {
+            all.push(h);
+        }
+    }
+    if password.is_some() && username.is_none() {
+        bail!("registry `{name}`: a password needs a username");
+    }
+    if username.is_some() && password.is_none() {
+        bail!("registry `{name}`: username given without password_file or password_env");
+    }
+    Ok(RegistryEntry {
+        name,
+        insecure: insecure || scheme == "http",
+        scheme,
+        authority,
+        hosts: all,
+        username,
+        password,
+    })
+}
+
+impl ServeConfig {
+    /// Reads the file (if any) and applies flags and environment.
+    pub(crate) fn load(args: &ServeArgs) -> Result<Self> {
+        let file: FileConfig = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the config file {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing the config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        // Relative paths in the file are relative to the file.
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let token = if let Some(p) = &args.token_file {
+            read_secret_file(p, "API token")?
+        } else if std::env::var_os("IMGSCAN_SERVE_TOKEN").is_some() {
+            read_secret_env("IMGSCAN_SERVE_TOKEN", "API token")?
+        } else if let Some(p) = std::env::var_os("IMGSCAN_SERVE_TOKEN_FILE") {
+            read_secret_file(Path::new(&p), "API token")?
+        } else if let Some(p) = &file.token_file {
+            read_secret_file(&rel(p), "API token")?
+        } else if let Some(v) = &file.token_env {
+            read_secret_env(v, "API token")?
+        } else {
+            bail!(
+                "no API token: every endpoint but /healthz needs one. Make one with \
+                 `openssl rand -hex 32 > token` and pass --token-file token \
+                 (or set IMGSCAN_SERVE_TOKEN, or token_file in the config file)"
+            );
+        };
+        if token.expose().len() < MIN_TOKEN_LEN {
+            bail!(
+                "the API token is too short ({} characters); use at least {MIN_TOKEN_LEN}, \
+                 e.g. `openssl rand -hex 32`",
+                token.expose().len()
+            );
+        }
+        if token.expose().bytes().any(|b| !b.is_ascii_graphic()) {
+            bail!("the API token must be printable ASCII without spaces");
+        }
+
+        let mut registries = Vec::new();
+        for r in file.registry {
+            let password = match (&r.password_file, &r.password_env) {
+                (Some(_), Some(_)) => bail!(
+                    "registry `{}`: give password_file or password_env, not both",
+                    r.name
+                ),
+                (Some(p), None) => Some(read_secret_file(
+                    &rel(p),
+                    &format!("password of registry `{}`", r.name),
+                )?),
+                (None, Some(v)) => Some(read_secret_env(
+                    v,
+                    &format!("password of registry `{}`", r.name),
+                )?),
+                (None, None) => None,
+            };
+            registries.push(registry_entry(
+                r.name, &r.url, r.hosts, r.username, password, r.insecure,
+            )?);
+        }
+        for spec in &args.registries {
+            let Some((name, url)) = spec.split_once('=') else {
+                bail!("--registry `{spec}` must be NAME=URL, e.g. local=http://127.0.0.1:5000");
+            };
+            registries.push(registry_entry(
+                name.to_owned(),
+                url,
+                Vec::new(),
+                None,
+                None,
+                false,
+            )?);
+        }
+        for (i, r) in registries.iter().enumerate() {
+            if registries[..i].iter().any(|o| o.name == r.name) {
+                bail!("registry name `{}` is configured twice", r.name);
+            }
+            for h in &r.hosts {
+                if let Some(o) = registries[..i].iter().find(|o| o.hosts.contains(h)) {
+                    bail!(
+                        "host `{h}` belongs to both registry `{}` and `{}`",
+                        o.name,
+                        r.name
+                    );
+                }
+            }
+        }
+
+        let fail_on = match (args.fail_on, &file.fail_on) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s
+                .parse::<Severity>()
+                .map_err(|e| anyhow::anyhow!("fail_on in the config file: {e}"))?,
+            (None, None) => Severity::High,
+        };
+        let platform = file
+            .platform
+            .as_deref()
+            .map(Platform::parse)
+            .transpose()
+            .context("platform in the config file")?;
+        let cfg = Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database: args
+                .database
+                .clone()
+                .or_else(|| file.database.as_deref().map(rel))
+                .unwrap_or_else(|| PathBuf::from("imgscan-serve.db")),
+            token,
+            registries,
+            workers: args.workers.or(file.workers).unwrap_or(2),
+            queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1000),
+            fail_on,
+            max_attempts: file.max_attempts.unwrap_or(3),
+            retry_backoff: Duration::from_secs(file.retry_backoff_secs.unwrap_or(10)),
+            retry_after: Duration::from_secs(file.retry_after_secs.unwrap_or(5)),
+            drain_timeout: Duration::from_secs(file.drain_timeout_secs.unwrap_or(30)),
+            max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
+            scan_timeout: Duration::from_secs(file.scan_timeout_secs.unwrap_or(15 * 60)),
+            reject_limit: file.reject_limit.unwrap_or(3),
+            platform,
+            layer_cache_layers: file.layer_cache_layers.unwrap_or(256),
+        };
+        if cfg.workers == 0 || cfg.workers > 64 {
+            bail!("workers must be between 1 and 64");
+        }
+        if cfg.queue_capacity == 0 {
+            bail!("queue_capacity must be at least 1");
+        }
+        if cfg.max_attempts == 0 {
+            bail!("max_attempts must be at least 1");
+        }
+        if cfg.max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024");
+        }
+        if cfg.registries.is_empty() {
+            crate::serve::log(
+                "warning: no registry is configured, so every event and Harbor scan request \
+                 will be refused; add --registry NAME=URL or [[registry]] to the config",
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// The allowlisted registry named `name`.
+    pub(crate) fn registry(&self, name: &str) -> Option<&RegistryEntry> {
+        self.registries.iter().find(|r| r.name == name)
+    }
+
+    /// The allowlisted registry that serves `host[:port]` (as events name it).
+    pub(crate) fn registry_for_host(&self, host: &str) -> Option<&RegistryEntry> {
+        let host = host.to_ascii_lowercase();
+        self.registries
+            .iter()
+            .find(|r| r.hosts.iter().any(|h| *h == host))
+    }
+
+    /// `Retry-After`, whole seconds, at least 1.
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs().max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_scheme_and_authority() {
+        assert_eq!(
+            split_url("http://127.0.0.1:5000/"),
+            Some(("http".into(), "127.0.0.1:5000".into()))
+        );
+        assert_eq!(
+            split_url("HTTPS://Registry.Example.com"),
+            Some(("https".into(), "registry.example.com".into()))
+        );
+        assert_eq!(split_url("ftp://x"), None);
+        assert_eq!(split_url("http://x/v2/"), None);
+        assert_eq!(split_url("http://user@x"), None);
+        assert_eq!(split_url("x:5000"), None);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = Secret("hunter2hunter2".into());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        let e = registry_entry(
+            "r".into(),
+            "https://r.example",
+            vec!["R.example:443".into()],
+            Some("u".into()),
+            Some(s),
+            false,
+        )
+        .unwrap();
+        assert!(!format!("{e:?}").contains("hunter2"));
+        assert_eq!(e.hosts, ["r.example", "r.example:443"]);
+        assert!(!e.insecure);
+    }
+
+    #[test]
+    fn file_format_parses() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:0"
+            workers = 3
+            fail_on = "critical"
+            [[registry]]
+            name = "local"
+            url = "http://127.0.0.1:5000"
+            hosts = ["registry.local"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.workers, Some(3));
+        assert_eq!(f.registry.len(), 1);
+        assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+}

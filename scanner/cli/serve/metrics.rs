@@ -1,0 +1,277 @@
+//! Prometheus metrics, written by hand in the text exposition format
+//! (version 0.0.4): a handful of counters, one histogram, and gauges read
+//! from the database at scrape time so they survive restarts.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::store::Counts;
+
+/// Upper bounds (seconds) of the scan duration histogram.
+const BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// What became of one event of a notification envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventOutcome {
+    /// A new scan job.
+    Queued,
+    /// A failed image pushed again: scanned again.
+    Requeued,
+    /// Already queued, running or scanned.
+    Duplicate,
+    /// Not a manifest push (a blob, a pull, a mount, a delete, an artifact).
+    Ignored,
+    /// Names a registry that is not on the allowlist.
+    OffAllowlist,
+    /// Not a valid event.
+    Malformed,
+    /// No room in the queue; the registry will retry.
+    QueueFull,
+}
+
+impl EventOutcome {
+    const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Requeued,
+        Self::Duplicate,
+        Self::Ignored,
+        Self::OffAllowlist,
+        Self::Malformed,
+        Self::QueueFull,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Requeued => "requeued",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+            Self::OffAllowlist => "off_allowlist",
+            Self::Malformed => "malformed",
+            Self::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Why a request was refused before any work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Unauthorized,
+    TooLarge,
+    QueueFull,
+    /// A refused envelope delivered again too often: acknowledged and dropped.
+    PoisonDropped,
+}
+
+impl Refusal {
+    const ALL: [Self; 4] = [
+        Self::Unauthorized,
+        Self::TooLarge,
+        Self::QueueFull,
+        Self::PoisonDropped,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::QueueFull => "queue_full",
+            Self::PoisonDropped => "poison_dropped",
+        }
+    }
+}
+
+/// Counters kept since start.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    events: [AtomicU64; 7],
+    refusals: [AtomicU64; 4],
+    scans_pass: AtomicU64,
+    scans_fail: AtomicU64,
+    scans_error: AtomicU64,
+    scan_retries: AtomicU64,
+    harbor_requests: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    duration_ms_sum: AtomicU64,
+    duration_count: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn event(&self, o: EventOutcome) {
+        let i = EventOutcome::ALL.iter().position(|x| *x == o).unwrap_or(0);
+        self.events[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn refused(&self, r: Refusal) {
+        let i = Refusal::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        self.refusals[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn harbor_request(&self) {
+        self.harbor_requests.fetch_add(1, Relaxed);
+    }
+
+    /// A scan that produced a report; `failing` is its verdict.
+    pub(crate) fn scan_done(&self, duration_ms: u64, failing: bool) {
+        if failing {
+            self.scans_fail.fetch_add(1, Relaxed);
+        } else {
+            self.scans_pass.fetch_add(1, Relaxed);
+        }
+        self.observe(duration_ms);
+    }
+
+    /// A scan that failed; `retry` when it will be tried again.
+    pub(crate) fn scan_error(&self, duration_ms: u64, retry: bool) {
+        if retry {
+            self.scan_retries.fetch_add(1, Relaxed);
+        } else {
+            self.scans_error.fetch_add(1, Relaxed);
+        }
+        self.observe(duration_ms);
+    }
+
+    fn observe(&self, ms: u64) {
+        let secs = ms as f64 / 1000.0;
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *b {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_ms_sum.fetch_add(ms, Relaxed);
+        self.duration_count.fetch_add(1, Relaxed);
+    }
+
+    /// The exposition text.
+    pub(crate) fn render(&self, counts: Counts, capacity: usize, workers: usize) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "imgscan_queue_depth",
+            "Scan jobs waiting in the queue.",
+            counts.queued,
+        );
+        gauge(
+            "imgscan_queue_capacity",
+            "Most jobs the queue holds before pushes get 503.",
+            capacity as u64,
+        );
+        gauge(
+            "imgscan_scans_in_flight",
+            "Scans running now.",
+            counts.running,
+        );
+        gauge(
+            "imgscan_workers",
+            "Scans that may run at once.",
+            workers as u64,
+        );
+        gauge(
+            "imgscan_jobs_done",
+            "Images scanned (all time, from the database).",
+            counts.done,
+        );
+        gauge(
+            "imgscan_jobs_failed",
+            "Images whose scan failed for good (all time, from the database).",
+            counts.failed,
+        );
+
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_scans_total Scans finished since start, by result (pass and fail are verdicts; error means no report).\n# TYPE imgscan_scans_total counter"
+        );
+        for (result, c) in [
+            ("pass", &self.scans_pass),
+            ("fail", &self.scans_fail),
+            ("error", &self.scans_error),
+        ] {
+            let _ = writeln!(
+                s,
+                "imgscan_scans_total{{result=\"{result}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_scan_failures_total Scans that ended without a report, including ones that will be retried.\n# TYPE imgscan_scan_failures_total counter\nimgscan_scan_failures_total {}",
+            self.scans_error.load(Relaxed) + self.scan_retries.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_scan_retries_total Failed scans queued again for a later try.\n# TYPE imgscan_scan_retries_total counter\nimgscan_scan_retries_total {}",
+            self.scan_retries.load(Relaxed)
+        );
+
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_scan_duration_seconds Time to pull and scan one image.\n# TYPE imgscan_scan_duration_seconds histogram"
+        );
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                s,
+                "imgscan_scan_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let count = self.duration_count.load(Relaxed);
+        let _ = writeln!(
+            s,
+            "imgscan_scan_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nimgscan_scan_duration_seconds_sum {}\nimgscan_scan_duration_seconds_count {count}",
+            self.duration_ms_sum.load(Relaxed) as f64 / 1000.0
+        );
+
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_events_total Registry notification events by outcome.\n# TYPE imgscan_events_total counter"
+        );
+        for (o, c) in EventOutcome::ALL.iter().zip(&self.events) {
+            let _ = writeln!(
+                s,
+                "imgscan_events_total{{outcome=\"{}\"}} {}",
+                o.as_str(),
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_http_refusals_total Requests refused before any work, by reason.\n# TYPE imgscan_http_refusals_total counter"
+        );
+        for (r, c) in Refusal::ALL.iter().zip(&self.refusals) {
+            let _ = writeln!(
+                s,
+                "imgscan_http_refusals_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_harbor_scan_requests_total Harbor scan requests accepted.\n# TYPE imgscan_harbor_scan_requests_total counter\nimgscan_harbor_scan_requests_total {}",
+            self.harbor_requests.load(Relaxed)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.scan_done(300, true);
+        m.scan_done(2000, false);
+        let text = m.render(Counts::default(), 10, 2);
+        assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"0.5\"} 1\n"));
+        assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"2.5\"} 2\n"));
+        assert!(text.contains("imgscan_scan_duration_seconds_count 2\n"));
+        assert!(text.contains("imgscan_scans_total{result=\"fail\"} 1\n"));
+        assert!(text.contains("imgscan_queue_capacity 10\n"));
+    }
+}

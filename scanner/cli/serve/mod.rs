@@ -1,0 +1,318 @@
+//! `imgscan serve`: the registry hook (issue 4). Every image pushed to an
+//! allowlisted registry is scanned once, and the results are served for
+//! deployment gates.
+//!
+//! # Architecture
+//!
+//! ```text
+//!  registry ──POST /v1/events──▶ distribution ─┐                ┌─▶ worker ─▶ pull::ImageScanner
+//!  Harbor ────POST /api/v1/scan─▶ harbor ──────┼─▶ store (SQLite)┼─▶ worker      (scanner::scan,
+//!  gates ─────GET /v1/reports ──▶ api ◀────────┘    jobs+reports └─▶ …            docker:// input)
+//! ```
+//!
+//! - The HTTP side (axum on a small tokio runtime) only validates, records
+//!   and answers; it never waits for a scan, so the registry (1 s default
+//!   timeout) and Harbor (5 s) are answered at once.
+//! - The database is the queue ([`store`]): a job is committed before the
+//!   2xx that acknowledges it, so `kill -9` loses nothing; the manifest
+//!   digest is its key, so each image is scanned once.
+//! - A fixed pool of worker threads ([`worker`]) takes due jobs in order and
+//!   runs [`pull::ImageScanner`]; the queue is bounded, and a full queue
+//!   answers 503 with `Retry-After` so the registry retries.
+//! - SIGTERM/SIGINT: stop accepting, let running scans finish for
+//!   `drain_timeout`, leave queued (and unfinished) jobs in the database for
+//!   the next start.
+//!
+//! Recipes (registry `config.yml`, Harbor registration, the config file):
+//! `docs/serve.md`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use sha2::{Digest as _, Sha256};
+
+mod api;
+pub(crate) mod config;
+mod distribution;
+mod harbor;
+mod metrics;
+mod pull;
+mod store;
+mod worker;
+
+pub(crate) use config::ServeArgs;
+use config::ServeConfig;
+use distribution::RejectMemo;
+use metrics::Metrics;
+use pull::{ImageScanner, RegistryScanner};
+use store::Store;
+use worker::{Ctx, Pool, Wake};
+
+/// State shared by the HTTP handlers.
+pub(crate) struct AppState {
+    pub(crate) cfg: Arc<ServeConfig>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) wake: Arc<Wake>,
+    pub(crate) memo: RejectMemo,
+    /// SHA-256 of the API token (the token itself is not kept here).
+    pub(crate) token_digest: [u8; 32],
+}
+
+pub(crate) type App = Arc<AppState>;
+
+/// Writes one line to standard error, with a UTC timestamp. Never pass a
+/// secret.
+pub(crate) fn log(msg: &str) {
+    let line = format!(
+        "{} imgscan serve: {}\n",
+        rfc3339(store::now_ms()),
+        one_line(msg)
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Folds a message onto one line (errors from the other side may hold
+/// newlines; a log line must stay one line).
+pub(crate) fn one_line(s: &str) -> String {
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// RFC 3339 UTC with milliseconds, from milliseconds since the epoch.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Runs a database call off the async runtime. Errors are logged and become
+/// a 500 (without details: they may name paths).
+pub(crate) async fn blocking<R, F>(app: &App, f: F) -> std::result::Result<R, Response>
+where
+    R: Send + 'static,
+    F: FnOnce(&Store) -> Result<R> + Send + 'static,
+{
+    let store = Arc::clone(&app.store);
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => {
+            log(&format!("error: database: {e:#}"));
+            Err(api::json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "database error (see the server log)",
+            ))
+        }
+        Err(e) => {
+            log(&format!("error: database task: {e}"));
+            Err(api::json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (see the server log)",
+            ))
+        }
+    }
+}
+
+fn router(app: App) -> Router {
+    let limit = app.cfg.max_body_bytes;
+    let authed = Router::new()
+        .route("/v1/events", post(distribution::events))
+        .route("/v1/events/{registry}", post(distribution::events_for))
+        .route("/api/v1/metadata", get(harbor::metadata))
+        .route("/api/v1/scan", post(harbor::scan))
+        .route("/api/v1/scan/{id}/report", get(harbor::report))
+        .route("/v1/reports/{digest}", get(api::report))
+        .route("/v1/scans", get(api::scans))
+        .route("/v1/scans/{digest}", get(api::scan))
+        .route("/metrics", get(api::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            api::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .merge(authed)
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => log("SIGINT: shutting down"),
+        () = term => log("SIGTERM: shutting down"),
+    }
+}
+
+/// Longest wait for open connections after the shutdown signal.
+const CONNECTION_GRACE: Duration = Duration::from_secs(5);
+
+async fn serve_http(app: App) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", app.cfg.listen))?;
+    let addr = listener.local_addr()?;
+    log(&format!("listening on http://{addr}"));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let graceful = stopped(rx.clone());
+    let server = async move {
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(graceful)
+            .await
+    };
+    tokio::select! {
+        r = server => r.context("serving HTTP")?,
+        () = async { stopped(rx).await; tokio::time::sleep(CONNECTION_GRACE).await } => {
+            log("connections still open after the grace period; closing them");
+        }
+    }
+    Ok(())
+}
+
+/// `imgscan serve`.
+pub(crate) fn run(args: &ServeArgs) -> Result<()> {
+    let cfg = Arc::new(ServeConfig::load(args)?);
+    let scanner: Arc<dyn ImageScanner> = Arc::new(RegistryScanner::new(&cfg));
+    run_with(cfg, scanner)
+}
+
+fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()> {
+    let store = Arc::new(Store::open(&cfg.database)?);
+    let (requeued, failed) = store.recover(cfg.max_attempts)?;
+    let _ = store.expire_harbor(harbor::SCAN_ID_TTL_MS)?;
+    let counts = store.counts()?;
+    log(&format!(
+        "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
+         queue capacity {}, verdict fails at {}; registries: {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.database.display(),
+        counts.queued,
+        if requeued > 0 {
+            format!(", {requeued} re-queued after an interrupted scan")
+        } else {
+            String::new()
+        },
+        if failed > 0 {
+            format!(", {failed} failed after repeated interrupted scans")
+        } else {
+            String::new()
+        },
+        counts.done,
+        counts.failed,
+        cfg.workers,
+        cfg.queue_capacity,
+        cfg.fail_on,
+        if cfg.registries.is_empty() {
+            "none".to_owned()
+        } else {
+            cfg.registries
+                .iter()
+                .map(|r| format!("{}={}", r.name, r.url()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    let metrics = Arc::new(Metrics::default());
+    let wake = Arc::new(Wake::default());
+    let pool = Pool::start(Arc::new(Ctx {
+        cfg: Arc::clone(&cfg),
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        wake: Arc::clone(&wake),
+        scanner,
+    }))?;
+    let app = Arc::new(AppState {
+        token_digest: Sha256::digest(cfg.token.expose().as_bytes()).into(),
+        cfg: Arc::clone(&cfg),
+        store,
+        metrics,
+        wake,
+        memo: RejectMemo::default(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("imgscan-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let served = rt.block_on(serve_http(app));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    log(&format!(
+        "waiting up to {}s for running scans",
+        cfg.drain_timeout.as_secs()
+    ));
+    let left = pool.shutdown(cfg.drain_timeout);
+    if left > 0 {
+        log(&format!(
+            "{left} scan(s) still running; they stay in the database and run again at the next start"
+        ));
+    }
+    log("stopped; queued jobs stay in the database for the next start");
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_795_321_730_000), "2026-11-22T04:28:50.000Z");
+    }
+
+    #[test]
+    fn log_lines_stay_one_line() {
+        assert_eq!(one_line("a\n  b\r\n\nc"), "a / b / c");
+    }
+}

@@ -1,0 +1,107 @@
+//! The command line: exit codes, subcommands, output files.
+
+use serde_json::json;
+
+use crate::util::{Comp, base_layer, imgscan, testdata, write_oci_layout};
+
+/// 0 when nothing reaches --fail-on, 1 when something does, for each level.
+#[test]
+fn exit_codes_follow_fail_on() {
+    let sample = testdata("sample-docker.tar");
+    // The sample has critical findings (cap_sys_admin).
+    for (level, code) in [("critical", 1), ("high", 1), ("info", 1), ("none", 0)] {
+        let out = imgscan(&["--fail-on", level, "--format", "json", &sample]);
+        assert_eq!(out.status.code(), Some(code), "--fail-on {level}");
+    }
+    // Default threshold is high.
+    assert_eq!(imgscan(&[&sample]).status.code(), Some(1));
+    // A clean image passes at every level.
+    let dir = tempfile::tempdir().unwrap();
+    write_oci_layout(
+        dir.path(),
+        &[base_layer().build()],
+        Comp::Gzip,
+        json!({"User": "app"}),
+    );
+    let out = imgscan(&["--fail-on", "info", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `imgscan scan IMG...` equals `imgscan IMG`, and several images give a
+/// documented multi-image JSON report.
+#[test]
+fn scan_subcommand_and_several_images() {
+    let sample = testdata("sample-docker.tar");
+    let a = imgscan(&["--format", "json", &sample]);
+    let b = imgscan(&["scan", "--format", "json", &sample]);
+    assert_eq!(a.stdout, b.stdout);
+    let oci = testdata("sample/oci");
+    let out = imgscan(&["--format", "json", &sample, &oci]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reports"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["summary"]["total"].as_u64().unwrap(),
+        2 * v["reports"][0]["summary"]["total"].as_u64().unwrap()
+    );
+}
+
+/// `imgscan rules` lists every rule; `explain` documents one; an unknown
+/// rule is an error.
+#[test]
+fn rules_and_explain() {
+    let out = imgscan(&["rules"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for id in [
+        "root-user",
+        "setuid-binary",
+        "setgid-binary",
+        "file-capability",
+        "world-writable-path",
+        "remote-shell-daemon",
+    ] {
+        assert!(text.contains(id), "rules lists {id}");
+    }
+    let out = imgscan(&["explain", "file-capability"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Why is this bad"), "{text}");
+    let by_code = imgscan(&["explain", "IS006"]);
+    assert_eq!(by_code.stdout, text.as_bytes());
+    let out = imgscan(&["explain", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("setuid-binary"));
+}
+
+/// --output writes the report to a file and nothing to stdout; no image is
+/// a usage error.
+#[test]
+fn output_file_and_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("r.sarif");
+    let out = imgscan(&[
+        "--format",
+        "sarif",
+        "--output",
+        o.to_str().unwrap(),
+        &testdata("sample-docker.tar"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&o).unwrap()).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    assert_eq!(imgscan(&[]).status.code(), Some(2));
+    assert_eq!(imgscan(&["--format", "xml", "x"]).status.code(), Some(2));
+    assert_eq!(
+        imgscan(&["--platform", "a/b/c/d", &testdata("sample-docker.tar")])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -1,0 +1,697 @@
+//! `imgscan serve` (issue 4) end to end, on 127.0.0.1 with real parts: a
+//! Debian `docker-registry` (CNCF distribution 2.8) that notifies the
+//! service, pushes made with skopeo, and the built binary as a child process.
+//! A missing tool fails the test with a pointer to scripts/install-test-deps.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::serve_support::{
+    EVENTS_V2, OCI_MANIFEST, Registry, RegistryOptions, SAMPLE_DIGEST, Serve, TOKEN, blob_event,
+    free_port, push_event, request, wait_for, write_config,
+};
+use crate::util::{imgscan, testdata};
+
+/// `(rule_id, severity, path, layer_index, message)` of every finding.
+fn finding_keys(report: &Value) -> BTreeSet<String> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} {}",
+                f["rule_id"], f["severity"], f["path"], f["layer_index"], f["message"]
+            )
+        })
+        .collect()
+}
+
+/// A registry configured to notify imgscan: a skopeo push is scanned, and
+/// the report (JSON and SARIF) equals a local scan of the same image; a
+/// second push of the same image is deduplicated; blob events are ignored.
+#[test]
+fn serve_scans_pushes_notified_by_a_real_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg_port = free_port();
+    let reg_url = format!("http://127.0.0.1:{reg_port}");
+    let config = write_config(dir.path(), "workers = 2", &[("local", reg_url.as_str())]);
+    let serve = Serve::start(&config);
+    let registry = Registry::start(RegistryOptions {
+        notify: Some(format!("http://{}/v1/events/local", serve.addr)),
+        port: Some(reg_port),
+        ..RegistryOptions::default()
+    });
+
+    let digest = registry.push_sample("lab/sample:v1");
+    assert_eq!(digest, SAMPLE_DIGEST);
+    let path = format!("/v1/reports/{digest}");
+    let report = wait_for(
+        Duration::from_secs(90),
+        "the report of the pushed image",
+        || {
+            let r = serve.get(&path);
+            (r.status == 200).then(|| r)
+        },
+        || serve.logs(),
+    );
+    assert_eq!(report.header("content-type"), Some("application/json"));
+    assert_eq!(report.header("x-imgscan-verdict"), Some("fail"));
+    let served = report.json();
+    assert_eq!(served["image"]["manifest_digest"], SAMPLE_DIGEST);
+    assert_eq!(served["image"]["format"], "registry");
+
+    // The same findings as scanning the OCI layout locally.
+    let local = imgscan(&[
+        "--format",
+        "json",
+        "--fail-on",
+        "none",
+        &format!("oci:{}:sample", testdata("sample/oci")),
+    ]);
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(finding_keys(&served), finding_keys(&local));
+    let rules: BTreeSet<(String, String)> = served["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("setuid-binary", "/usr/local/bin/suid-helper"),
+        ("setgid-binary", "/usr/local/bin/sgid-tool"),
+        ("file-capability", "/usr/bin/pinger"),
+        ("file-capability", "/usr/bin/admin-tool"),
+        ("world-writable-path", "/srv/shared"),
+        ("world-writable-path", "/etc/app.conf"),
+        ("root-user", ""),
+    ] {
+        assert!(
+            rules.contains(&(want.0.to_owned(), want.1.to_owned())),
+            "missing {want:?} in {rules:?}"
+        );
+    }
+
+    let sarif = serve.get(&format!("{path}?format=sarif"));
+    assert_eq!(sarif.status, 200);
+    assert_eq!(sarif.header("content-type"), Some("application/sarif+json"));
+    let sarif = sarif.json();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(!sarif["runs"][0]["results"].as_array().unwrap().is_empty());
+
+    // Pushing the same image again (another tag) is one scan, not two.
+    registry.push_sample("lab/sample:v2");
+    registry.push_sample("other/copy:latest");
+    wait_for(
+        Duration::from_secs(30),
+        "the repeated pushes to be notified",
+        || {
+            serve
+                .scan(&digest)
+                .filter(|s| s["notifications"].as_u64() >= Some(3))
+        },
+        || serve.logs(),
+    );
+    let s = serve.scan(&digest).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["completions"].as_u64()),
+        (Some("done"), Some(1))
+    );
+    assert_eq!(s["attempts"], 1);
+    assert_eq!(s["verdict"], "fail");
+    assert_eq!(s["registry"], "local");
+
+    let list = serve.get("/v1/scans").json();
+    assert_eq!(list["fail_on"], "high");
+    let scans = list["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 1, "{scans:#?}");
+    assert_eq!(scans[0]["digest"], SAMPLE_DIGEST);
+    assert!(
+        serve.metric("imgscan_events_total{outcome=\"ignored\"}") > 0.0,
+        "blob pushes are ignored"
+    );
+    assert_eq!(serve.metric("imgscan_scans_total{result=\"fail\"}"), 1.0);
+    assert_eq!(serve.metric("imgscan_queue_depth"), 0.0);
+    assert_eq!(serve.metric("imgscan_scan_duration_seconds_count"), 1.0);
+}
+
+/// Every endpoint but /healthz refuses a missing or wrong token; bodies are
+/// size-limited; malformed envelopes get 400 until they would block the
+/// registry's queue, then are acknowledged and dropped.
+#[test]
+fn serve_refuses_unauthorised_and_malformed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "max_body_bytes = 4096\nreject_limit = 2",
+        &[("local", "http://127.0.0.1:1")],
+    );
+    let serve = Serve::start(&config);
+    let a = serve.addr.as_str();
+    let d = SAMPLE_DIGEST;
+    let endpoints = [
+        ("POST", "/v1/events".to_owned()),
+        ("POST", "/v1/events/local".to_owned()),
+        ("GET", "/api/v1/metadata".to_owned()),
+        ("POST", "/api/v1/scan".to_owned()),
+        ("GET", "/api/v1/scan/x/report".to_owned()),
+        ("GET", format!("/v1/reports/{d}")),
+        ("GET", "/v1/scans".to_owned()),
+        ("GET", format!("/v1/scans/{d}")),
+        ("GET", "/metrics".to_owned()),
+    ];
+    let wrong = format!("Bearer {}", TOKEN.replace('0', "1"));
+    for (method, path) in &endpoints {
+        for headers in [
+            vec![],
+            vec![("Authorization", wrong.as_str())],
+            vec![("Authorization", "Basic Zm9vOmJhcg==")],
+            vec![("X-ScannerAdapter-API-Key", "nope")],
+        ] {
+            let r = request(a, method, path, &headers, b"{}").unwrap();
+            assert_eq!(
+                r.status,
+                401,
+                "{method} {path} with {headers:?}: {}",
+                r.text()
+            );
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer realm=\"imgscan\"")
+            );
+        }
+    }
+    let h = request(a, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!((h.status, h.json()["status"].as_str()), (200, Some("ok")));
+    // Harbor may present the token as an API key.
+    let m = request(
+        a,
+        "GET",
+        "/api/v1/metadata",
+        &[("X-ScannerAdapter-API-Key", TOKEN)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(m.status, 200);
+    assert!(
+        !serve.logs().contains(TOKEN),
+        "the token must never be logged"
+    );
+
+    // Too large.
+    let big = vec![b' '; 8192];
+    let r = serve.call("POST", "/v1/events", &[("Content-Type", EVENTS_V2)], &big);
+    assert_eq!(r.status, 413);
+    // Malformed: 400 twice (reject_limit = 2), then acknowledged and dropped.
+    for want in [400, 400, 200, 400] {
+        let r = serve.call(
+            "POST",
+            "/v1/events",
+            &[("Content-Type", EVENTS_V2)],
+            b"{\"events\": 7}",
+        );
+        assert_eq!(r.status, want, "{}", r.text());
+    }
+    let r = serve.call(
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "text/plain")],
+        b"{}",
+    );
+    assert_eq!(r.status, 415);
+    // A push event whose digest is not a digest.
+    let mut bad = push_event("127.0.0.1:1", "lab/x", "v1", d);
+    bad["target"]["digest"] = json!("sha256:../../../etc/passwd");
+    let r = serve.notify("/v1/events", &[bad]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        serve.metric("imgscan_http_refusals_total{reason=\"poison_dropped\"}"),
+        1.0
+    );
+    assert_eq!(
+        serve.metric("imgscan_http_refusals_total{reason=\"too_large\"}"),
+        1.0
+    );
+    assert!(serve.metric("imgscan_http_refusals_total{reason=\"unauthorized\"}") >= 36.0);
+    assert_eq!(serve.get("/v1/scans").json()["scans"], json!([]));
+}
+
+/// An event naming a registry that is not on the allowlist is refused (403)
+/// and nothing is pulled; a named endpoint for an unknown registry is 404;
+/// the event's URL never decides where imgscan pulls from.
+#[test]
+fn serve_refuses_registries_off_the_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", &[("local", "http://127.0.0.1:1")]);
+    let serve = Serve::start(&config);
+    let d = SAMPLE_DIGEST;
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event("evil.example:5000", "lab/x", "v1", d)],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["message"],
+        "registry evil.example:5000 is not on the allowlist"
+    );
+    assert_eq!(serve.get(&format!("/v1/scans/{d}")).status, 404);
+    let r = serve.notify(
+        "/v1/events/nosuch",
+        &[push_event("127.0.0.1:1", "lab/x", "v1", d)],
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Mixed envelope: the allowlisted event is kept, the other reported.
+    let other = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let r = serve.notify(
+        "/v1/events",
+        &[
+            push_event("evil.example:5000", "lab/x", "v1", other),
+            push_event("127.0.0.1:1", "lab/x", "v1", d),
+            blob_event("127.0.0.1:1", "lab/x"),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let body = r.json();
+    assert_eq!(
+        (body["queued"].as_u64(), body["off_allowlist"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(body["ignored"], 1);
+    assert_eq!(serve.get(&format!("/v1/scans/{other}")).status, 404);
+    assert_eq!(serve.scan(d).unwrap()["registry"], "local");
+    // Harbor: a registry URL off the allowlist is refused too.
+    let req = json!({"registry": {"url": "https://evil.example"},
+                     "artifact": {"repository": "lab/x", "digest": other}});
+    let r = serve.call("POST", "/api/v1/scan", &[], req.to_string().as_bytes());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowlist")
+    );
+}
+
+/// Pushes acknowledged before a `kill -9` (some queued, one mid-scan) are
+/// all scanned after a restart, each exactly once.
+#[test]
+fn serve_kill_9_and_restart_scans_every_push_exactly_once() {
+    let registry = Registry::start(RegistryOptions::default());
+    registry.push_sample("lab/app:base");
+    let digests = registry.variants("lab/app", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "workers = 1",
+        &[("local", &format!("http://{}", registry.addr()))],
+    );
+    let serve = Serve::start(&config);
+    let host = registry.addr();
+    for chunk in digests.chunks(3) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, d)| push_event(&host, "lab/app", &format!("t{i}"), d))
+            .collect();
+        let r = serve.notify("/v1/events", &events);
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    // Duplicates of acknowledged pushes are not new jobs.
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event(&host, "lab/app", "again", &digests[0])],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicates"], 1);
+    wait_for(
+        Duration::from_secs(60),
+        "a scan to be running",
+        || (serve.metric("imgscan_scans_in_flight") >= 1.0).then_some(()),
+        || serve.logs(),
+    );
+    let before = serve.get("/v1/scans?state=queued").json()["scans"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        before >= 5,
+        "expected a queue at kill time, found {before} queued"
+    );
+    let first_log = serve.kill9();
+
+    let serve = Serve::start(&config);
+    assert!(
+        serve.logs().contains("re-queued after an interrupted scan"),
+        "{}\nbefore the kill:\n{}",
+        serve.logs(),
+        first_log.lock().unwrap().join("\n")
+    );
+    let done = serve.wait_done(&digests, Duration::from_secs(120));
+    for s in &done {
+        assert_eq!(s["completions"], 1, "{s:#}");
+    }
+    let all = serve.get("/v1/scans?limit=1000").json()["scans"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(all, digests.len());
+    // Every report is there, and the same as the sample's findings.
+    let first = serve.get(&format!("/v1/reports/{}", digests[0])).json();
+    let last = serve.get(&format!("/v1/reports/{}", digests[9])).json();
+    assert_eq!(finding_keys(&first), finding_keys(&last));
+}
+
+/// A burst of a few hundred notifications with a small queue: 503s with
+/// Retry-After are seen and retried, the queue never holds more than its
+/// bound, nothing is lost, every image is scanned once; SIGTERM then stops
+/// the service cleanly.
+#[test]
+fn serve_burst_of_notifications_respects_the_queue_bound() {
+    const CAPACITY: usize = 6;
+    let registry = Registry::start(RegistryOptions::default());
+    registry.push_sample("lab/burst:base");
+    let digests = Arc::new(registry.variants("lab/burst", 24));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("workers = 2\nqueue_capacity = {CAPACITY}"),
+        &[("local", &format!("http://{}", registry.addr()))],
+    );
+    let serve = Arc::new(Serve::start(&config));
+    let host = registry.addr();
+
+    let busy = Arc::new(AtomicUsize::new(0));
+    let max_depth = Arc::new(Mutex::new(0f64));
+    let monitor = {
+        let (serve, busy, max_depth) = (
+            Arc::clone(&serve),
+            Arc::clone(&busy),
+            Arc::clone(&max_depth),
+        );
+        std::thread::spawn(move || {
+            while busy.load(Ordering::SeqCst) == 0 {
+                let d = serve.metric("imgscan_queue_depth");
+                let mut m = max_depth.lock().unwrap();
+                *m = m.max(d);
+                drop(m);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..6)
+        .map(|t| {
+            let (serve, digests, host) = (Arc::clone(&serve), Arc::clone(&digests), host.clone());
+            let (unavailable, delivered) = (Arc::clone(&unavailable), Arc::clone(&delivered));
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let n = t * 50 + i;
+                    // One or two manifest pushes, sometimes with a blob push.
+                    let mut events = vec![push_event(
+                        &host,
+                        "lab/burst",
+                        &format!("b{n}"),
+                        &digests[n % digests.len()],
+                    )];
+                    if n % 3 == 0 {
+                        events.push(push_event(
+                            &host,
+                            "lab/burst",
+                            "x",
+                            &digests[(n * 7 + 1) % digests.len()],
+                        ));
+                    }
+                    if n % 5 == 0 {
+                        events.push(blob_event(&host, "lab/burst"));
+                    }
+                    let start = Instant::now();
+                    loop {
+                        let r = serve.notify("/v1/events/local", &events);
+                        match r.status {
+                            200 | 202 => break,
+                            503 => {
+                                assert_eq!(r.header("retry-after"), Some("1"));
+                                unavailable.fetch_add(1, Ordering::SeqCst);
+                                // Like the registry: retry soon, then back off.
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            s => panic!("unexpected {s}: {}", r.text()),
+                        }
+                        assert!(
+                            start.elapsed() < Duration::from_secs(120),
+                            "envelope {n} never accepted"
+                        );
+                    }
+                    delivered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    assert_eq!(delivered.load(Ordering::SeqCst), 300);
+    let done = serve.wait_done(&digests, Duration::from_secs(120));
+    busy.store(1, Ordering::SeqCst);
+    monitor.join().unwrap();
+    assert!(
+        unavailable.load(Ordering::SeqCst) > 0,
+        "the queue bound was never reached"
+    );
+    let max = *max_depth.lock().unwrap();
+    assert!(
+        max <= CAPACITY as f64,
+        "queue depth {max} exceeded {CAPACITY}"
+    );
+    for s in &done {
+        assert_eq!(s["completions"], 1, "{s:#}");
+    }
+    assert_eq!(
+        serve.get("/v1/scans?limit=1000").json()["scans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        digests.len()
+    );
+    assert_eq!(
+        serve.metric("imgscan_scans_total{result=\"fail\"}"),
+        digests.len() as f64
+    );
+    assert!(serve.metric("imgscan_events_total{outcome=\"queue_full\"}") > 0.0);
+
+    let serve = Arc::try_unwrap(serve).ok().expect("no other owner");
+    let log = Arc::clone(&serve.log);
+    assert_eq!(serve.terminate(Duration::from_secs(20)), Some(0));
+    let log = log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("SIGTERM: shutting down") && log.contains("stopped;"),
+        "{log}"
+    );
+}
+
+/// Harbor's flow against a registry that needs credentials: metadata that
+/// Harbor accepts, POST scan → 202 {id}, 302 with Refresh-After and
+/// Retry-After while the scan runs, then a vulnerability report 1.1 with
+/// one item per finding; every answer well within Harbor's 5 s.
+#[test]
+fn serve_harbor_adapter_flow() {
+    let registry = Registry::start(RegistryOptions {
+        basic_auth: Some(("robot$lab+scan".into(), "s3cret-pass".into())),
+        ..RegistryOptions::default()
+    });
+    let digest = registry.push_sample("lab/app:1.0");
+    let busy = registry.variants("lab/app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "workers = 1",
+        &[("harbor", &format!("http://{}", registry.addr()))],
+    );
+    let serve = Serve::start(&config);
+    let timed = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let start = Instant::now();
+        let r = serve.call(method, path, headers, body);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{method} {path} took {:?}",
+            start.elapsed()
+        );
+        r
+    };
+
+    // Metadata as Harbor validates it (goharbor/harbor rest/v1/models.go).
+    let m = timed(
+        "GET",
+        "/api/v1/metadata",
+        &[(
+            "Accept",
+            "application/vnd.scanner.adapter.metadata+json; version=1.0",
+        )],
+        b"",
+    );
+    assert_eq!(m.status, 200);
+    let m = m.json();
+    for k in ["name", "vendor", "version"] {
+        assert!(!m["scanner"][k].as_str().unwrap().is_empty());
+    }
+    let caps = m["capabilities"].as_array().unwrap();
+    assert!(!caps.is_empty());
+    for c in caps {
+        assert!(
+            c["consumes_mime_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "application/vnd.docker.distribution.manifest.v2+json")
+        );
+        assert!(
+            c["produces_mime_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "application/vnd.security.vulnerability.report; version=1.1")
+        );
+    }
+    assert_eq!(
+        m["properties"]["harbor.scanner-adapter/registry-authorization-type"],
+        "Basic"
+    );
+
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("robot$lab+scan:s3cret-pass")
+    );
+    let scan_request = |d: &str, auth: &str| {
+        json!({
+            "registry": {"url": format!("http://{}", registry.addr()), "authorization": auth, "insecure": true},
+            "artifact": {"repository": "lab/app", "digest": d, "tag": "1.0",
+                         "mime_type": OCI_MANIFEST, "size": 820},
+            "enabled_capabilities": [{"type": "vulnerability",
+                "produces_mime_types": ["application/vnd.security.vulnerability.report; version=1.1"],
+                "parameters": null}]
+        })
+        .to_string()
+    };
+    let scan_headers = [
+        (
+            "Content-Type",
+            "application/vnd.scanner.adapter.scan.request+json; version=1.0",
+        ),
+        (
+            "Accept",
+            "application/vnd.scanner.adapter.scan.response+json; version=1.0",
+        ),
+    ];
+    // Keep the single worker busy with another image first, so the report
+    // is still pending when first asked for.
+    let r = timed(
+        "POST",
+        "/api/v1/scan",
+        &scan_headers,
+        scan_request(&busy[0], &auth).as_bytes(),
+    );
+    assert_eq!(r.status, 202);
+    let r = timed(
+        "POST",
+        "/api/v1/scan",
+        &scan_headers,
+        scan_request(&digest, &auth).as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.scanner.adapter.scan.response+json; version=1.0")
+    );
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let report_path = format!("/api/v1/scan/{id}/report");
+    let accept = [(
+        "Accept",
+        "application/vnd.security.vulnerability.report; version=1.1",
+    )];
+    let first = timed("GET", &report_path, &accept, b"");
+    assert_eq!(first.status, 302, "{}", first.text());
+    assert_eq!(first.header("refresh-after"), Some("1"));
+    assert_eq!(first.header("retry-after"), Some("1"));
+    let report = wait_for(
+        Duration::from_secs(90),
+        "the Harbor report",
+        || {
+            let r = timed("GET", &report_path, &accept, b"");
+            assert!(
+                r.status == 200 || r.status == 302,
+                "{} {}",
+                r.status,
+                r.text()
+            );
+            (r.status == 200).then_some(r)
+        },
+        || serve.logs(),
+    );
+    assert_eq!(
+        report.header("content-type"),
+        Some("application/vnd.security.vulnerability.report; version=1.1")
+    );
+    let report = report.json();
+    assert_eq!(report["artifact"]["digest"], digest);
+    assert_eq!(report["artifact"]["repository"], "lab/app");
+    assert_eq!(report["scanner"]["name"], "imgscan");
+    let sevs = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"];
+    let vulns = report["vulnerabilities"].as_array().unwrap();
+    let served = serve.get(&format!("/v1/reports/{digest}")).json();
+    assert_eq!(vulns.len(), served["findings"].as_array().unwrap().len());
+    let mut top = 0;
+    for v in vulns {
+        let i = sevs
+            .iter()
+            .position(|s| v["severity"] == *s)
+            .expect("Harbor severity");
+        top = top.max(i);
+        assert!(!v["id"].as_str().unwrap().is_empty());
+        assert!(!v["package"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(report["severity"], sevs[top]);
+    assert!(
+        vulns
+            .iter()
+            .any(|v| v["id"] == "setuid-binary" && v["package"] == "/usr/local/bin/suid-helper")
+    );
+    assert!(vulns.iter().any(|v| v["id"] == "root-user"));
+
+    // Unknown ids, an unsupported report type, and a Bearer authorization
+    // (imgscan asks Harbor for Basic).
+    assert_eq!(
+        timed("GET", "/api/v1/scan/nope/report", &accept, b"").status,
+        404
+    );
+    let sbom = [(
+        "Accept",
+        "application/vnd.security.sbom.report+json; version=1.0",
+    )];
+    assert_eq!(timed("GET", &report_path, &sbom, b"").status, 501);
+    let r = timed(
+        "POST",
+        "/api/v1/scan",
+        &scan_headers,
+        scan_request(&digest, "Bearer eyJ").as_bytes(),
+    );
+    assert_eq!(r.status, 422);
+    let r = timed("POST", "/api/v1/scan", &scan_headers, b"{not json");
+    assert_eq!(r.status, 400);
+}
