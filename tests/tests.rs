@@ -10,3 +10,5 @@ mod errors;
 mod sample;
 mod serve;
 mod serve_support;
+mod registry;
+mod registry_support;

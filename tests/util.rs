@@ -10,22 +10,22 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// The repository root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A path under `testdata/`.
-pub fn testdata(p: &str) -> String {
+pub(crate) fn testdata(p: &str) -> String {
     root().join("testdata").join(p).display().to_string()
 }
 
 /// Runs imgscan with `args`.
-pub fn imgscan(args: &[&str]) -> Output {
+pub(crate) fn imgscan(args: &[&str]) -> Output {
     imgscan_stdin(args, None)
 }
 
 /// Runs imgscan with `args` and `stdin` bytes.
-pub fn imgscan_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) fn imgscan_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgscan"));
     cmd.args(args)
         .env_remove("NO_COLOR")
@@ -48,7 +48,7 @@ pub fn imgscan_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 /// Runs a scan that must succeed (exit 0 or 1) and returns the JSON report.
-pub fn scan_json(image: &str) -> Value {
+pub(crate) fn scan_json(image: &str) -> Value {
     let out = imgscan(&["--format", "json", "--fail-on", "none", image]);
     assert_eq!(
         out.status.code(),
@@ -60,7 +60,7 @@ pub fn scan_json(image: &str) -> Value {
 }
 
 /// `(rule_id, path)` of every finding, sorted.
-pub fn rule_paths(report: &Value) -> Vec<(String, String)> {
+pub(crate) fn rule_paths(report: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = report["findings"]
         .as_array()
         .unwrap()
@@ -77,7 +77,7 @@ pub fn rule_paths(report: &Value) -> Vec<(String, String)> {
 }
 
 /// The findings of `rule`.
-pub fn findings_of<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
+pub(crate) fn findings_of<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
     report["findings"]
         .as_array()
         .unwrap()
@@ -87,7 +87,7 @@ pub fn findings_of<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
 }
 
 /// Fails with an install hint when a tool is missing.
-pub fn require_tool(tool: &str) {
+pub(crate) fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false)
@@ -99,7 +99,7 @@ pub fn require_tool(tool: &str) {
 }
 
 /// sha256 digest string.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(data)))
 }
 
@@ -108,7 +108,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Builds one layer tar.
-pub struct LayerBuilder {
+pub(crate) struct LayerBuilder {
     b: tar::Builder<Vec<u8>>,
 }
 
@@ -119,7 +119,7 @@ impl Default for LayerBuilder {
 }
 
 impl LayerBuilder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             b: tar::Builder::new(Vec::new()),
         }
@@ -136,49 +136,49 @@ impl LayerBuilder {
         h
     }
 
-    pub fn dir(mut self, path: &str, mode: u32) -> Self {
+    pub(crate) fn dir(mut self, path: &str, mode: u32) -> Self {
         let mut h = Self::header(tar::EntryType::Directory, mode, 0, 0, 0);
         self.b.append_data(&mut h, path, &b""[..]).unwrap();
         self
     }
 
-    pub fn file(self, path: &str, mode: u32, data: &[u8]) -> Self {
+    pub(crate) fn file(self, path: &str, mode: u32, data: &[u8]) -> Self {
         self.file_owned(path, mode, 0, 0, data)
     }
 
-    pub fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
+    pub(crate) fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
         let mut h = Self::header(tar::EntryType::Regular, mode, uid, gid, data.len() as u64);
         self.b.append_data(&mut h, path, data).unwrap();
         self
     }
 
     /// A file with PAX records before it (xattrs).
-    pub fn file_pax(mut self, path: &str, mode: u32, pax: &[(&str, &[u8])]) -> Self {
+    pub(crate) fn file_pax(mut self, path: &str, mode: u32, pax: &[(&str, &[u8])]) -> Self {
         self.b.append_pax_extensions(pax.iter().copied()).unwrap();
         let mut h = Self::header(tar::EntryType::Regular, mode, 0, 0, 4);
         self.b.append_data(&mut h, path, &b"\x7fELF"[..]).unwrap();
         self
     }
 
-    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+    pub(crate) fn symlink(mut self, path: &str, target: &str) -> Self {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0, 0, 0);
         self.b.append_link(&mut h, path, target).unwrap();
         self
     }
 
-    pub fn hardlink(mut self, path: &str, target: &str, mode: u32) -> Self {
+    pub(crate) fn hardlink(mut self, path: &str, target: &str, mode: u32) -> Self {
         let mut h = Self::header(tar::EntryType::Link, mode, 0, 0, 0);
         self.b.append_link(&mut h, path, target).unwrap();
         self
     }
 
-    pub fn char_device(mut self, path: &str, mode: u32) -> Self {
+    pub(crate) fn char_device(mut self, path: &str, mode: u32) -> Self {
         let mut h = Self::header(tar::EntryType::Char, mode, 0, 0, 0);
         self.b.append_data(&mut h, path, &b""[..]).unwrap();
         self
     }
 
-    pub fn whiteout(self, path: &str) -> Self {
+    pub(crate) fn whiteout(self, path: &str) -> Self {
         let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
         let p = if dir.is_empty() {
             format!(".wh.{base}")
@@ -188,24 +188,24 @@ impl LayerBuilder {
         self.file(&p, 0o644, b"")
     }
 
-    pub fn opaque(self, dir: &str) -> Self {
+    pub(crate) fn opaque(self, dir: &str) -> Self {
         self.file(&format!("{dir}/.wh..wh..opq"), 0o644, b"")
     }
 
-    pub fn build(self) -> Vec<u8> {
+    pub(crate) fn build(self) -> Vec<u8> {
         self.b.into_inner().unwrap()
     }
 }
 
 /// Layer compression for [`write_oci_layout`].
 #[derive(Clone, Copy, Debug)]
-pub enum Comp {
+pub(crate) enum Comp {
     None,
     Gzip,
     Zstd,
 }
 
-pub fn compress(tar: &[u8], c: Comp) -> Vec<u8> {
+pub(crate) fn compress(tar: &[u8], c: Comp) -> Vec<u8> {
     match c {
         Comp::None => tar.to_vec(),
         Comp::Gzip => {
@@ -218,7 +218,7 @@ pub fn compress(tar: &[u8], c: Comp) -> Vec<u8> {
 }
 
 /// An image config for `layers` (uncompressed tars) with `container` config.
-pub fn config(layers: &[Vec<u8>], container: Value) -> Vec<u8> {
+pub(crate) fn config(layers: &[Vec<u8>], container: Value) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let history: Vec<Value> = (0..layers.len())
         .map(|i| json!({"created_by": format!("layer {i}")}))
@@ -234,7 +234,7 @@ pub fn config(layers: &[Vec<u8>], container: Value) -> Vec<u8> {
 }
 
 /// Writes an OCI layout to `dir` and returns the manifest digest.
-pub fn write_oci_layout(dir: &Path, layers: &[Vec<u8>], comp: Comp, container: Value) -> String {
+pub(crate) fn write_oci_layout(dir: &Path, layers: &[Vec<u8>], comp: Comp, container: Value) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| -> String {
@@ -279,7 +279,7 @@ pub fn write_oci_layout(dir: &Path, layers: &[Vec<u8>], comp: Comp, container: V
 }
 
 /// A legacy docker-archive (`docker save` ≤ 24) of uncompressed layers.
-pub fn docker_archive(layers: &[Vec<u8>], container: Value, tag: &str) -> Vec<u8> {
+pub(crate) fn docker_archive(layers: &[Vec<u8>], container: Value, tag: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -305,7 +305,7 @@ pub fn docker_archive(layers: &[Vec<u8>], container: Value, tag: &str) -> Vec<u8
 }
 
 /// A minimal passwd layer.
-pub fn base_layer() -> LayerBuilder {
+pub(crate) fn base_layer() -> LayerBuilder {
     LayerBuilder::new()
         .dir("etc/", 0o755)
         .file(

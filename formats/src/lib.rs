@@ -145,8 +145,8 @@ pub struct EmitOptions {
 
 /// Writes reports in one format.
 pub trait Emitter {
-    /// Writes `reports` to `w`. One report gives the single-image form, several
-    /// give the multi-image form of the format (see each module).
+    /// Writes `reports` to `w`. One report gives the single-image form of the
+    /// format; several, or none, give the multi-image form (see each module).
     fn emit(&mut self, w: &mut dyn Write, reports: &[Report]) -> anyhow::Result<()>;
 }
 

@@ -312,7 +312,8 @@ Flags files, hard links and symlinks (that resolve to a file in the image) whose
 name is a remote shell server: OpenSSH `sshd`, `dropbear`/`dropbearmulti`,
 `tinysshd`, `telnetd`, `in.telnetd`, `utelnetd`, `rlogind`, `rshd`, `rexecd`
 and their `in.` forms. A busybox binary with no link named after a daemon is
-not a finding.
+not a finding, and neither are files under `/etc` and `/usr/share` (init
+scripts and PAM files named after a daemon are configuration, not servers).
 
 ## Why is this bad?
 Containers are entered with `docker exec`/`kubectl exec`; an in-container

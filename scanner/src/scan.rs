@@ -116,7 +116,7 @@ fn scan_reference(input: &Input, opts: &ScanOptions) -> Result<Report> {
             Ok(r) => Ok(r),
             Err(d) => Err(Error::Registry(RegistryError::NotInEngineEither {
                 registry_error: Box::new(e),
-                engine: format!("local engine: {d}"),
+                engine: d.to_string(),
             })),
         },
         other => other,

@@ -429,9 +429,10 @@ impl Store {
         self.with(|c| {
             let mut st = c.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
             let mut counts = Counts::default();
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (state, n) = row?;
+                let n = u64::try_from(n).unwrap_or(0);
                 match state.as_str() {
                     QUEUED => counts.queued = n,
                     RUNNING => counts.running = n,

@@ -476,10 +476,7 @@ pub fn scan_stream(
         let mut tr = TarReader::new(Streaming::new(reader));
         let read_err =
             |e: io::Error| Error::not_an_image(name, format!("reading the archive: {e}"));
-        loop {
-            let Some(h) = tr.next_header().map_err(read_err)? else {
-                break;
-            };
+        while let Some(h) = tr.next_header().map_err(read_err)? {
             if members.len() >= MAX_MEMBERS {
                 return Err(Error::Limit {
                     what: name.to_owned(),

@@ -125,7 +125,7 @@ pub(crate) enum Document {
     /// An image index / manifest list: its entries.
     Index(Vec<Descriptor>),
     /// An image manifest.
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
 }
 
 /// Parses a verified manifest or index. `media_type` is the one the parent
@@ -164,7 +164,7 @@ pub(crate) fn parse_document(
             format!("media type {mt} is not an image manifest"),
         ));
     }
-    Ok(Document::Manifest(manifest))
+    Ok(Document::Manifest(Box::new(manifest)))
 }
 
 fn ref_matches(d: &Descriptor, want: &str) -> bool {
@@ -314,7 +314,7 @@ pub fn resolve_oci(
                 desc = next;
                 continue;
             }
-            Document::Manifest(m) => m,
+            Document::Manifest(m) => *m,
         };
         return plan_from_manifest(c, manifest, digest, index_digest, chosen_ref, format);
     }

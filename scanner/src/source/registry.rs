@@ -360,15 +360,16 @@ impl Net {
             Ok(p) => return Ok(("https", p)),
             Err(e) => e,
         };
-        if http_allowed && (f.tls || f.class == Class::Connect) {
-            if let Ok(p) = self.ping(http, "http", None).await {
-                // A TLS server answers plain HTTP with 400 ("Client sent an
-                // HTTP request to an HTTPS server"): then the TLS error is
-                // the one to report.
-                let tls_server = p.status == 400 && p.body.to_ascii_lowercase().contains("https");
-                if !tls_server {
-                    return Ok(("http", p));
-                }
+        if http_allowed
+            && (f.tls || f.class == Class::Connect)
+            && let Ok(p) = self.ping(http, "http", None).await
+        {
+            // A TLS server answers plain HTTP with 400 ("Client sent an
+            // HTTP request to an HTTPS server"): then the TLS error is the
+            // one to report.
+            let tls_server = p.status == 400 && p.body.to_ascii_lowercase().contains("https");
+            if !tls_server {
+                return Ok(("http", p));
             }
         }
         Err(self.fail(f, n, "GET /v2/"))
@@ -746,13 +747,72 @@ impl Session {
         Ok(body)
     }
 
+    /// A tag was not found: says whether the repository exists, and which
+    /// tags it has.
+    fn explain_missing_tag(&self, r: &Reference) -> Error {
+        let net = &self.net;
+        let listed = self.rt.block_on(async {
+            tokio::time::timeout(
+                net.opts.request_timeout,
+                net.client.list_tags(r, &net.auth, Some(1000), None),
+            )
+            .await
+        });
+        let (what, code) = match listed {
+            Ok(Ok(t)) if t.tags.is_empty() => (
+                format!("repository {} (it has no tags)", r.repository()),
+                "404 MANIFEST_UNKNOWN".to_owned(),
+            ),
+            Ok(Ok(t)) => {
+                let mut tags = t.tags;
+                tags.sort();
+                let shown: Vec<&str> = tags.iter().take(20).map(String::as_str).collect();
+                (
+                    format!(
+                        "tag {} of {} (its tags: {}{})",
+                        r.tag().unwrap_or("latest"),
+                        r.repository(),
+                        shown.join(", "),
+                        if tags.len() > shown.len() {
+                            ", …"
+                        } else {
+                            ""
+                        }
+                    ),
+                    "404 MANIFEST_UNKNOWN".to_owned(),
+                )
+            }
+            Ok(Err(e)) if error::from_oci(&e).status == Some(404) => (
+                format!("repository {}", r.repository()),
+                "404 NAME_UNKNOWN".to_owned(),
+            ),
+            _ => (
+                format!("tag {} of {}", r.tag().unwrap_or("latest"), r.repository()),
+                "404 MANIFEST_UNKNOWN".to_owned(),
+            ),
+        };
+        RegistryError::NotFound {
+            registry: net.registry.clone(),
+            what,
+            code,
+        }
+        .into()
+    }
+
     /// Resolves the reference to a plan: manifest (through an index when
     /// there is one), config, layers.
     fn resolve(&self, sel: &Selection) -> Result<Plan> {
         let reference = &self.net.reference;
         let whole = reference.whole();
         let what = format!("the {}", describe_target(reference));
-        let (mut bytes, mut digest) = self.pull_manifest(reference, &what)?;
+        let (mut bytes, mut digest) = match self.pull_manifest(reference, &what) {
+            Err(Error::Registry(RegistryError::NotFound { .. }))
+                if reference.digest().is_none() =>
+            {
+                return Err(self.explain_missing_tag(reference));
+            }
+            other => other?,
+        };
         let mut media_type: Option<String> = None;
         let mut index_digest = None;
         for _depth in 0..4 {
@@ -793,7 +853,7 @@ impl Session {
                     let cfg_digest = m.config.parsed_digest()?;
                     let cfg = self.pull_small_blob(&m.config, &format!("config {cfg_digest}"))?;
                     return oci::plan_from_config(
-                        m,
+                        *m,
                         digest,
                         index_digest,
                         Some(whole),
@@ -910,9 +970,9 @@ impl Net {
                 Err(_) => self.overall_timeout(),
                 Ok(Err(e)) => error::from_oci(&e),
                 Ok(Ok((mut stream, mut skip))) => loop {
-                    let next = match tokio::time::timeout_at(self.deadline, stream.next()).await {
-                        Err(_) => break self.overall_timeout(),
-                        Ok(n) => n,
+                    let Ok(next) = tokio::time::timeout_at(self.deadline, stream.next()).await
+                    else {
+                        break self.overall_timeout();
                     };
                     match next {
                         None => return,

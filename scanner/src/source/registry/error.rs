@@ -68,7 +68,7 @@ pub enum RegistryError {
         credentials: String,
     },
     /// 404: repository, tag, manifest or blob unknown.
-    #[error("{what} not found in registry {registry} ({code})")]
+    #[error("{what} was not found in registry {registry} ({code})")]
     NotFound {
         /// `host[:port]`.
         registry: String,
@@ -135,10 +135,10 @@ pub enum RegistryError {
         why: String,
     },
     /// A bare name was neither in the registry nor in the local engine.
-    #[error("{registry_error}; {engine}")]
+    #[error("{registry_error}; tried the local engine too: {engine}")]
     NotInEngineEither {
         /// Why the registry pull failed.
-        registry_error: Box<RegistryError>,
+        registry_error: Box<Self>,
         /// What the local engine said.
         engine: String,
     },
