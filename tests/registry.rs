@@ -320,6 +320,24 @@ fn basic_auth_over_tls_with_a_private_ca() {
     );
     expect_error(&untrusted, &["TLS", "--ca-cert"]);
     assert!(!untrusted.stderr.contains("s3cret"), "a secret leaked");
+
+    // --insecure-registry skips verification for that host only.
+    let insecure = output(
+        env.imgscan().args([
+            "-f",
+            "json",
+            "--fail-on",
+            "none",
+            "--insecure-registry",
+            &reg.host(),
+            "--username",
+            "tester",
+            "--password-stdin",
+            &image,
+        ]),
+        Some("s3cret-pass\n"),
+    );
+    assert_eq!(insecure.json()["findings"], local);
 }
 
 /// Credentials come from a DOCKER_CONFIG config.json (`auths`) and from a
@@ -519,17 +537,26 @@ fn several_images_in_one_run() {
     let reg = Registry::start();
     reg.push(&sample_layout(), "lab/sample:v1", &[]);
     reg.push(&sample_layout(), "lab/copy:v1", &[]);
+    let proxy = Proxy::start(reg.port, Vec::new());
     let r = scan(
         &env,
         &[
-            &format!("{}/lab/sample:v1", reg.host()),
-            &format!("{}/lab/copy:v1", reg.host()),
+            &format!("{}/lab/sample:v1", proxy.host()),
+            &format!("{}/lab/copy:v1", proxy.host()),
         ],
     )
     .json();
     let reports = r["reports"].as_array().expect("a multi-image report");
     assert_eq!(reports.len(), 2);
     assert_eq!(reports[0]["findings"], reports[1]["findings"]);
+    let pulls = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.contains(SAMPLE_LAYER1))
+        .count();
+    assert_eq!(pulls, 1, "the shared layer is pulled once");
 }
 
 /// `docker-daemon:NAME` streams the image from podman's Docker-compatible

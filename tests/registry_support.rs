@@ -272,6 +272,8 @@ pub(crate) struct Proxy {
     pub(crate) port: u16,
     /// How many faults were injected.
     pub(crate) injected: Arc<AtomicUsize>,
+    /// Request paths, in arrival order.
+    pub(crate) requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -281,22 +283,27 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let injected = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let counters: Arc<Vec<AtomicUsize>> =
             Arc::new(faults.iter().map(|_| AtomicUsize::new(0)).collect());
         let faults = Arc::new(faults);
         {
-            let (injected, stop) = (injected.clone(), stop.clone());
+            let (injected, stop, requests) = (injected.clone(), stop.clone(), requests.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (faults, counters, injected) =
-                        (faults.clone(), counters.clone(), injected.clone());
+                    let (faults, counters, injected, requests) = (
+                        faults.clone(),
+                        counters.clone(),
+                        injected.clone(),
+                        requests.clone(),
+                    );
                     std::thread::spawn(move || {
-                        let _ = serve_one(conn, upstream, &faults, &counters, &injected);
+                        let _ = serve_one(conn, upstream, &faults, &counters, &injected, &requests);
                     });
                 }
             });
@@ -304,6 +311,7 @@ impl Proxy {
         Self {
             port,
             injected,
+            requests,
             stop,
         }
     }
@@ -327,6 +335,7 @@ fn serve_one(
     faults: &[Fault],
     counters: &[AtomicUsize],
     injected: &AtomicUsize,
+    requests: &std::sync::Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
@@ -345,6 +354,9 @@ fn serve_one(
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("")
         .to_owned();
+    if let Ok(mut r) = requests.lock() {
+        r.push(path.clone());
+    }
     let mut client = client;
     let mut drop_after = None;
     for (f, n) in faults.iter().zip(counters) {

@@ -56,7 +56,7 @@ fn serve_scans_pushes_notified_by_a_real_registry() {
         "the report of the pushed image",
         || {
             let r = serve.get(&path);
-            (r.status == 200).then(|| r)
+            (r.status == 200).then_some(r)
         },
         || serve.logs(),
     );
@@ -294,6 +294,17 @@ fn serve_refuses_registries_off_the_allowlist() {
     assert_eq!(body["ignored"], 1);
     assert_eq!(serve.get(&format!("/v1/scans/{other}")).status, 404);
     assert_eq!(serve.scan(d).unwrap()["registry"], "local");
+    // distribution 3 sends one event per envelope, as …events.v2+json.
+    let third = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    let body = json!({"events": [push_event("127.0.0.1:1", "lab/y", "v3", third)]});
+    let r = serve.call(
+        "POST",
+        "/v1/events",
+        &[("Content-Type", EVENTS_V2)],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(serve.scan(third).unwrap()["repository"], "lab/y");
     // Harbor: a registry URL off the allowlist is refused too.
     let req = json!({"registry": {"url": "https://evil.example"},
                      "artifact": {"repository": "lab/x", "digest": other}});
@@ -519,9 +530,16 @@ fn serve_harbor_adapter_flow() {
     let digest = registry.push_sample("lab/app:1.0");
     let busy = registry.variants("lab/app", 1);
     let dir = tempfile::tempdir().unwrap();
+    // A second allowlist entry for the same registry (as `localhost`) with
+    // credentials of its own, for distribution events.
+    std::fs::write(dir.path().join("pw"), "s3cret-pass\n").unwrap();
     let config = write_config(
         dir.path(),
-        "workers = 1",
+        &format!(
+            "workers = 1\n[[registry]]\nname = \"creds\"\nurl = \"http://localhost:{}\"\n\
+             username = \"robot$lab+scan\"\npassword_file = \"pw\"\n",
+            registry.port
+        ),
         &[("harbor", &format!("http://{}", registry.addr()))],
     );
     let serve = Serve::start(&config);
@@ -600,14 +618,14 @@ fn serve_harbor_adapter_flow() {
         ),
     ];
     // Keep the single worker busy with another image first, so the report
-    // is still pending when first asked for.
-    let r = timed(
-        "POST",
-        "/api/v1/scan",
-        &scan_headers,
-        scan_request(&busy[0], &auth).as_bytes(),
+    // is still pending when first asked for. This one comes as a
+    // distribution event and is pulled with the configured credentials.
+    let host = format!("localhost:{}", registry.port);
+    let r = serve.notify(
+        "/v1/events/creds",
+        &[push_event(&host, "lab/app", "v0", &busy[0])],
     );
-    assert_eq!(r.status, 202);
+    assert_eq!(r.status, 202, "{}", r.text());
     let r = timed(
         "POST",
         "/api/v1/scan",
@@ -694,4 +712,9 @@ fn serve_harbor_adapter_flow() {
     assert_eq!(r.status, 422);
     let r = timed("POST", "/api/v1/scan", &scan_headers, b"{not json");
     assert_eq!(r.status, 400);
+
+    // The image pulled with the configured credentials was scanned too.
+    let done = serve.wait_done(&busy, Duration::from_secs(60));
+    assert_eq!(done[0]["registry"], "creds");
+    assert_eq!(done[0]["source"], "distribution");
 }

@@ -18,17 +18,17 @@ use serde_json::Value;
 use crate::util::{require_tool, sha256, testdata};
 
 /// The API token every test server uses (64 hex characters).
-pub const TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+pub(crate) const TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 /// The sample image's manifest digest (testdata/README.md).
-pub const SAMPLE_DIGEST: &str =
+pub(crate) const SAMPLE_DIGEST: &str =
     "sha256:a941cb347d023be3bc70e687d600ad4fc379aabe2895996abd7d6efe2dd711c2";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
-pub const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
+pub(crate) const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
 
 /// A free TCP port on 127.0.0.1 (for the registry, whose port must be known
 /// before it starts).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,26 +38,26 @@ pub fn free_port() -> u16 {
 
 /// One HTTP response.
 #[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
     /// A header's value (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
@@ -82,7 +82,7 @@ fn decode_chunked(mut b: &[u8]) -> Vec<u8> {
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response.
-pub fn request(
+pub(crate) fn request(
     addr: &str,
     method: &str,
     path: &str,
@@ -145,7 +145,7 @@ pub fn request(
 
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `limit`
 /// with `what` and the result of `context`.
-pub fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     limit: Duration,
     what: &str,
     mut f: impl FnMut() -> Option<T>,
@@ -166,27 +166,27 @@ pub fn wait_for<T>(
 }
 
 /// A `docker-registry serve` child on 127.0.0.1.
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
     /// `user:password` when the registry requires htpasswd Basic auth.
-    pub creds: Option<(String, String)>,
+    pub(crate) creds: Option<(String, String)>,
 }
 
 /// How to start a registry.
 #[derive(Default)]
-pub struct RegistryOptions {
+pub(crate) struct RegistryOptions {
     /// `http://127.0.0.1:PORT/v1/events/NAME` that the registry notifies.
-    pub notify: Option<String>,
+    pub(crate) notify: Option<String>,
     /// Require this `user:password` (htpasswd, bcrypt).
-    pub basic_auth: Option<(String, String)>,
+    pub(crate) basic_auth: Option<(String, String)>,
     /// The port to listen on (default: a free one).
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 }
 
 impl Registry {
-    pub fn start(opts: RegistryOptions) -> Self {
+    pub(crate) fn start(opts: RegistryOptions) -> Self {
         require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = opts.port.unwrap_or_else(free_port);
@@ -248,7 +248,7 @@ impl Registry {
         reg
     }
 
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -264,7 +264,7 @@ impl Registry {
 
     /// Pushes testdata/sample/oci:sample to `repo:tag` with skopeo and returns
     /// the manifest digest skopeo reports.
-    pub fn push_sample(&self, repo_tag: &str) -> String {
+    pub(crate) fn push_sample(&self, repo_tag: &str) -> String {
         require_tool("skopeo");
         let digest_file = self
             .dir
@@ -301,7 +301,7 @@ impl Registry {
     /// Writes `n` new image manifests to `repo` (tags `v0`…), each the sample
     /// image with a different annotation, and returns their digests. The
     /// blobs must already be in `repo` (push the sample there first).
-    pub fn variants(&self, repo: &str, n: usize) -> Vec<String> {
+    pub(crate) fn variants(&self, repo: &str, n: usize) -> Vec<String> {
         let manifest: Value = serde_json::from_slice(
             &std::fs::read(
                 PathBuf::from(testdata("sample/oci/blobs/sha256"))
@@ -345,16 +345,16 @@ impl Drop for Registry {
 }
 
 /// An `imgscan serve` child.
-pub struct Serve {
+pub(crate) struct Serve {
     child: Option<Child>,
-    pub addr: String,
-    pub log: Arc<Mutex<Vec<String>>>,
-    pub config: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
+    pub(crate) config: PathBuf,
 }
 
 /// Writes a serve config into `dir` and returns its path. `extra` is more
 /// TOML for the top level; `registries` are `(name, url)` pairs.
-pub fn write_config(dir: &Path, extra: &str, registries: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str, registries: &[(&str, &str)]) -> PathBuf {
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let mut cfg = format!(
@@ -375,7 +375,7 @@ pub fn write_config(dir: &Path, extra: &str, registries: &[(&str, &str)]) -> Pat
 
 impl Serve {
     /// Starts `imgscan serve --config CONFIG` and waits for its address.
-    pub fn start(config: &Path) -> Self {
+    pub(crate) fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imgscan"))
             .arg("serve")
             .arg("--config")
@@ -411,15 +411,12 @@ impl Serve {
                 log2.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "imgscan serve did not start:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!(
+                "imgscan serve did not start:\n{}",
+                log.lock().unwrap().join("\n")
+            );
         };
         Self {
             child: Some(child),
@@ -430,12 +427,18 @@ impl Serve {
     }
 
     /// The server's log so far.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 
     /// A request with the API token.
-    pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
         let auth = format!("Bearer {TOKEN}");
         let mut h = vec![("Authorization", auth.as_str())];
         h.extend_from_slice(headers);
@@ -443,24 +446,24 @@ impl Serve {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()))
     }
 
-    pub fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         self.call("GET", path, &[], b"")
     }
 
     /// POSTs a notification envelope holding `events`.
-    pub fn notify(&self, path: &str, events: &[Value]) -> Resp {
+    pub(crate) fn notify(&self, path: &str, events: &[Value]) -> Resp {
         let body = serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap();
         self.call("POST", path, &[("Content-Type", EVENTS_V1)], &body)
     }
 
     /// The scan record of `digest`, if any.
-    pub fn scan(&self, digest: &str) -> Option<Value> {
+    pub(crate) fn scan(&self, digest: &str) -> Option<Value> {
         let r = self.get(&format!("/v1/scans/{digest}"));
         (r.status == 200).then(|| r.json())
     }
 
     /// Waits until every digest's scan is `done` and returns the records.
-    pub fn wait_done(&self, digests: &[String], limit: Duration) -> Vec<Value> {
+    pub(crate) fn wait_done(&self, digests: &[String], limit: Duration) -> Vec<Value> {
         wait_for(
             limit,
             "every scan to finish",
@@ -486,7 +489,7 @@ impl Serve {
     }
 
     /// A gauge or counter value from /metrics (first line starting with `name`).
-    pub fn metric(&self, name: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").text();
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -496,7 +499,7 @@ impl Serve {
     }
 
     /// `kill -9`.
-    pub fn kill9(mut self) -> Arc<Mutex<Vec<String>>> {
+    pub(crate) fn kill9(mut self) -> Arc<Mutex<Vec<String>>> {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -505,7 +508,7 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit status (waits up to `limit`).
-    pub fn terminate(mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn terminate(mut self, limit: Duration) -> Option<i32> {
         let mut c = self.child.take().unwrap();
         let ok = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
@@ -536,7 +539,7 @@ impl Drop for Serve {
 }
 
 /// A push event as distribution 2.8 sends it (`../shared/FORMATS.md` §4.1).
-pub fn push_event(host: &str, repo: &str, tag: &str, digest: &str) -> Value {
+pub(crate) fn push_event(host: &str, repo: &str, tag: &str, digest: &str) -> Value {
     serde_json::json!({
         "id": format!("evt-{}-{tag}", &digest[7..19]),
         "timestamp": "2026-11-22T04:28:50.719048203Z",
@@ -562,7 +565,7 @@ pub fn push_event(host: &str, repo: &str, tag: &str, digest: &str) -> Value {
 }
 
 /// A layer (blob) push event, which imgscan must ignore.
-pub fn blob_event(host: &str, repo: &str) -> Value {
+pub(crate) fn blob_event(host: &str, repo: &str) -> Value {
     serde_json::json!({
         "id": "blob-1", "action": "push",
         "target": {"mediaType": "application/octet-stream", "size": 164,

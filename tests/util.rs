@@ -146,7 +146,14 @@ impl LayerBuilder {
         self.file_owned(path, mode, 0, 0, data)
     }
 
-    pub(crate) fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
+    pub(crate) fn file_owned(
+        mut self,
+        path: &str,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        data: &[u8],
+    ) -> Self {
         let mut h = Self::header(tar::EntryType::Regular, mode, uid, gid, data.len() as u64);
         self.b.append_data(&mut h, path, data).unwrap();
         self
@@ -234,7 +241,12 @@ pub(crate) fn config(layers: &[Vec<u8>], container: Value) -> Vec<u8> {
 }
 
 /// Writes an OCI layout to `dir` and returns the manifest digest.
-pub(crate) fn write_oci_layout(dir: &Path, layers: &[Vec<u8>], comp: Comp, container: Value) -> String {
+pub(crate) fn write_oci_layout(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    comp: Comp,
+    container: Value,
+) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| -> String {

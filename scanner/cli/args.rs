@@ -125,8 +125,9 @@ pub(crate) struct ScanArgs {
     #[arg(short, long)]
     pub(crate) quiet: bool,
 
+    // Boxed: it would make `Command::Scan` much larger than its siblings.
     #[command(flatten)]
-    pub(crate) registry: RegistryArgs,
+    pub(crate) registry: Box<RegistryArgs>,
 }
 
 /// How to reach registries (`imgscan HOST/REPO:TAG`).

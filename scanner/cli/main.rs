@@ -22,6 +22,7 @@ use scanner::source::{Platform, Selection};
 use scanner::{Input, ScanOptions};
 
 mod args;
+mod progress;
 mod serve;
 
 use args::{Cli, Color, Command, FailOn, Format, RegistryArgs, ScanArgs};
@@ -133,6 +134,7 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
     }
     opts.layer.max_entries = args.max_entries;
     opts.registry = registry_options(&args.registry)?;
+    opts.registry.progress = progress::sink(args.quiet);
     if args.images.len() > 1 {
         // Layers shared between the images are pulled and scanned once.
         opts.registry.layer_cache = Some(std::sync::Arc::default());
@@ -220,6 +222,12 @@ fn registry_options(a: &RegistryArgs) -> Result<RegistryOptions> {
 
 /// Writes a file whole: to a temporary name beside it, then renamed.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Devices, pipes and the like (`--output /dev/null`, `/dev/stdout`) are
+    // written in place: renaming over them would replace the device node.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

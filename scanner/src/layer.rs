@@ -567,7 +567,10 @@ mod tests {
             assert_eq!(idx.entries[0].mode, 0o4755);
             assert!(idx.entries[1].content.is_some());
             for cut in [blob.len() / 3, blob.len() * 9 / 10] {
-                assert!(scan_layer(&blob[..cut], &LayerOptions::default()).is_err(), "cut {cut}");
+                assert!(
+                    scan_layer(&blob[..cut], &LayerOptions::default()).is_err(),
+                    "cut {cut}"
+                );
             }
         }
     }

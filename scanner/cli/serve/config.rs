@@ -65,7 +65,7 @@ pub(crate) struct ServeArgs {
     pub(crate) token_file: Option<PathBuf>,
 
     /// A registry to accept events for and pull from, NAME=URL (repeatable;
-    /// adds to the config file's [[registry]] tables). Pulls are anonymous or
+    /// adds to the `[[registry]]` tables of the config file). Pulls are anonymous or
     /// use the docker config; use the file for per-registry credentials.
     #[arg(long = "registry", value_name = "NAME=URL")]
     pub(crate) registries: Vec<String>,
@@ -457,9 +457,7 @@ impl ServeConfig {
     /// The allowlisted registry that serves `host[:port]` (as events name it).
     pub(crate) fn registry_for_host(&self, host: &str) -> Option<&RegistryEntry> {
         let host = host.to_ascii_lowercase();
-        self.registries
-            .iter()
-            .find(|r| r.hosts.iter().any(|h| *h == host))
+        self.registries.iter().find(|r| r.hosts.contains(&host))
     }
 
     /// `Retry-After`, whole seconds, at least 1.

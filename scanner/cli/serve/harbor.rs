@@ -277,9 +277,9 @@ pub(crate) async fn scan(State(app): State<App>, body: Result<Bytes, BytesReject
             retry_headers(&mut r, app.cfg.retry_after_secs(), false);
             r
         }
-        Ok(a) => {
+        Ok(admission) => {
             app.metrics.harbor_request();
-            if matches!(a, Admission::Queued | Admission::Requeued) {
+            if matches!(admission, Admission::Queued | Admission::Requeued) {
                 app.wake.notify();
             }
             log(&format!(
@@ -287,7 +287,7 @@ pub(crate) async fn scan(State(app): State<App>, body: Result<Bytes, BytesReject
                 job.digest,
                 entry.name,
                 job.repository,
-                match a {
+                match admission {
                     Admission::Queued => "queued",
                     Admission::Requeued => "queued again after a failure",
                     _ => "already known",

@@ -189,10 +189,7 @@ async fn shutdown_signal() {
 /// Longest wait for open connections after the shutdown signal.
 const CONNECTION_GRACE: Duration = Duration::from_secs(5);
 
-async fn serve_http(app: App) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(app.cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", app.cfg.listen))?;
+async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
     let addr = listener.local_addr()?;
     log(&format!("listening on http://{addr}"));
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -261,6 +258,16 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
                 .join(", ")
         }
     ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("imgscan-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    // Bind before any scan starts: a port in use must fail at once.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(cfg.listen))
+        .with_context(|| format!("listening on {}", cfg.listen))?;
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Wake::default());
     let pool = Pool::start(Arc::new(Ctx {
@@ -278,13 +285,7 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         wake,
         memo: RejectMemo::default(),
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("imgscan-http")
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
-    let served = rt.block_on(serve_http(app));
+    let served = rt.block_on(serve_http(app, listener));
     rt.shutdown_timeout(Duration::from_secs(1));
     log(&format!(
         "waiting up to {}s for running scans",

@@ -23,7 +23,8 @@
 //!
 //! Harbor passes a short-lived registry credential with each scan request.
 //! It is kept in `jobs.auth` so that a restart can still pull, and cleared as
-//! soon as the job ends. The database file is created `0600`.
+//! soon as the job ends. The database file is created `0600`, and held
+//! with an exclusive lock while imgscan runs.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -230,14 +231,23 @@ impl Store {
     }
 
     fn init(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL: readers never block the writer. FULL: a commit is on disk
-        // before we acknowledge the push it records.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        // One process per database: a second `imgscan serve` would re-queue
+        // the first one's running jobs as if it had crashed. EXCLUSIVE
+        // locking holds the file lock for the life of the connection (the
+        // OS drops it when the process dies, even by `kill -9`).
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
+        // WAL: a commit is one append. FULL: a commit is on disk before we
+        // acknowledge the push it records.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .context("locking the database (is another imgscan serve using it?)")?;
         if mode != "wal" && mode != "memory" {
             anyhow::bail!("the database cannot use WAL mode (journal_mode is {mode})");
         }
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .context("locking the database (is another imgscan serve using it?)")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),

@@ -148,14 +148,16 @@ impl RegistryError {
     /// Whether the error means "the image is not there (or not reachable)",
     /// the cases in which a bare name falls back to the local engine.
     pub fn is_absent(&self) -> bool {
-        matches!(
-            self,
-            Self::NotFound { .. }
-                | Self::Unreachable { .. }
-                | Self::Unauthorized { .. }
-                | Self::Forbidden { .. }
-                | Self::Tls { .. }
-        )
+        match self {
+            Self::NotFound { .. } | Self::Unreachable { .. } | Self::Tls { .. } => true,
+            // Refused without credentials: a private or missing repository.
+            // Refused with credentials is the user's error to see, not a
+            // reason to scan some other copy.
+            Self::Unauthorized { credentials, .. } | Self::Forbidden { credentials, .. } => {
+                credentials.starts_with("none")
+            }
+            _ => false,
+        }
     }
 }
 
