@@ -1,5 +1,8 @@
 //! Command-line arguments (clap derive). Doc comments are the help text.
 
+// Help text shows `[:REF]`-style syntax, which rustdoc would read as links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

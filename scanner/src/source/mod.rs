@@ -214,7 +214,7 @@ pub trait Container: Sync {
     fn exists(&self, path: &str) -> bool;
     /// Reads a small file whole, refusing more than `limit` bytes.
     fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>>;
-    /// Streams one layer blob through [`layer::scan_layer`].
+    /// Streams one layer blob through [`crate::layer::scan_layer`].
     fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex>;
 }
 

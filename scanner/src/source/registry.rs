@@ -19,7 +19,7 @@
 //! 4. The config blob is pulled (at most [`super::MAX_JSON`] bytes) and its
 //!    sha256 checked against the manifest.
 //! 5. Layers stream from `pull_blob_stream` through a bounded channel into
-//!    [`layer::scan_layer`] on a small thread pool, a few layers at a time:
+//!    [`crate::layer::scan_layer`] on a small thread pool, a few layers at a time:
 //!    nothing touches the disk, downloads overlap with scanning, and the same
 //!    [`crate::scan::finish`] as for local images verifies the blob digest and
 //!    diff_id, builds the final filesystem and runs the checks.
