@@ -267,7 +267,7 @@ pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<Layer
             });
             let chunks = Chunks {
                 rx,
-                back: back_tx,
+                back: Some(back_tx),
                 cur: Vec::new(),
                 pos: 0,
             };
@@ -329,13 +329,14 @@ fn parse(
     })
 }
 
-/// The parsing side of the pipeline: reads the chunks the decompressing
-/// thread sends, and gives the buffers back for reuse.
-struct Chunks {
-    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
-    back: crossbeam_channel::Sender<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
+/// The receiving side of a chunk channel (the layer pipeline, and the stream
+/// reader feeding layer workers): reads the chunks sent, and gives the
+/// buffers back for reuse when there is a way back.
+pub(crate) struct Chunks {
+    pub(crate) rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    pub(crate) back: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    pub(crate) cur: Vec<u8>,
+    pub(crate) pos: usize,
 }
 
 impl Read for Chunks {
@@ -344,7 +345,9 @@ impl Read for Chunks {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
                     let old = std::mem::replace(&mut self.cur, chunk);
-                    let _ = self.back.try_send(old);
+                    if let Some(back) = &self.back {
+                        let _ = back.try_send(old);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),

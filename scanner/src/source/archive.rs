@@ -423,32 +423,6 @@ impl Container for StreamContainer {
     }
 }
 
-/// Feeds a worker from a channel of chunks.
-struct ChannelReader {
-    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
-    cur: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.cur = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 fn looks_like_json(prefix: &[u8]) -> bool {
     prefix
         .iter()
@@ -544,8 +518,9 @@ pub fn scan_stream(
             let key = path.clone();
             scope.spawn(move || {
                 let r = layer::scan_layer(
-                    ChannelReader {
+                    layer::Chunks {
                         rx,
+                        back: None,
                         cur: prefix,
                         pos: 0,
                     },
