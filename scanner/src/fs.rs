@@ -335,19 +335,7 @@ impl FinalFs {
 mod tests {
     use super::*;
 
-    fn entry(path: &str, kind: Kind, mode: u32) -> Entry {
-        Entry {
-            path: path.into(),
-            kind,
-            mode,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            link: None,
-            caps: None,
-            content: None,
-        }
-    }
+    use crate::checks::packages::test_support::entry;
 
     fn link(path: &str, kind: Kind, target: &str) -> Entry {
         Entry {
