@@ -156,21 +156,7 @@ impl Check for RootUser {
                 } else {
                     "the image has no /etc/passwd".to_owned()
                 };
-                out.push(
-                    ctx,
-                    config_finding(
-                        RuleId::UnresolvedUser,
-                        Severity::Medium,
-                        format!("User `{raw}` does not resolve: {reason}"),
-                        details([
-                            ("user", Value::from(raw)),
-                            ("name", Value::from(user)),
-                            ("part", Value::from("user")),
-                            ("reason", Value::from(reason.as_str())),
-                        ]),
-                        raw.to_owned(),
-                    ),
-                );
+                out.push(ctx, unresolved(raw, user, "user", &reason, raw.to_owned()));
             }
         }
 
@@ -191,18 +177,7 @@ impl Check for RootUser {
                     };
                     out.push(
                         ctx,
-                        config_finding(
-                            RuleId::UnresolvedUser,
-                            Severity::Medium,
-                            format!("User `{raw}` does not resolve: {reason}"),
-                            details([
-                                ("user", Value::from(raw)),
-                                ("name", Value::from(g)),
-                                ("part", Value::from("group")),
-                                ("reason", Value::from(reason.as_str())),
-                            ]),
-                            format!("{raw} (group)"),
-                        ),
+                        unresolved(raw, g, "group", &reason, format!("{raw} (group)")),
                     );
                     None
                 }
@@ -364,5 +339,28 @@ ops:x:1001:0::/home/ops:/bin/sh\n";
             check(&fs, Some("ghost:0")),
             ["unresolved-user medium user", "root-group low config"]
         );
+    }
+}
+
+/// An `unresolved-user` finding for the user or group `part` of `raw`.
+fn unresolved(
+    raw: &str,
+    name: &str,
+    part: &str,
+    reason: &str,
+    subject: String,
+) -> NewFinding<'static> {
+    NewFinding {
+        rule: RuleId::UnresolvedUser,
+        severity: Severity::Medium,
+        at: None,
+        message: format!("User `{raw}` does not resolve: {reason}"),
+        details: details([
+            ("user", Value::from(raw)),
+            ("name", Value::from(name)),
+            ("part", Value::from(part)),
+            ("reason", Value::from(reason)),
+        ]),
+        subject,
     }
 }
