@@ -209,6 +209,29 @@ impl Check for RootUser {
     }
 }
 
+/// An `unresolved-user` finding for the user or group `part` of `raw`.
+fn unresolved(
+    raw: &str,
+    name: &str,
+    part: &str,
+    reason: &str,
+    subject: String,
+) -> NewFinding<'static> {
+    NewFinding {
+        rule: RuleId::UnresolvedUser,
+        severity: Severity::Medium,
+        at: None,
+        message: format!("User `{raw}` does not resolve: {reason}"),
+        details: details([
+            ("user", Value::from(raw)),
+            ("name", Value::from(name)),
+            ("part", Value::from(part)),
+            ("reason", Value::from(reason)),
+        ]),
+        subject,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,28 +362,5 @@ ops:x:1001:0::/home/ops:/bin/sh\n";
             check(&fs, Some("ghost:0")),
             ["unresolved-user medium user", "root-group low config"]
         );
-    }
-}
-
-/// An `unresolved-user` finding for the user or group `part` of `raw`.
-fn unresolved(
-    raw: &str,
-    name: &str,
-    part: &str,
-    reason: &str,
-    subject: String,
-) -> NewFinding<'static> {
-    NewFinding {
-        rule: RuleId::UnresolvedUser,
-        severity: Severity::Medium,
-        at: None,
-        message: format!("User `{raw}` does not resolve: {reason}"),
-        details: details([
-            ("user", Value::from(raw)),
-            ("name", Value::from(name)),
-            ("part", Value::from(part)),
-            ("reason", Value::from(reason)),
-        ]),
-        subject,
     }
 }
