@@ -3,7 +3,7 @@
 //! A layer is read exactly once, as a stream: the blob bytes go through a
 //! hash (the descriptor digest), the decompressor chosen by sniffing the magic
 //! bytes (never by trusting the media type), a second hash (the diff_id) and
-//! the tar reader, on up to three threads ([`pipeline`]). What comes out is a
+//! the tar reader, on up to four threads (one per stage). What comes out is a
 //! compact [`LayerIndex`]: one small record per member (no file contents,
 //! every path in one shared buffer), the whiteouts and opaque markers, and the
 //! contents of the few files checks read (`/etc/passwd`, package databases,
@@ -374,10 +374,11 @@ fn after_end(e: &io::Error) -> LayerError {
 /// Scans one layer blob from `reader` to its end.
 ///
 /// A blob of less than one chunk is scanned on this thread. A larger one
-/// goes through the [`pipeline`]: for a compressed blob one thread reads and
-/// hashes it, one decompresses, and this one hashes the tar (the diff_id)
-/// and parses the headers from those same bytes; for a plain tar one thread
-/// reads and hashes, and this one parses. Every byte is read once.
+/// goes through a pipeline of threads, one per stage: for a compressed blob
+/// one reads and hashes it (the blob digest), one decompresses, one hashes
+/// the tar (the diff_id) and this one parses the headers from those same
+/// bytes; for a plain tar one reads, one hashes and this one parses. Every
+/// byte is read once.
 pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<LayerIndex, LayerError> {
     let mut reader = reader;
     let mut first = vec![0u8; CHUNK];
@@ -437,7 +438,7 @@ fn scan_small(
     Ok(())
 }
 
-/// A plain tar: one thread reads and hashes, this one parses.
+/// A plain tar: one thread reads, one hashes, this one parses.
 fn scan_plain(
     mut reader: impl Read + Send,
     first: Vec<u8>,
@@ -445,38 +446,45 @@ fn scan_plain(
     index: &mut LayerIndex,
 ) -> Result<(), LayerError> {
     let algorithms = plain_algorithms(opts);
-    let (tx, rx) = channel();
+    let (read_tx, read_rx) = channel();
+    let (hash_tx, hash_rx) = channel();
     std::thread::scope(|scope| {
-        let reader_thread = scope.spawn(|| -> io::Result<Hashes> {
-            let mut h = Hasher::new(&algorithms);
-            h.update(&first);
-            let first_sent = tx.send(first);
-            if first_sent {
-                tx.pump(&mut reader, |c| h.update(c))?;
+        let reader_thread = scope.spawn(move || -> io::Result<()> {
+            if read_tx.send(first) {
+                read_tx.pump(&mut reader, |_| {})?;
             }
-            drop(tx);
-            Ok(h.finish())
+            Ok(())
         });
-        let mut src = ChunkSource::new(rx, &[], Vec::new());
+        let hash_thread = scope.spawn(|| pipeline::relay(read_rx, hash_tx, &algorithms));
+        let mut src = ChunkSource::new(hash_rx, &[], Vec::new());
         let parsed = parse(&mut src, Compression::None, opts, index);
-        let drained = match parsed {
-            Ok(()) => src.drain().map(|_| ()).map_err(|e| after_end(&e)),
-            Err(e) => {
-                drop(src);
-                Err(e)
-            }
-        };
-        let hashes = reader_thread
+        let drained = finish_stream(parsed, src);
+        let hashes = hash_thread
             .join()
-            .map_err(|_| LayerError("the reading thread panicked".into()))?;
+            .map_err(|_| LayerError("the hashing thread panicked".into()))?;
+        // A read error reached the parser as the end of its stream's reason.
+        let _ = reader_thread.join();
         drained?;
-        index.raw = hashes?;
+        index.raw = hashes;
         index.tar = index.raw.clone();
         Ok(())
     })
 }
 
-/// A compressed blob: read + blob hash, decompress, tar hash + parse.
+/// After parsing: on success, reads the rest of the stream (what follows
+/// the end-of-archive marker is hashed too); on error, stops reading,
+/// which stops every stage upstream.
+fn finish_stream(parsed: Result<(), LayerError>, src: ChunkSource) -> Result<Hashes, LayerError> {
+    match parsed {
+        Ok(()) => src.drain().map_err(|e| after_end(&e)),
+        Err(e) => {
+            drop(src);
+            Err(e)
+        }
+    }
+}
+
+/// A compressed blob: read + blob hash, decompress, tar hash, parse.
 fn scan_compressed(
     mut reader: impl Read + Send,
     first: Vec<u8>,
@@ -486,6 +494,7 @@ fn scan_compressed(
 ) -> Result<(), LayerError> {
     let (raw_tx, raw_rx) = channel();
     let (tar_tx, tar_rx) = channel();
+    let (hash_tx, hash_rx) = channel();
     std::thread::scope(|scope| {
         let reader_thread = scope.spawn(|| -> io::Result<Hashes> {
             let mut h = Hasher::new(&opts.raw_algorithms);
@@ -509,23 +518,22 @@ fn scan_compressed(
             let _ = tar_tx.pump(&mut dec, |_| {});
             Ok(())
         });
-        let mut src = ChunkSource::new(tar_rx, &opts.tar_algorithms, Vec::new());
+        let hash_thread = scope.spawn(|| pipeline::relay(tar_rx, hash_tx, &opts.tar_algorithms));
+        let mut src = ChunkSource::new(hash_rx, &[], Vec::new());
         let parsed = parse(&mut src, compression, opts, index);
-        let drained = match parsed {
-            Ok(()) => src.drain().map_err(|e| after_end(&e)),
-            Err(e) => {
-                drop(src);
-                Err(e)
-            }
-        };
+        let drained = finish_stream(parsed, src);
+        let tar = hash_thread
+            .join()
+            .map_err(|_| LayerError("the hashing thread panicked".into()))?;
         let inflated = inflate_thread
             .join()
             .map_err(|_| LayerError("the decompression thread panicked".into()))?;
         let raw = reader_thread
             .join()
             .map_err(|_| LayerError("the reading thread panicked".into()))?;
-        index.tar = drained?;
+        drained?;
         inflated?;
+        index.tar = tar;
         index.raw = raw?;
         Ok(())
     })

@@ -181,7 +181,8 @@ impl<'a> R<'a> {
 }
 
 impl LayerIndex {
-    /// The index in the binary form described in [`codec`](self).
+    /// The index in a compact, versioned binary form (magic, version, then
+    /// length-prefixed sections), read back by [`LayerIndex::from_bytes`].
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = W(Vec::with_capacity(
             self.paths.len() + self.recs.len() * 41 + 256,

@@ -5,9 +5,14 @@
 //! across cores instead of running one step after another:
 //!
 //! ```text
-//! compressed:    [read + blob sha256] ─► [inflate / unzstd] ─► [tar sha256 + parse]
-//! uncompressed:  [read + sha256]      ─────────────────────► [parse]
+//! compressed:    [read + blob sha256] ─► [inflate / unzstd] ─► [tar sha256] ─► [parse]
+//! uncompressed:  [read] ─────────────────────────────────────► [sha256]     ─► [parse]
 //! ```
+//!
+//! SHA-256 runs at about 1.5 GB/s with SHA-NI, as fast as the kernel copies
+//! from the page cache or zstd inflates, so hashing the tar gets a thread of
+//! its own: with every stage on its own thread the two cores share the
+//! whole of the work instead of one stage waiting for another.
 //!
 //! Chunks of [`CHUNK`] bytes move through bounded channels and are sent back
 //! for reuse, so memory stays at a few MiB per layer whatever its size. The
@@ -81,8 +86,8 @@ impl ChunkSender {
     }
 
     /// Reads `r` to its end in chunks, calling `each` on every chunk before
-    /// sending it. Errors go downstream; the return value says whether the
-    /// whole stream was read and sent.
+    /// sending it. Errors are passed downstream too. Stops early, with
+    /// `Ok`, when the receiver is gone.
     pub(crate) fn pump(&self, r: &mut impl Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
         loop {
             let mut buf = self.buffer();
@@ -102,6 +107,33 @@ impl ChunkSender {
             }
         }
     }
+}
+
+/// Forwards every chunk from `up` to `down`, hashing it on the way, and
+/// hands spent buffers from downstream back upstream. Returns the digests
+/// of everything that passed (complete only if the stream was read to its
+/// end, which the receiver downstream sees as the end of its stream).
+pub(crate) fn relay(up: ChunkReceiver, down: ChunkSender, algorithms: &[Algorithm]) -> Hashes {
+    let mut h = Hasher::new(algorithms);
+    loop {
+        match up.recv() {
+            Ok(Some(chunk)) => {
+                h.update(&chunk);
+                while let Ok(spent) = down.back.try_recv() {
+                    up.give_back(spent);
+                }
+                if !down.send(chunk) {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                down.fail(&e);
+                break;
+            }
+        }
+    }
+    h.finish()
 }
 
 /// The receiving end, as raw chunks.
