@@ -23,8 +23,16 @@ use scanner::model::Severity;
 use scanner::source::Platform;
 use serde::Deserialize;
 
+use super::store::Retention;
+
 /// Shortest API token accepted: 128 bits as hex.
 pub(crate) const MIN_TOKEN_LEN: usize = 32;
+/// Default `report_retention_days`.
+const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// Default `max_reports`.
+const DEFAULT_MAX_REPORTS: u64 = 50_000;
+/// Longest `report_retention_days` (a century; more is "forever": use 0).
+const MAX_RETENTION_DAYS: u64 = 36_500;
 
 /// Flags of `imgscan serve` (the TOML file can say everything but the
 /// config path itself).
@@ -164,6 +172,8 @@ pub(crate) struct ServeConfig {
     pub(crate) platform: Option<Platform>,
     /// Layer scans kept in memory for reuse across images.
     pub(crate) layer_cache_layers: usize,
+    /// How long finished jobs and reports are kept.
+    pub(crate) retention: Retention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +195,8 @@ struct FileConfig {
     reject_limit: Option<u32>,
     platform: Option<String>,
     layer_cache_layers: Option<usize>,
+    report_retention_days: Option<u64>,
+    max_reports: Option<u64>,
     #[serde(default)]
     registry: Vec<FileRegistry>,
 }
@@ -283,6 +295,23 @@ fn registry_entry(
         hosts: all,
         username,
         password,
+    })
+}
+
+/// `report_retention_days` and `max_reports`: 0 turns a limit off.
+fn retention(days: Option<u64>, max_reports: Option<u64>) -> Result<Retention> {
+    let days = days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if days > MAX_RETENTION_DAYS {
+        bail!(
+            "report_retention_days must be at most {MAX_RETENTION_DAYS} (0 keeps reports \
+             whatever their age)"
+        );
+    }
+    let max_age_ms = (days > 0).then(|| i64::try_from(days).unwrap_or(0) * 24 * 3600 * 1000);
+    let max_finished = Some(max_reports.unwrap_or(DEFAULT_MAX_REPORTS)).filter(|n| *n > 0);
+    Ok(Retention {
+        max_age_ms,
+        max_finished,
     })
 }
 
@@ -427,6 +456,7 @@ impl ServeConfig {
             reject_limit: file.reject_limit.unwrap_or(3),
             platform,
             layer_cache_layers: file.layer_cache_layers.unwrap_or(256),
+            retention: retention(file.report_retention_days, file.max_reports)?,
         };
         if cfg.workers == 0 || cfg.workers > 64 {
             bail!("workers must be between 1 and 64");
@@ -521,5 +551,16 @@ mod tests {
         assert_eq!(f.workers, Some(3));
         assert_eq!(f.registry.len(), 1);
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn retention_defaults_and_zero_means_off() {
+        let r = retention(None, None).unwrap();
+        assert_eq!(r.max_age_ms, Some(90 * 24 * 3600 * 1000));
+        assert_eq!(r.max_finished, Some(DEFAULT_MAX_REPORTS));
+        let r = retention(Some(0), Some(0)).unwrap();
+        assert_eq!((r.max_age_ms, r.max_finished), (None, None));
+        assert_eq!(retention(Some(1), Some(7)).unwrap().max_finished, Some(7));
+        assert!(retention(Some(u64::MAX), None).is_err());
     }
 }

@@ -566,6 +566,10 @@ mod tests {
             reject_limit: 3,
             platform: None,
             layer_cache_layers: 0,
+            retention: crate::serve::store::Retention {
+                max_age_ms: None,
+                max_finished: None,
+            },
         }
     }
 

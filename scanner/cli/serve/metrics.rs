@@ -93,6 +93,7 @@ pub(crate) struct Metrics {
     scans_error: AtomicU64,
     scan_retries: AtomicU64,
     harbor_requests: AtomicU64,
+    pruned: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_ms_sum: AtomicU64,
     duration_count: AtomicU64,
@@ -111,6 +112,11 @@ impl Metrics {
 
     pub(crate) fn harbor_request(&self) {
         self.harbor_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Finished jobs deleted by the retention policy.
+    pub(crate) fn pruned(&self, n: u64) {
+        self.pruned.fetch_add(n, Relaxed);
     }
 
     /// A scan that produced a report; `failing` is its verdict.
@@ -172,12 +178,12 @@ impl Metrics {
         );
         gauge(
             "imgscan_jobs_done",
-            "Images scanned (all time, from the database).",
+            "Scanned images whose reports are kept (from the database).",
             counts.done,
         );
         gauge(
             "imgscan_jobs_failed",
-            "Images whose scan failed for good (all time, from the database).",
+            "Images whose scan failed for good, still kept (from the database).",
             counts.failed,
         );
 
@@ -253,6 +259,11 @@ impl Metrics {
             s,
             "# HELP imgscan_harbor_scan_requests_total Harbor scan requests accepted.\n# TYPE imgscan_harbor_scan_requests_total counter\nimgscan_harbor_scan_requests_total {}",
             self.harbor_requests.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_jobs_pruned_total Finished jobs and reports deleted by the retention policy since start.\n# TYPE imgscan_jobs_pruned_total counter\nimgscan_jobs_pruned_total {}",
+            self.pruned.load(Relaxed)
         );
         s
     }

@@ -44,6 +44,7 @@ mod distribution;
 mod harbor;
 mod metrics;
 mod pull;
+mod retention;
 mod store;
 mod worker;
 
@@ -225,11 +226,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
 fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()> {
     let store = Arc::new(Store::open(&cfg.database)?);
     let (requeued, failed) = store.recover(cfg.max_attempts)?;
-    let _ = store.expire_harbor(harbor::SCAN_ID_TTL_MS)?;
+    let metrics = Arc::new(Metrics::default());
+    retention::prune_once(&store, cfg.retention, &metrics);
     let counts = store.counts()?;
     log(&format!(
         "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
-         queue capacity {}, verdict fails at {}; registries: {}",
+         queue capacity {}, verdict fails at {}; finished jobs {}; registries: {}",
         env!("CARGO_PKG_VERSION"),
         cfg.database.display(),
         counts.queued,
@@ -248,6 +250,7 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         cfg.workers,
         cfg.queue_capacity,
         cfg.fail_on,
+        retention::describe(cfg.retention),
         if cfg.registries.is_empty() {
             "none".to_owned()
         } else {
@@ -268,7 +271,6 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(cfg.listen))
         .with_context(|| format!("listening on {}", cfg.listen))?;
-    let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Wake::default());
     let pool = Pool::start(Arc::new(Ctx {
         cfg: Arc::clone(&cfg),
@@ -285,6 +287,11 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         wake,
         memo: RejectMemo::default(),
     });
+    rt.spawn(retention::prune_periodically(
+        Arc::clone(&app.store),
+        cfg.retention,
+        Arc::clone(&app.metrics),
+    ));
     let served = rt.block_on(serve_http(app, listener));
     rt.shutdown_timeout(Duration::from_secs(1));
     log(&format!(
