@@ -132,6 +132,9 @@ pub(crate) struct RegistryEntry {
     pub(crate) password: Option<Secret>,
     /// Plain HTTP or TLS without verification.
     pub(crate) insecure: bool,
+    /// How often its catalog is swept for manifests no event announced
+    /// (`reconcile_interval_secs`); `None`: never.
+    pub(crate) reconcile_every: Option<Duration>,
 }
 
 impl RegistryEntry {
@@ -174,6 +177,30 @@ pub(crate) struct ServeConfig {
     pub(crate) layer_cache_layers: usize,
     /// How long finished jobs and reports are kept.
     pub(crate) retention: Retention,
+    /// Bounds on one catalog sweep.
+    pub(crate) reconcile: ReconcileLimits,
+}
+
+/// Bounds on the work of one catalog sweep (`reconcile_*` settings). A sweep
+/// that reaches one stops, and the next continues where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReconcileLimits {
+    /// Repositories visited per sweep.
+    pub(crate) max_repositories: usize,
+    /// Tags resolved to a manifest digest per sweep.
+    pub(crate) max_tags: usize,
+    /// `n` asked for in each `/v2/_catalog` and `tags/list` page.
+    pub(crate) page_size: usize,
+}
+
+impl Default for ReconcileLimits {
+    fn default() -> Self {
+        Self {
+            max_repositories: 1000,
+            max_tags: 10_000,
+            page_size: 100,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +224,10 @@ struct FileConfig {
     layer_cache_layers: Option<usize>,
     report_retention_days: Option<u64>,
     max_reports: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
+    reconcile_max_repositories: Option<usize>,
+    reconcile_max_tags: Option<usize>,
+    reconcile_page_size: Option<usize>,
     #[serde(default)]
     registry: Vec<FileRegistry>,
 }
@@ -213,6 +244,7 @@ struct FileRegistry {
     password_env: Option<String>,
     #[serde(default)]
     insecure: bool,
+    reconcile_interval_secs: Option<u64>,
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
@@ -295,7 +327,24 @@ fn registry_entry(
         hosts: all,
         username,
         password,
+        reconcile_every: None,
     })
+}
+
+/// Largest `reconcile_page_size` (registries cap `n` lower anyway; the
+/// body of a page is bounded too).
+const MAX_PAGE_SIZE: usize = 10_000;
+
+/// `reconcile_interval_secs` of registry `name`: 0 or unset is off.
+fn reconcile_every(secs: Option<u64>, name: &str) -> Result<Option<Duration>> {
+    match secs {
+        None | Some(0) => Ok(None),
+        Some(s) if s > 7 * 24 * 3600 => bail!(
+            "registry `{name}`: reconcile_interval_secs must be at most a week (604800), or 0 \
+             for off"
+        ),
+        Some(s) => Ok(Some(Duration::from_secs(s))),
+    }
 }
 
 /// `report_retention_days` and `max_reports`: 0 turns a limit off.
@@ -387,22 +436,21 @@ impl ServeConfig {
                 )?),
                 (None, None) => None,
             };
-            registries.push(registry_entry(
-                r.name, &r.url, r.hosts, r.username, password, r.insecure,
-            )?);
+            let mut entry =
+                registry_entry(r.name, &r.url, r.hosts, r.username, password, r.insecure)?;
+            entry.reconcile_every = reconcile_every(
+                r.reconcile_interval_secs.or(file.reconcile_interval_secs),
+                &entry.name,
+            )?;
+            registries.push(entry);
         }
         for spec in &args.registries {
             let Some((name, url)) = spec.split_once('=') else {
                 bail!("--registry `{spec}` must be NAME=URL, e.g. local=http://127.0.0.1:5000");
             };
-            registries.push(registry_entry(
-                name.to_owned(),
-                url,
-                Vec::new(),
-                None,
-                None,
-                false,
-            )?);
+            let mut entry = registry_entry(name.to_owned(), url, Vec::new(), None, None, false)?;
+            entry.reconcile_every = reconcile_every(file.reconcile_interval_secs, &entry.name)?;
+            registries.push(entry);
         }
         for (i, r) in registries.iter().enumerate() {
             if registries[..i].iter().any(|o| o.name == r.name) {
@@ -457,6 +505,17 @@ impl ServeConfig {
             platform,
             layer_cache_layers: file.layer_cache_layers.unwrap_or(256),
             retention: retention(file.report_retention_days, file.max_reports)?,
+            reconcile: ReconcileLimits {
+                max_repositories: file
+                    .reconcile_max_repositories
+                    .unwrap_or(ReconcileLimits::default().max_repositories),
+                max_tags: file
+                    .reconcile_max_tags
+                    .unwrap_or(ReconcileLimits::default().max_tags),
+                page_size: file
+                    .reconcile_page_size
+                    .unwrap_or(ReconcileLimits::default().page_size),
+            },
         };
         if cfg.workers == 0 || cfg.workers > 64 {
             bail!("workers must be between 1 and 64");
@@ -469,6 +528,15 @@ impl ServeConfig {
         }
         if cfg.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        if cfg.reconcile.max_repositories == 0 || cfg.reconcile.max_tags == 0 {
+            bail!(
+                "reconcile_max_repositories and reconcile_max_tags must be at least 1 (turn \
+                 reconciliation off with reconcile_interval_secs = 0)"
+            );
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&cfg.reconcile.page_size) {
+            bail!("reconcile_page_size must be between 1 and {MAX_PAGE_SIZE}");
         }
         if cfg.registries.is_empty() {
             crate::serve::log(
@@ -551,6 +619,28 @@ mod tests {
         assert_eq!(f.workers, Some(3));
         assert_eq!(f.registry.len(), 1);
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn reconciliation_is_off_unless_asked_for() {
+        assert_eq!(reconcile_every(None, "r").unwrap(), None);
+        assert_eq!(reconcile_every(Some(0), "r").unwrap(), None);
+        assert_eq!(
+            reconcile_every(Some(300), "r").unwrap(),
+            Some(Duration::from_secs(300))
+        );
+        assert!(reconcile_every(Some(u64::MAX), "r").is_err());
+        let f: FileConfig = toml::from_str(
+            r#"
+            reconcile_interval_secs = 600
+            [[registry]]
+            name = "a"
+            url = "http://127.0.0.1:5000"
+            reconcile_interval_secs = 0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.registry[0].reconcile_interval_secs, Some(0));
     }
 
     #[test]

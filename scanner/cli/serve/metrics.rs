@@ -83,6 +83,9 @@ impl Refusal {
     }
 }
 
+/// How a reconciliation sweep can end (`reconcile::SweepEnd::label`).
+const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
+
 /// Counters kept since start.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -94,6 +97,9 @@ pub(crate) struct Metrics {
     scan_retries: AtomicU64,
     harbor_requests: AtomicU64,
     pruned: AtomicU64,
+    /// Sweeps by how they ended, in [`RECONCILE_ENDS`] order.
+    reconcile_sweeps: [AtomicU64; 4],
+    reconcile_queued: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_ms_sum: AtomicU64,
     duration_count: AtomicU64,
@@ -112,6 +118,15 @@ impl Metrics {
 
     pub(crate) fn harbor_request(&self) {
         self.harbor_requests.fetch_add(1, Relaxed);
+    }
+
+    /// A catalog sweep ended as `end` (a `SweepEnd` label) after queueing
+    /// `queued` digests.
+    pub(crate) fn reconcile_sweep(&self, end: &str, queued: u64) {
+        if let Some(i) = RECONCILE_ENDS.iter().position(|e| *e == end) {
+            self.reconcile_sweeps[i].fetch_add(1, Relaxed);
+        }
+        self.reconcile_queued.fetch_add(queued, Relaxed);
     }
 
     /// Finished jobs deleted by the retention policy.
@@ -265,6 +280,22 @@ impl Metrics {
             "# HELP imgscan_jobs_pruned_total Finished jobs and reports deleted by the retention policy since start.\n# TYPE imgscan_jobs_pruned_total counter\nimgscan_jobs_pruned_total {}",
             self.pruned.load(Relaxed)
         );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_reconcile_sweeps_total Catalog sweeps since start, by how they ended.\n# TYPE imgscan_reconcile_sweeps_total counter"
+        );
+        for (end, c) in RECONCILE_ENDS.iter().zip(&self.reconcile_sweeps) {
+            let _ = writeln!(
+                s,
+                "imgscan_reconcile_sweeps_total{{result=\"{end}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_reconcile_queued_total Manifests queued by catalog sweeps (pushes no event announced).\n# TYPE imgscan_reconcile_queued_total counter\nimgscan_reconcile_queued_total {}",
+            self.reconcile_queued.load(Relaxed)
+        );
         s
     }
 }
@@ -284,5 +315,18 @@ mod tests {
         assert!(text.contains("imgscan_scan_duration_seconds_count 2\n"));
         assert!(text.contains("imgscan_scans_total{result=\"fail\"} 1\n"));
         assert!(text.contains("imgscan_queue_capacity 10\n"));
+    }
+
+    #[test]
+    fn sweeps_are_counted_by_how_they_ended() {
+        let m = Metrics::default();
+        m.reconcile_sweep("queue_full", 3);
+        m.reconcile_sweep("complete", 1);
+        m.reconcile_sweep("complete", 0);
+        let text = m.render(Counts::default(), 10, 2);
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"complete\"} 2\n"));
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"queue_full\"} 1\n"));
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"failed\"} 0\n"));
+        assert!(text.contains("imgscan_reconcile_queued_total 4\n"));
     }
 }

@@ -39,11 +39,13 @@ use axum::routing::{get, post};
 use sha2::{Digest as _, Sha256};
 
 mod api;
+mod catalog;
 pub(crate) mod config;
 mod distribution;
 mod harbor;
 mod metrics;
 mod pull;
+mod reconcile;
 mod retention;
 mod store;
 mod worker;
@@ -287,6 +289,18 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         wake,
         memo: RejectMemo::default(),
     });
+    let shared = Arc::new(reconcile::Shared {
+        store: Arc::clone(&app.store),
+        metrics: Arc::clone(&app.metrics),
+        wake: Arc::clone(&app.wake),
+        capacity: cfg.queue_capacity,
+        limits: cfg.reconcile,
+    });
+    for entry in &cfg.registries {
+        if let Some(every) = entry.reconcile_every {
+            rt.spawn(reconcile::run(entry.clone(), every, Arc::clone(&shared)));
+        }
+    }
     rt.spawn(retention::prune_periodically(
         Arc::clone(&app.store),
         cfg.retention,

@@ -188,6 +188,7 @@ mod tests {
             username: None,
             password: None,
             insecure: false,
+            reconcile_every: None,
         }
     }
 

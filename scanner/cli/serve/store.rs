@@ -114,7 +114,7 @@ pub(crate) struct NewJob {
     pub(crate) repository: String,
     pub(crate) tag: Option<String>,
     pub(crate) media_type: String,
-    /// `distribution` or `harbor`.
+    /// `distribution`, `harbor` or `reconcile`.
     pub(crate) source: &'static str,
     /// Harbor's registry authorization, if any.
     pub(crate) auth: Option<String>,
@@ -327,10 +327,39 @@ impl Store {
             let mut queued = queued_count(&tx)?;
             let mut out = Vec::with_capacity(jobs.len());
             for j in jobs {
-                out.push(admit_one(&tx, j, capacity, &mut queued)?);
+                out.push(admit_one(&tx, j, capacity, &mut queued, Mode::Push)?);
             }
             tx.commit()?;
             Ok(out)
+        })
+    }
+
+    /// Like [`Self::admit`], for digests found by a catalog sweep rather
+    /// than pushed: a digest that has a job in any state, failed included,
+    /// is left as it is ([`Admission::Duplicate`]) and not counted as a
+    /// notification, so a sweep neither retries failed scans nor keeps a
+    /// report from being pruned.
+    pub(crate) fn admit_missing(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut queued = queued_count(&tx)?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                out.push(admit_one(&tx, j, capacity, &mut queued, Mode::Sweep)?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Whether `digest` has a job, in any state.
+    pub(crate) fn known(&self, digest: &str) -> Result<bool> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) > 0 FROM jobs WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -346,7 +375,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut queued = queued_count(&tx)?;
-            let a = admit_one(&tx, job, capacity, &mut queued)?;
+            let a = admit_one(&tx, job, capacity, &mut queued, Mode::Push)?;
             if a != Admission::QueueFull {
                 tx.execute(
                     "INSERT INTO harbor_scans (id, digest, repository, tag, mime_type, created_at)
@@ -619,11 +648,22 @@ fn queued_count(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// Who asks for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A push (notification or Harbor request): counted, refreshes the
+    /// retention clock, re-queues a failed scan.
+    Push,
+    /// A catalog sweep: only digests without a job are queued.
+    Sweep,
+}
+
 fn admit_one(
     tx: &Transaction<'_>,
     j: &NewJob,
     capacity: usize,
     queued: &mut usize,
+    mode: Mode,
 ) -> rusqlite::Result<Admission> {
     let existing: Option<String> = tx
         .query_row(
@@ -632,6 +672,9 @@ fn admit_one(
             |r| r.get(0),
         )
         .optional()?;
+    if mode == Mode::Sweep && existing.is_some() {
+        return Ok(Admission::Duplicate);
+    }
     match existing.as_deref() {
         Some(FAILED) => {
             if *queued >= capacity {
@@ -936,5 +979,32 @@ mod tests {
             .unwrap();
         let err = format!("{:#}", Store::open(&path).err().unwrap());
         assert!(err.contains("newer imgscan"), "{err}");
+    }
+
+    #[test]
+    fn sweeps_queue_only_unknown_digests() {
+        let s = Store::memory().unwrap();
+        s.admit(&[job("1")], 10).unwrap();
+        let c = s.claim().unwrap().unwrap();
+        s.finish_err(c.seq, "401", None).unwrap();
+        let mut found = job("2");
+        found.source = "reconcile";
+        assert_eq!(
+            s.admit_missing(&[job("1"), found.clone(), found.clone(), job("3")], 1)
+                .unwrap(),
+            [
+                // A failed scan is not retried by a sweep, only by a push.
+                Admission::Duplicate,
+                Admission::Queued,
+                Admission::Duplicate,
+                Admission::QueueFull
+            ]
+        );
+        let v = s.job(&job("1").digest).unwrap().unwrap();
+        assert_eq!((v.state.as_str(), v.notifications), (FAILED, 1));
+        let v = s.job(&found.digest).unwrap().unwrap();
+        assert_eq!((v.source.as_str(), v.notifications), ("reconcile", 1));
+        assert!(s.known(&found.digest).unwrap());
+        assert!(!s.known(&job("3").digest).unwrap());
     }
 }
