@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, bail};
 use scanner::model::Report;
-use scanner::source::registry::{self, Credentials, LayerCache, RegistryError};
+use scanner::source::registry::{self, Credentials, LayerCache, LayerStore, RegistryError};
 use scanner::source::{Input, Selection};
 use scanner::{Error, ScanOptions};
 
@@ -122,7 +122,7 @@ impl RegistryScanner {
         }
     }
 
-    fn cache(&self) -> Option<Arc<LayerCache>> {
+    fn cache(&self) -> Option<Arc<dyn LayerStore>> {
         if self.cache_limit == 0 {
             return None;
         }
@@ -130,7 +130,7 @@ impl RegistryScanner {
         if c.len() > self.cache_limit {
             *c = Arc::new(LayerCache::default());
         }
-        Some(Arc::clone(&c))
+        Some(Arc::clone(&c) as Arc<dyn LayerStore>)
     }
 }
 
