@@ -120,6 +120,14 @@ pub(crate) struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     pub(crate) max_entries: u64,
 
+    /// Do not verify layer digests: for trusted local files only (a
+    /// docker-archive, oci-archive or OCI layout on this machine). Uncompressed
+    /// layers are then read by seeking over file contents, reading only the
+    /// headers and the few files checks need. The manifest and config are
+    /// still verified, and the report carries a warning. Never the default.
+    #[arg(long)]
+    pub(crate) no_verify: bool,
+
     /// Colour the table.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub(crate) color: Color,

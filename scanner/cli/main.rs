@@ -133,6 +133,19 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         };
     }
     opts.layer.max_entries = args.max_entries;
+    if args.no_verify {
+        if let Some(i) = args
+            .images
+            .iter()
+            .find(|i| Input::parse(i).is_ok_and(|i| i.path.is_none()))
+        {
+            bail!(
+                "--no-verify is for trusted local files only; `{i}` is not a file or directory \
+                 (standard input and registry or engine images are always verified)"
+            );
+        }
+        opts.verify = false;
+    }
     opts.registry = registry_options(&args.registry)?;
     opts.registry.progress = progress::sink(args.quiet);
     if args.images.len() > 1 {

@@ -13,16 +13,31 @@
 //! 3. Parent components are resolved through symlinks already in the
 //!    filesystem (never above the root), as extraction would: with
 //!    `/bin -> usr/bin` in a lower layer, a later `bin/su` lands at `/usr/bin/su`.
+//!    Missing parents are created (as extraction does), but only as
+//!    structure: a path no member named does not show up in lookups.
 //! 4. A hard link shares the inode of its (root-relative) target: the link
 //!    header's mode and owner apply to both paths, and the link carries the
 //!    target's capabilities unless it has its own.
 //!
 //! Every node remembers the layer that last set its metadata: that is the
 //! layer a finding is attributed to.
+//!
+//! # Representation
+//!
+//! A tree, as a kernel keeps dentries: nodes in one `Vec`, each linked to its
+//! parent and siblings, names in one string buffer, and one hash table from
+//! (parent, name) to node. Applying a member is one table lookup (its parent
+//! directory is cached, as members come grouped by directory), removing a
+//! subtree is unlinking its top, and nothing is sorted until a check asks:
+//! [`FinalFs::select`] returns what matches, sorted by path. About 80 bytes
+//! per path. The table is seeded per process, so names chosen to collide
+//! cannot slow it down.
 
-use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
-use crate::layer::{Content, Entry, LayerIndex};
+use hashbrown::HashTable;
+
+use crate::layer::{Content, Extra, LayerIndex, NO_EXTRA, Rec};
 use crate::tarstream::Kind;
 
 /// Most symlinks followed while resolving one path (Linux's limit).
@@ -39,16 +54,12 @@ pub struct Node {
     pub uid: u64,
     /// Owner gid.
     pub gid: u64,
-    /// Size in bytes (0 for hard links, whose data is the target's).
+    /// Size in bytes (for a hard link, its target's).
     pub size: u64,
-    /// Symlink target as written, or the canonical hard link target.
-    pub link: Option<Box<str>>,
-    /// Raw `security.capability`.
-    pub caps: Option<Box<[u8]>>,
-    /// Captured contents (only for the files checks read).
-    pub content: Option<Box<Content>>,
     /// The layer that last set this path's metadata.
     pub layer: usize,
+    /// Link target, capabilities and contents, which few paths have.
+    extra: Option<Box<Extra>>,
 }
 
 impl Node {
@@ -56,37 +67,142 @@ impl Node {
     pub fn is_regular(&self) -> bool {
         matches!(self.kind, Kind::File | Kind::Hardlink)
     }
+
+    /// Symlink target as written, or the canonical hard link target.
+    pub fn link(&self) -> Option<&str> {
+        self.extra.as_ref()?.link.as_deref()
+    }
+
+    /// Raw `security.capability`.
+    pub fn caps(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.caps.as_deref()
+    }
+
+    /// Captured contents (only for the files checks read).
+    pub fn content(&self) -> Option<&Content> {
+        self.extra.as_ref()?.content.as_deref()
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+}
+
+type Id = u32;
+const NIL: Id = Id::MAX;
+const ROOT: Id = 0;
+
+/// Created as the parent of a member, named by no member itself.
+const IMPLICIT: u8 = 1;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    node: Node,
+    parent: Id,
+    first_child: Id,
+    prev: Id,
+    next: Id,
+    name_start: u32,
+    name_len: u32,
+    flags: u8,
 }
 
 /// The merged view of all layers applied so far.
-#[derive(Debug, Default)]
 pub struct FinalFs {
-    nodes: BTreeMap<Box<str>, Node>,
+    slots: Vec<Slot>,
+    names: String,
+    table: HashTable<Id>,
+    seed: foldhash::fast::RandomState,
     warnings: Vec<String>,
-    // Cache for parent resolution: tar members come grouped by directory.
-    cache: Option<(String, String, u64)>,
-    symlink_generation: u64,
+    /// The last parent directory resolved: members come grouped by directory.
+    cache: Option<(String, Id, u64)>,
+    /// Bumped whenever a cached resolution may have become wrong (a symlink
+    /// or directory added or removed).
+    generation: u64,
 }
 
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
+impl std::fmt::Debug for FinalFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinalFs")
+            .field("paths", &self.len())
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FinalFs {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 fn split(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
+    match path.as_bytes().iter().rposition(|b| *b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => ("", path),
     }
 }
 
+/// The table's hash of an entry already in it, for growing the table.
+fn rehasher<'a>(
+    seed: &'a foldhash::fast::RandomState,
+    slots: &'a [Slot],
+    names: &'a str,
+) -> impl Fn(&Id) -> u64 + 'a {
+    move |&i| {
+        let s = &slots[i as usize];
+        let n = &names[s.name_start as usize..(s.name_start + s.name_len) as usize];
+        seed.hash_one((s.parent, n))
+    }
+}
+
+fn implicit_dir(layer: usize) -> Node {
+    Node {
+        kind: Kind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        layer,
+        extra: None,
+    }
+}
+
+fn node_of(r: &Rec, extra: Option<Extra>, layer: usize) -> Node {
+    Node {
+        kind: r.kind,
+        mode: r.mode,
+        uid: r.uid,
+        gid: r.gid,
+        size: r.size,
+        layer,
+        extra: extra.map(Box::new),
+    }
+}
+
 impl FinalFs {
-    /// An empty filesystem.
+    /// An empty filesystem (just the root directory).
     pub fn new() -> Self {
-        Self::default()
+        let mut fs = Self {
+            slots: Vec::new(),
+            names: String::new(),
+            table: HashTable::new(),
+            seed: foldhash::fast::RandomState::default(),
+            warnings: Vec::new(),
+            cache: None,
+            generation: 0,
+        };
+        fs.slots.push(Slot {
+            node: implicit_dir(0),
+            parent: ROOT,
+            first_child: NIL,
+            prev: NIL,
+            next: NIL,
+            name_start: 0,
+            name_len: 0,
+            flags: IMPLICIT,
+        });
+        fs
     }
 
     /// Notes found while applying layers (hard links to missing targets...).
@@ -94,82 +210,472 @@ impl FinalFs {
         &self.warnings
     }
 
-    /// Number of paths.
+    /// Number of paths that members named (the root and created parents
+    /// not counted).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        let mut n = 0;
+        self.walk(|_, s| {
+            if s.flags & IMPLICIT == 0 {
+                n += 1;
+            }
+        });
+        n
     }
 
-    /// Whether there are no paths.
+    /// Whether no member named any path.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len() == 0
     }
 
-    /// All paths (relative, no leading `/`) in sorted order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(k, v)| (&**k, v))
+    fn name(&self, id: Id) -> &str {
+        let s = &self.slots[id as usize];
+        &self.names[s.name_start as usize..(s.name_start + s.name_len) as usize]
+    }
+
+    fn hash(&self, parent: Id, name: &str) -> u64 {
+        self.seed.hash_one((parent, name))
+    }
+
+    fn child(&self, parent: Id, name: &str) -> Option<Id> {
+        let h = self.hash(parent, name);
+        self.table
+            .find(h, |&id| {
+                let s = &self.slots[id as usize];
+                s.parent == parent && self.name(id) == name
+            })
+            .copied()
+    }
+
+    /// Visits every live node, the root first, then depth first.
+    fn walk(&self, mut f: impl FnMut(Id, &Slot)) {
+        f(ROOT, &self.slots[ROOT as usize]);
+        let mut stack = vec![self.slots[ROOT as usize].first_child];
+        while let Some(mut id) = stack.pop() {
+            while id != NIL {
+                let s = &self.slots[id as usize];
+                f(id, s);
+                if s.first_child != NIL {
+                    stack.push(s.first_child);
+                }
+                id = s.next;
+            }
+        }
+    }
+
+    /// The path of a node, relative, without a leading `/`.
+    fn path_of(&self, mut id: Id) -> String {
+        let mut parts = Vec::new();
+        while id != ROOT {
+            parts.push(self.name(id));
+            id = self.slots[id as usize].parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
+        let id = self.slots.len() as Id;
+        let name_start = self.names.len() as u32;
+        self.names.push_str(name);
+        let next = self.slots[parent as usize].first_child;
+        self.slots.push(Slot {
+            node,
+            parent,
+            first_child: NIL,
+            prev: NIL,
+            next,
+            name_start,
+            name_len: name.len() as u32,
+            flags,
+        });
+        if next != NIL {
+            self.slots[next as usize].prev = id;
+        }
+        self.slots[parent as usize].first_child = id;
+        let h = self.hash(parent, name);
+        let Self {
+            table,
+            slots,
+            names,
+            seed,
+            ..
+        } = self;
+        table.insert_unique(h, id, rehasher(seed, slots, names));
+        id
+    }
+
+    /// Unlinks a node and everything below it.
+    fn remove(&mut self, id: Id) {
+        if id == ROOT {
+            return;
+        }
+        let s = &self.slots[id as usize];
+        let (parent, prev, next) = (s.parent, s.prev, s.next);
+        if s.node.kind == Kind::Symlink || s.first_child != NIL || s.node.kind == Kind::Dir {
+            self.generation += 1;
+        }
+        let h = self.hash(parent, self.name(id));
+        if let Ok(e) = self.table.find_entry(h, |&x| x == id) {
+            e.remove();
+        }
+        if prev == NIL {
+            self.slots[parent as usize].first_child = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[id as usize];
+        s.prev = NIL;
+        s.next = NIL;
+        s.parent = NIL;
+    }
+
+    /// Removes every child of `id` (an opaque directory).
+    fn clear_children(&mut self, id: Id) {
+        while self.slots[id as usize].first_child != NIL {
+            let c = self.slots[id as usize].first_child;
+            self.remove(c);
+        }
+    }
+
+    /// Resolves `path` from the root through symlinks: every component, and
+    /// the last one too when `follow_last`. With `create`, missing
+    /// components are made (as structure, [`IMPLICIT`]). `None` on a loop,
+    /// or (without `create`) when a component is missing.
+    fn lookup(&mut self, path: &str, follow_last: bool, create: bool, layer: usize) -> Option<Id> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut pending: Vec<&str> = path.rsplit('/').collect();
+        let mut cur = ROOT;
+        let mut hops = 0;
+        loop {
+            let c: String = match pending.pop() {
+                Some(c) => c.to_owned(),
+                None => match stack.pop() {
+                    Some(c) => c,
+                    None => return Some(cur),
+                },
+            };
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if cur != ROOT {
+                        cur = self.slots[cur as usize].parent;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let last = pending.iter().all(|c| c.is_empty() || *c == ".")
+                && stack.iter().all(|c| c.is_empty() || c == ".");
+            let next = match self.child(cur, &c) {
+                Some(n) => n,
+                None if create => self.insert(cur, &c, implicit_dir(layer), IMPLICIT),
+                None => return None,
+            };
+            let node = &self.slots[next as usize].node;
+            if node.kind == Kind::Symlink && (!last || follow_last) {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return None;
+                }
+                let target = node.link().unwrap_or("");
+                if target.starts_with('/') {
+                    cur = ROOT;
+                }
+                // The target's components go before what is left.
+                let rest: Vec<String> = pending.drain(..).map(str::to_owned).collect();
+                stack.extend(rest);
+                stack.extend(target.rsplit('/').map(str::to_owned));
+                continue;
+            }
+            cur = next;
+        }
+    }
+
+    /// The directory a member's parent path names, created if missing.
+    fn parent_dir(&mut self, dir: &str, layer: usize) -> Id {
+        if dir.is_empty() {
+            return ROOT;
+        }
+        if let Some((raw, id, generation)) = &self.cache
+            && raw == dir
+            && *generation == self.generation
+        {
+            return *id;
+        }
+        // A loop: the member lands where the raw path says, symlinks not followed.
+        let id = self
+            .lookup(dir, true, true, layer)
+            .unwrap_or_else(|| self.lookup_raw(dir, layer));
+        let generation = self.generation;
+        match &mut self.cache {
+            Some((raw, cid, g)) => {
+                raw.clear();
+                raw.push_str(dir);
+                *cid = id;
+                *g = generation;
+            }
+            None => self.cache = Some((dir.to_owned(), id, generation)),
+        }
+        id
+    }
+
+    /// Creates `dir` component by component without following anything.
+    fn lookup_raw(&mut self, dir: &str, layer: usize) -> Id {
+        let mut cur = ROOT;
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            cur = match self.child(cur, c) {
+                Some(n) => n,
+                None => self.insert(cur, c, implicit_dir(layer), IMPLICIT),
+            };
+        }
+        cur
+    }
+
+    /// The node a member path names (parents through symlinks, the last
+    /// component not followed), if it exists; nothing is created.
+    fn member_node(&mut self, path: &str) -> Option<Id> {
+        let (dir, base) = split(path);
+        let parent = if dir.is_empty() {
+            ROOT
+        } else {
+            self.lookup(dir, true, false, 0)?
+        };
+        if base.is_empty() {
+            return Some(parent);
+        }
+        self.child(parent, base)
+    }
+
+    /// Applies one layer on top of what is there.
+    pub fn apply(&mut self, layer: usize, index: LayerIndex) {
+        let LayerIndex {
+            paths,
+            recs,
+            mut extras,
+            whiteouts,
+            opaques,
+            ..
+        } = index;
+        self.slots.reserve(recs.len());
+        self.names.reserve(paths.len() / 2);
+        {
+            let Self {
+                table,
+                slots,
+                names,
+                seed,
+                ..
+            } = self;
+            table.reserve(recs.len(), rehasher(seed, slots, names));
+        }
+        for dir in &opaques {
+            let id = if dir.is_empty() {
+                Some(ROOT)
+            } else {
+                self.lookup(dir, true, false, layer)
+            };
+            if let Some(id) = id {
+                self.clear_children(id);
+            }
+        }
+        for w in &whiteouts {
+            if let Some(id) = self.member_node(w)
+                && id != ROOT
+            {
+                self.remove(id);
+            }
+        }
+        for r in &recs {
+            let path = &paths[r.start as usize..(r.start + r.len) as usize];
+            let extra = (r.extra != NO_EXTRA)
+                .then(|| extras.get_mut(r.extra as usize).map(std::mem::take))
+                .flatten();
+            self.add(layer, path, r, extra);
+        }
+    }
+
+    fn add(&mut self, layer: usize, path: &str, r: &Rec, extra: Option<Extra>) {
+        let mut node = node_of(r, extra, layer);
+        if path.is_empty() {
+            // `./` itself: the root keeps being a directory.
+            if node.kind == Kind::Dir {
+                let root = &mut self.slots[ROOT as usize];
+                root.node = node;
+                root.flags &= !IMPLICIT;
+            }
+            return;
+        }
+        let (dir, base) = split(path);
+        if node.kind == Kind::Hardlink {
+            self.link_inode(layer, path, &mut node);
+        }
+        let parent = self.parent_dir(dir, layer);
+        if let Some(old) = self.child(parent, base) {
+            let slot = &mut self.slots[old as usize];
+            if slot.node.kind == Kind::Dir && node.kind == Kind::Dir {
+                slot.node = node;
+                slot.flags &= !IMPLICIT;
+                return;
+            }
+            self.remove(old);
+        }
+        if node.kind == Kind::Symlink {
+            self.generation += 1;
+        }
+        self.insert(parent, base, node, 0);
+    }
+
+    /// A hard link shares its target's inode: metadata flows both ways.
+    fn link_inode(&mut self, layer: usize, path: &str, node: &mut Node) {
+        let raw_target = node.link().unwrap_or("").to_owned();
+        let Some(t) = self.member_node(&raw_target) else {
+            self.warnings.push(format!(
+                "hard link /{path} points to /{raw_target}, which does not exist; judged by its own header"
+            ));
+            return;
+        };
+        let target = self.path_of(t);
+        let tn = &mut self.slots[t as usize].node;
+        if tn.is_regular() {
+            let caps = node.caps().map(Box::<[u8]>::from);
+            if (tn.mode, tn.uid, tn.gid) != (node.mode, node.uid, node.gid)
+                || (caps.is_some() && caps.as_deref() != tn.caps())
+            {
+                tn.mode = node.mode;
+                tn.uid = node.uid;
+                tn.gid = node.gid;
+                if let Some(c) = &caps {
+                    tn.extra_mut().caps = Some(c.clone());
+                }
+                tn.layer = layer;
+            }
+            node.size = tn.size;
+            let (tcaps, tcontent) = (
+                tn.caps().map(Box::<[u8]>::from),
+                tn.content().cloned().map(Box::new),
+            );
+            let x = node.extra_mut();
+            if x.caps.is_none() {
+                x.caps = tcaps;
+            }
+            if x.content.is_none() {
+                x.content = tcontent;
+            }
+        } else {
+            let kind = tn.kind.as_str();
+            self.warnings.push(format!(
+                "hard link /{path} points to /{target}, which is a {kind}, not a file"
+            ));
+        }
+        node.extra_mut().link = Some(target.into());
     }
 
     /// The node at exactly `path` (no symlink resolution).
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        let id = self.exact(path)?;
+        let s = &self.slots[id as usize];
+        (s.flags & IMPLICIT == 0).then_some(&s.node)
     }
 
-    /// Direct children of directory `dir` (already canonical).
-    pub fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let plen = prefix.len();
-        self.nodes
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(move |(k, _)| k.starts_with(&prefix))
-            .filter(move |(k, _)| !k.is_empty() && !k[plen..].contains('/'))
-            .map(move |(k, v)| (&k[plen..], v))
-            .collect::<Vec<_>>()
+    fn exact(&self, path: &str) -> Option<Id> {
+        let mut cur = ROOT;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            cur = self.child(cur, c)?;
+        }
+        Some(cur)
+    }
+
+    /// Nodes for which `pred(name, node)` holds, with their paths (relative,
+    /// no leading `/`), sorted by path. Created parents are never offered.
+    pub fn select(&self, mut pred: impl FnMut(&str, &Node) -> bool) -> Vec<(String, &Node)> {
+        let mut ids = Vec::new();
+        self.walk(|id, s| {
+            if s.flags & IMPLICIT == 0 && pred(self.name(id), &s.node) {
+                ids.push(id);
+            }
+        });
+        let mut out: Vec<(String, &Node)> = ids
             .into_iter()
+            .map(|id| (self.path_of(id), &self.slots[id as usize].node))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// All paths (relative, no leading `/`) in sorted order.
+    pub fn iter(&self) -> impl Iterator<Item = (String, &Node)> {
+        self.select(|_, _| true).into_iter()
+    }
+
+    /// Direct children of directory `dir` (already canonical), sorted by name.
+    pub fn children<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
+        let mut out = Vec::new();
+        if let Some(d) = self.exact(dir) {
+            let mut c = self.slots[d as usize].first_child;
+            while c != NIL {
+                let s = &self.slots[c as usize];
+                if s.flags & IMPLICIT == 0 {
+                    out.push((self.name(c), &s.node));
+                }
+                c = s.next;
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out.into_iter()
     }
 
     /// Resolves every component of `path` through symlinks; the last one too
-    /// when `follow_last`. `None` on a symlink loop.
+    /// when `follow_last`. Components that do not exist are kept as written.
+    /// `None` on a symlink loop.
     pub fn canonical(&self, path: &str, follow_last: bool) -> Option<String> {
+        // `out` is the resolved path so far; `at` its node while it exists.
         let mut out: Vec<String> = Vec::new();
+        let mut at: Option<Id> = Some(ROOT);
         let mut queue: std::collections::VecDeque<String> =
             path.split('/').map(str::to_owned).collect();
         let mut hops = 0;
+        let node_at = |fs: &Self, out: &[String]| -> Option<Id> {
+            let mut cur = ROOT;
+            for c in out {
+                cur = fs.child(cur, c)?;
+            }
+            Some(cur)
+        };
         while let Some(c) = queue.pop_front() {
             match c.as_str() {
                 "" | "." => continue,
                 ".." => {
                     out.pop();
+                    at = node_at(self, &out);
                     continue;
                 }
                 _ => {}
             }
+            let next = at.and_then(|a| self.child(a, &c));
             out.push(c);
+            at = next;
             if queue.iter().all(|c| c.is_empty() || c == ".") && !follow_last {
                 break;
             }
-            let cur = out.join("/");
-            if let Some(node) = self.nodes.get(cur.as_str())
-                && node.kind == Kind::Symlink
+            if let Some(id) = at
+                && self.slots[id as usize].node.kind == Kind::Symlink
             {
                 hops += 1;
                 if hops > MAX_HOPS {
                     return None;
                 }
                 out.pop();
-                let target = node.link.as_deref().unwrap_or("");
+                let target = self.slots[id as usize].node.link().unwrap_or("");
                 if target.starts_with('/') {
                     out.clear();
                 }
                 for (i, t) in target.split('/').enumerate() {
                     queue.insert(i, t.to_owned());
                 }
+                at = node_at(self, &out);
             }
         }
         Some(out.join("/"))
@@ -178,156 +684,14 @@ impl FinalFs {
     /// Follows symlinks (all components) to the node a path names.
     pub fn resolve(&self, path: &str) -> Option<(String, &Node)> {
         let p = self.canonical(path, true)?;
-        let node = self.nodes.get(p.as_str())?;
+        let node = self.get(&p)?;
         Some((p, node))
     }
 
     /// The captured contents of the file `path` names (symlinks followed).
     pub fn read(&self, path: &str) -> Option<&Content> {
         let (_, node) = self.resolve(path)?;
-        node.content.as_deref()
-    }
-
-    fn parent_resolved(&mut self, dir: &str) -> String {
-        if let Some((raw, resolved, generation)) = &self.cache
-            && raw == dir
-            && *generation == self.symlink_generation
-        {
-            return resolved.clone();
-        }
-        let resolved = self.canonical(dir, true).unwrap_or_else(|| dir.to_owned());
-        self.cache = Some((dir.to_owned(), resolved.clone(), self.symlink_generation));
-        resolved
-    }
-
-    fn resolve_member(&mut self, path: &str) -> String {
-        let (dir, base) = split(path);
-        if dir.is_empty() {
-            return base.to_owned();
-        }
-        let dir = self.parent_resolved(dir);
-        join(&dir, base)
-    }
-
-    fn remove_subtree(&mut self, path: &str, include_self: bool) {
-        if include_self
-            && let Some(old) = self.nodes.remove(path)
-            && old.kind == Kind::Symlink
-        {
-            self.symlink_generation += 1;
-        }
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let doomed: Vec<Box<str>> = self
-            .nodes
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !k.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in doomed {
-            if let Some(old) = self.nodes.remove(&k)
-                && old.kind == Kind::Symlink
-            {
-                self.symlink_generation += 1;
-            }
-        }
-    }
-
-    /// Applies one layer on top of what is there.
-    pub fn apply(&mut self, layer: usize, index: LayerIndex) {
-        for dir in &index.opaques {
-            let d = if dir.is_empty() {
-                String::new()
-            } else {
-                self.canonical(dir, true).unwrap_or_else(|| dir.to_string())
-            };
-            self.remove_subtree(&d, false);
-        }
-        for w in &index.whiteouts {
-            let p = self.resolve_member(w);
-            if !p.is_empty() {
-                self.remove_subtree(&p, true);
-            }
-        }
-        for e in index.entries {
-            self.add(layer, e);
-        }
-    }
-
-    fn add(&mut self, layer: usize, e: Entry) {
-        let path = self.resolve_member(&e.path);
-        let existing_dir = self.nodes.get(path.as_str()).map(|n| n.kind == Kind::Dir);
-        match existing_dir {
-            Some(true) if e.kind == Kind::Dir => {}
-            Some(_) => self.remove_subtree(&path, true),
-            None => {}
-        }
-        let mut node = Node {
-            kind: e.kind,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            size: e.size,
-            link: e.link,
-            caps: e.caps,
-            content: e.content,
-            layer,
-        };
-        if e.kind == Kind::Hardlink {
-            let raw_target = node.link.as_deref().unwrap_or("").to_owned();
-            let target = self.resolve_member(&raw_target);
-            node.link = Some(target.clone().into());
-            match self.nodes.get_mut(target.as_str()) {
-                Some(t) if t.is_regular() => {
-                    // One inode: the link header's metadata applies to both.
-                    if (t.mode, t.uid, t.gid) != (node.mode, node.uid, node.gid)
-                        || (node.caps.is_some() && node.caps != t.caps)
-                    {
-                        t.mode = node.mode;
-                        t.uid = node.uid;
-                        t.gid = node.gid;
-                        if node.caps.is_some() {
-                            t.caps.clone_from(&node.caps);
-                        }
-                        t.layer = layer;
-                    }
-                    if node.caps.is_none() {
-                        node.caps.clone_from(&t.caps);
-                    }
-                    node.size = t.size;
-                    if node.content.is_none() {
-                        node.content.clone_from(&t.content);
-                    }
-                }
-                Some(t) => {
-                    let kind = t.kind.as_str();
-                    self.warnings.push(format!(
-                        "hard link /{path} points to /{target}, which is a {kind}, not a file"
-                    ));
-                }
-                None => self.warnings.push(format!(
-                    "hard link /{path} points to /{target}, which does not exist; judged by its own header"
-                )),
-            }
-        }
-        if node.kind == Kind::Symlink {
-            self.symlink_generation += 1;
-        }
-        if let Some(old) = self.nodes.get_mut(path.as_str())
-            && old.kind == Kind::Dir
-            && node.kind == Kind::Dir
-        {
-            *old = node;
-            return;
-        }
-        self.nodes.insert(path.into(), node);
+        node.content()
     }
 }
 
@@ -336,6 +700,7 @@ mod tests {
     use super::*;
 
     use crate::checks::packages::test_support::entry;
+    use crate::layer::Entry;
 
     fn link(path: &str, kind: Kind, target: &str) -> Entry {
         Entry {
@@ -346,10 +711,9 @@ mod tests {
 
     fn layer(entries: Vec<Entry>, whiteouts: &[&str], opaques: &[&str]) -> LayerIndex {
         LayerIndex {
-            entries,
             whiteouts: whiteouts.iter().map(|s| Box::from(*s)).collect(),
             opaques: opaques.iter().map(|s| Box::from(*s)).collect(),
-            ..LayerIndex::default()
+            ..LayerIndex::from_entries(entries)
         }
     }
 
@@ -467,7 +831,7 @@ mod tests {
         let a = fs.get("usr/bin/ping").unwrap();
         let b = fs.get("usr/bin/ping6").unwrap();
         assert_eq!((a.mode, a.layer), (0o4755, 1));
-        assert_eq!(b.caps, a.caps);
+        assert_eq!(b.caps(), a.caps());
         assert_eq!(b.size, 10);
         fs.apply(2, layer(vec![link("x", Kind::Hardlink, "nope")], &[], &[]));
         assert_eq!(fs.warnings().len(), 1);

@@ -3,16 +3,33 @@
 //! A layer is read exactly once, as a stream: the blob bytes go through a
 //! hash (the descriptor digest), the decompressor chosen by sniffing the magic
 //! bytes (never by trusting the media type), a second hash (the diff_id) and
-//! the tar reader. What comes out is a compact [`LayerIndex`]: one small
-//! [`Entry`] per member (no file contents), the whiteouts and opaque markers,
-//! and the contents of the few files checks read (`/etc/passwd`, package
-//! databases, sudoers), each capped. Memory does not grow with file sizes.
+//! the tar reader, on up to three threads ([`pipeline`]). What comes out is a
+//! compact [`LayerIndex`]: one small record per member (no file contents,
+//! every path in one shared buffer), the whiteouts and opaque markers, and the
+//! contents of the few files checks read (`/etc/passwd`, package databases,
+//! sudoers), each capped. Memory does not grow with file sizes.
+//!
+//! # Security
+//!
+//! Every allocation is bounded: extension headers by
+//! [`crate::tarstream::MAX_EXTENSION`], members by
+//! [`LayerOptions::max_entries`], the bytes of all member names by
+//! [`LayerOptions::max_names`], captured files by
+//! [`LayerOptions::max_capture`] and [`LayerOptions::max_capture_total`].
 
-use std::io::{self, Cursor, Read};
+use std::fs::File;
+use std::io::{self, Read};
 
 use crate::capability;
-use crate::digest::{Algorithm, Hashes, HashingReader};
-use crate::tarstream::{Kind, Streaming, TarReader};
+use crate::digest::{Algorithm, Hasher, Hashes, HashingReader};
+use crate::tarstream::{Kind, Seekable, Streaming, TarReader, TarSource};
+
+mod codec;
+mod gunzip;
+pub(crate) mod pipeline;
+
+use pipeline::{CHUNK, read_up_to};
+pub(crate) use pipeline::{ChunkReceiver, ChunkSource, channel};
 
 /// Compression of a blob, found from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +72,8 @@ pub struct Content {
     pub truncated: bool,
 }
 
-/// One member of a layer, normalised.
+/// One member of a layer, normalised and owned: what [`LayerIndex`] stores,
+/// unpacked. Tests and the layer cache build layers from these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Normalised path relative to the root, without leading `/` (`""` is the root).
@@ -78,11 +96,42 @@ pub struct Entry {
     pub content: Option<Box<Content>>,
 }
 
+/// A member as [`LayerIndex`] keeps it: 48 bytes, its path a range of the
+/// shared path buffer, its rare parts (link, caps, contents) in a side table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rec {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    pub(crate) kind: Kind,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) size: u64,
+    /// Index into `extras`, or [`NO_EXTRA`].
+    pub(crate) extra: u32,
+}
+
+pub(crate) const NO_EXTRA: u32 = u32::MAX;
+
+/// The parts of a member most members do not have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Extra {
+    pub(crate) link: Option<Box<str>>,
+    pub(crate) caps: Option<Box<[u8]>>,
+    pub(crate) content: Option<Box<Content>>,
+}
+
 /// What scanning one layer produced.
-#[derive(Debug, Clone, Default)]
+///
+/// Members are kept compactly (about 48 bytes plus the path each, one
+/// allocation for all paths); [`LayerIndex::entries`] unpacks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerIndex {
+    /// Every member path, concatenated.
+    pub(crate) paths: String,
     /// Members that add or replace paths, in archive order.
-    pub entries: Vec<Entry>,
+    pub(crate) recs: Vec<Rec>,
+    pub(crate) extras: Vec<Extra>,
     /// Paths deleted from lower layers by `.wh.NAME` files.
     pub whiteouts: Vec<Box<str>>,
     /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
@@ -91,7 +140,7 @@ pub struct LayerIndex {
     pub members: u64,
     /// The compression found.
     pub compression: Option<Compression>,
-    /// Digests of the blob as stored.
+    /// Digests of the blob as stored (none computed when verification is off).
     pub raw: Hashes,
     /// Digests of the uncompressed tar (equal to `raw` when uncompressed).
     pub tar: Hashes,
@@ -99,15 +148,114 @@ pub struct LayerIndex {
     pub warnings: Vec<String>,
 }
 
+impl LayerIndex {
+    /// A layer holding these entries (and nothing else), in this order.
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Self {
+        let mut idx = Self::default();
+        for e in entries {
+            idx.push(e);
+        }
+        idx
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, e: Entry) {
+        let start = self.paths.len() as u32;
+        self.paths.push_str(&e.path);
+        let extra = if e.link.is_some() || e.caps.is_some() || e.content.is_some() {
+            self.extras.push(Extra {
+                link: e.link,
+                caps: e.caps,
+                content: e.content,
+            });
+            (self.extras.len() - 1) as u32
+        } else {
+            NO_EXTRA
+        };
+        self.recs.push(Rec {
+            start,
+            len: self.paths.len() as u32 - start,
+            kind: e.kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            extra,
+        });
+    }
+
+    /// Number of entries (whiteouts and opaque markers not counted).
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    pub(crate) fn path_of(&self, r: &Rec) -> &str {
+        &self.paths[r.start as usize..(r.start + r.len) as usize]
+    }
+
+    fn unpack(&self, r: &Rec) -> Entry {
+        let extra = self
+            .extras
+            .get(r.extra as usize)
+            .cloned()
+            .unwrap_or_default();
+        Entry {
+            path: self.path_of(r).into(),
+            kind: r.kind,
+            mode: r.mode,
+            uid: r.uid,
+            gid: r.gid,
+            size: r.size,
+            link: extra.link,
+            caps: extra.caps,
+            content: extra.content,
+        }
+    }
+
+    /// The entries, unpacked (copies), in archive order.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.recs.iter().map(|r| self.unpack(r))
+    }
+
+    /// Bytes of memory the index holds (approximately), for cache limits.
+    pub fn heap_size(&self) -> usize {
+        self.paths.capacity()
+            + self.recs.capacity() * std::mem::size_of::<Rec>()
+            + self.extras.capacity() * std::mem::size_of::<Extra>()
+            + self
+                .extras
+                .iter()
+                .map(|x| {
+                    x.link.as_ref().map_or(0, |l| l.len())
+                        + x.caps.as_ref().map_or(0, |c| c.len())
+                        + x.content.as_ref().map_or(0, |c| c.data.len())
+                })
+                .sum::<usize>()
+            + self
+                .whiteouts
+                .iter()
+                .chain(&self.opaques)
+                .map(|p| p.len() + 16)
+                .sum::<usize>()
+    }
+}
+
 /// Limits and digests for [`scan_layer`].
 #[derive(Debug, Clone)]
 pub struct LayerOptions {
-    /// Algorithms to compute over the blob bytes.
+    /// Algorithms to compute over the blob bytes (none: not verified).
     pub raw_algorithms: Vec<Algorithm>,
-    /// Algorithms to compute over the uncompressed tar.
+    /// Algorithms to compute over the uncompressed tar (none: not verified).
     pub tar_algorithms: Vec<Algorithm>,
     /// Most members accepted in one layer.
     pub max_entries: u64,
+    /// Most bytes of member names (all paths together) in one layer.
+    pub max_names: usize,
     /// Most bytes kept of one captured file.
     pub max_capture: usize,
     /// Most captured bytes in one layer.
@@ -120,9 +268,17 @@ impl Default for LayerOptions {
             raw_algorithms: vec![Algorithm::Sha256],
             tar_algorithms: vec![Algorithm::Sha256],
             max_entries: 4_000_000,
+            max_names: 256 << 20,
             max_capture: 16 << 20,
             max_capture_total: 96 << 20,
         }
+    }
+}
+
+impl LayerOptions {
+    /// Whether any digest is computed (not under `--no-verify`).
+    pub fn verifies(&self) -> bool {
+        !self.raw_algorithms.is_empty() || !self.tar_algorithms.is_empty()
     }
 }
 
@@ -147,6 +303,34 @@ pub fn wants_content(path: &str) -> bool {
 /// `..` (never above the root) and trailing slashes. Names that are not
 /// UTF-8 are decoded lossily.
 pub fn normalize(raw: &[u8]) -> String {
+    let mut out = String::new();
+    normalize_into(raw, &mut out);
+    out
+}
+
+/// [`normalize`], appending to `out`. Names that are already clean (the
+/// usual case: `./usr/bin/x`, `usr/bin/x/`) are copied without splitting.
+pub fn normalize_into(raw: &[u8], out: &mut String) {
+    if let Ok(s) = std::str::from_utf8(raw) {
+        let mut t = s;
+        loop {
+            if let Some(r) = t.strip_prefix("./") {
+                t = r;
+            } else if let Some(r) = t.strip_prefix('/') {
+                t = r;
+            } else {
+                break;
+            }
+        }
+        let t = t.trim_end_matches('/');
+        if t.is_empty() || t == "." {
+            return;
+        }
+        if !t.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            out.push_str(t);
+            return;
+        }
+    }
     let s = String::from_utf8_lossy(raw);
     let mut parts: Vec<&str> = Vec::new();
     for c in s.split('/') {
@@ -158,7 +342,12 @@ pub fn normalize(raw: &[u8]) -> String {
             c => parts.push(c),
         }
     }
-    parts.join("/")
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(p);
+    }
 }
 
 /// Why a layer could not be scanned.
@@ -178,196 +367,243 @@ fn describe_io(e: &io::Error) -> String {
     }
 }
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+fn after_end(e: &io::Error) -> LayerError {
+    LayerError(format!("after the end of the tar: {}", describe_io(e)))
 }
-
-/// Bytes of decompressed tar handed from the inflating thread to the parsing
-/// thread at a time, and how many such chunks may be in flight.
-const CHUNK: usize = 256 * 1024;
-const IN_FLIGHT: usize = 8;
-
-/// Layers smaller than this are scanned on one thread (a second thread would
-/// cost more than it saves).
-const PIPELINE_MIN: usize = 512 * 1024;
 
 /// Scans one layer blob from `reader` to its end.
 ///
-/// Two stages run on two threads, overlapping the work as the issue's
-/// performance bound asks: the first reads the blob, hashes it and
-/// decompresses it; the second hashes the uncompressed tar (the diff_id) and
-/// parses the headers from those same bytes. Chunks move between them
-/// through a bounded channel and are recycled, so memory stays at
-/// `IN_FLIGHT` chunks whatever the layer size.
+/// A blob of less than one chunk is scanned on this thread. A larger one
+/// goes through the [`pipeline`]: for a compressed blob one thread reads and
+/// hashes it, one decompresses, and this one hashes the tar (the diff_id)
+/// and parses the headers from those same bytes; for a plain tar one thread
+/// reads and hashes, and this one parses. Every byte is read once.
 pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<LayerIndex, LayerError> {
-    let mut prefix = vec![0u8; PIPELINE_MIN];
-    let mut probe = reader;
-    let n = read_up_to(&mut probe, &mut prefix)?;
-    prefix.truncate(n);
-    let compression = Compression::sniff(&prefix);
-    // Uncompressed: the tar digest is the blob digest, so hash once.
-    let (raw_algs, tar_algs) = if compression == Compression::None {
-        let mut all = opts.raw_algorithms.clone();
-        for a in &opts.tar_algorithms {
-            if !all.contains(a) {
-                all.push(*a);
-            }
-        }
-        (all, Vec::new())
-    } else {
-        (opts.raw_algorithms.clone(), opts.tar_algorithms.clone())
-    };
-    let small = n < PIPELINE_MIN;
-    let mut raw = HashingReader::new(Cursor::new(prefix).chain(probe), &raw_algs);
+    let mut reader = reader;
+    let mut first = vec![0u8; CHUNK];
+    let n = read_up_to(&mut reader, &mut first)?;
+    first.truncate(n);
+    let compression = Compression::sniff(&first);
     let mut index = LayerIndex {
         compression: Some(compression),
         ..LayerIndex::default()
     };
-    let tar_hashes = if small {
-        let decoder = decoder(compression, &mut raw)?;
-        let mut tar_hash = HashingReader::new(decoder, &tar_algs);
-        parse(&mut tar_hash, compression, opts, &mut index)?;
-        tar_hash
-            .drain()
-            .map_err(|e| LayerError(format!("after the end of the tar: {}", describe_io(&e))))?
-    } else {
-        let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(IN_FLIGHT);
-        let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(IN_FLIGHT + 2);
-        std::thread::scope(|scope| {
-            let raw = &mut raw;
-            let producer = scope.spawn(move || -> Result<(), LayerError> {
-                let mut decoder = decoder(compression, raw)?;
-                loop {
-                    let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-                    buf.resize(CHUNK, 0);
-                    match read_up_to(&mut decoder, &mut buf) {
-                        Ok(0) => return Ok(()),
-                        Ok(k) => {
-                            buf.truncate(k);
-                            if tx.send(Ok(buf)).is_err() {
-                                // The parser stopped (an error): it reports why.
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                            return Ok(());
-                        }
-                    }
-                }
-            });
-            let chunks = Chunks {
-                rx,
-                back: Some(back_tx),
-                cur: Vec::new(),
-                pos: 0,
-            };
-            let mut tar_hash = HashingReader::new(chunks, &tar_algs);
-            let parsed = parse(&mut tar_hash, compression, opts, &mut index);
-            // On error, dropping the receiving side stops the producer.
-            let parsed = match parsed {
-                Ok(()) => tar_hash.drain().map_err(|e| {
-                    LayerError(format!("after the end of the tar: {}", describe_io(&e)))
-                }),
+    if n < CHUNK {
+        scan_small(&first, compression, opts, &mut index)?;
+        return Ok(index);
+    }
+    match compression {
+        Compression::None => scan_plain(reader, first, opts, &mut index)?,
+        c => scan_compressed(reader, first, c, opts, &mut index)?,
+    }
+    Ok(index)
+}
+
+/// The algorithms for an uncompressed blob, whose tar digest is its digest:
+/// hashed once.
+fn plain_algorithms(opts: &LayerOptions) -> Vec<Algorithm> {
+    let mut all = opts.raw_algorithms.clone();
+    for a in &opts.tar_algorithms {
+        if !all.contains(a) {
+            all.push(*a);
+        }
+    }
+    all
+}
+
+/// The whole blob is in `data`: one thread.
+fn scan_small(
+    data: &[u8],
+    compression: Compression,
+    opts: &LayerOptions,
+    index: &mut LayerIndex,
+) -> Result<(), LayerError> {
+    if compression == Compression::None {
+        let mut h = Hasher::new(&plain_algorithms(opts));
+        h.update(data);
+        // Bytes after the end-of-archive marker are hashed (above) and
+        // otherwise ignored, as by tar and containerd.
+        parse(&mut Streaming::new(data), compression, opts, index)?;
+        index.raw = h.finish();
+        index.tar = index.raw.clone();
+        return Ok(());
+    }
+    let mut raw = Hasher::new(&opts.raw_algorithms);
+    raw.update(data);
+    index.raw = raw.finish();
+    let mut tar = HashingReader::new(decoder(compression, data)?, &opts.tar_algorithms);
+    parse(&mut Streaming::new(&mut tar), compression, opts, index)?;
+    index.tar = tar.drain().map_err(|e| after_end(&e))?;
+    Ok(())
+}
+
+/// A plain tar: one thread reads and hashes, this one parses.
+fn scan_plain(
+    mut reader: impl Read + Send,
+    first: Vec<u8>,
+    opts: &LayerOptions,
+    index: &mut LayerIndex,
+) -> Result<(), LayerError> {
+    let algorithms = plain_algorithms(opts);
+    let (tx, rx) = channel();
+    std::thread::scope(|scope| {
+        let reader_thread = scope.spawn(|| -> io::Result<Hashes> {
+            let mut h = Hasher::new(&algorithms);
+            h.update(&first);
+            let first_sent = tx.send(first);
+            if first_sent {
+                tx.pump(&mut reader, |c| h.update(c))?;
+            }
+            drop(tx);
+            Ok(h.finish())
+        });
+        let mut src = ChunkSource::new(rx, &[], Vec::new());
+        let parsed = parse(&mut src, Compression::None, opts, index);
+        let drained = match parsed {
+            Ok(()) => src.drain().map(|_| ()).map_err(|e| after_end(&e)),
+            Err(e) => {
+                drop(src);
+                Err(e)
+            }
+        };
+        let hashes = reader_thread
+            .join()
+            .map_err(|_| LayerError("the reading thread panicked".into()))?;
+        drained?;
+        index.raw = hashes?;
+        index.tar = index.raw.clone();
+        Ok(())
+    })
+}
+
+/// A compressed blob: read + blob hash, decompress, tar hash + parse.
+fn scan_compressed(
+    mut reader: impl Read + Send,
+    first: Vec<u8>,
+    compression: Compression,
+    opts: &LayerOptions,
+    index: &mut LayerIndex,
+) -> Result<(), LayerError> {
+    let (raw_tx, raw_rx) = channel();
+    let (tar_tx, tar_rx) = channel();
+    std::thread::scope(|scope| {
+        let reader_thread = scope.spawn(|| -> io::Result<Hashes> {
+            let mut h = Hasher::new(&opts.raw_algorithms);
+            h.update(&first);
+            if raw_tx.send(first) {
+                raw_tx.pump(&mut reader, |c| h.update(c))?;
+            }
+            drop(raw_tx);
+            Ok(h.finish())
+        });
+        let inflate_thread = scope.spawn(move || -> Result<(), LayerError> {
+            let src = ChunkSource::new(raw_rx, &[], Vec::new());
+            let mut dec = match decoder(compression, src) {
+                Ok(d) => d,
                 Err(e) => {
-                    drop(tar_hash);
-                    Err(e)
+                    tar_tx.fail(&io::Error::other(e.0.clone()));
+                    return Err(e);
                 }
             };
-            let produced = producer
-                .join()
-                .map_err(|_| LayerError("the decompression thread panicked".into()))?;
-            let hashes = parsed?;
-            produced?;
-            Ok::<_, LayerError>(hashes)
-        })?
+            // Errors were sent downstream, where they are reported.
+            let _ = tar_tx.pump(&mut dec, |_| {});
+            Ok(())
+        });
+        let mut src = ChunkSource::new(tar_rx, &opts.tar_algorithms, Vec::new());
+        let parsed = parse(&mut src, compression, opts, index);
+        let drained = match parsed {
+            Ok(()) => src.drain().map_err(|e| after_end(&e)),
+            Err(e) => {
+                drop(src);
+                Err(e)
+            }
+        };
+        let inflated = inflate_thread
+            .join()
+            .map_err(|_| LayerError("the decompression thread panicked".into()))?;
+        let raw = reader_thread
+            .join()
+            .map_err(|_| LayerError("the reading thread panicked".into()))?;
+        index.tar = drained?;
+        inflated?;
+        index.raw = raw?;
+        Ok(())
+    })
+}
+
+/// Scans an uncompressed layer without verifying it, seeking over member
+/// data: only headers and the files checks read are read. For trusted local
+/// files only (`--no-verify`); `file` is positioned at the layer's start
+/// and the layer is `len` bytes. A compressed layer is decompressed as a
+/// stream (nothing to seek over), still unhashed.
+pub fn scan_layer_seekable(
+    mut file: File,
+    len: u64,
+    opts: &LayerOptions,
+) -> Result<LayerIndex, LayerError> {
+    use std::io::{Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut (&mut file).take(4), &mut magic)?;
+    file.seek(SeekFrom::Current(-(n as i64)))?;
+    let compression = Compression::sniff(&magic[..n]);
+    let unverified = LayerOptions {
+        raw_algorithms: Vec::new(),
+        tar_algorithms: Vec::new(),
+        ..opts.clone()
     };
-    index.raw = raw.drain()?;
-    index.tar = if compression == Compression::None {
-        index.raw.clone()
-    } else {
-        tar_hashes
+    if compression != Compression::None {
+        return scan_layer(
+            io::BufReader::with_capacity(CHUNK, file.take(len)),
+            &unverified,
+        );
+    }
+    let mut index = LayerIndex {
+        compression: Some(compression),
+        ..LayerIndex::default()
     };
+    // A small buffer: member data is mostly seeked over, and small members
+    // that fit in it are skipped without a system call.
+    let mut src = Seekable::new(file.take(len), len, 64 * 1024);
+    parse(&mut src, compression, &unverified, &mut index)?;
+    index.raw.len = len;
+    index.tar.len = len;
     Ok(index)
 }
 
 fn decoder<'a>(
     c: Compression,
-    raw: &'a mut (impl Read + Send),
+    raw: impl io::BufRead + Send + 'a,
 ) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
     Ok(match c {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(CHUNK, raw),
-        )),
+        Compression::Gzip => Box::new(gunzip::Gunzip::new(raw)),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(raw)
+            zstd::stream::read::Decoder::with_buffer(raw)
                 .map_err(|e| LayerError(format!("starting zstd: {e}")))?,
         ),
     })
 }
 
-fn parse(
-    tar: &mut impl Read,
+fn parse<S: TarSource>(
+    src: &mut S,
     compression: Compression,
     opts: &LayerOptions,
     index: &mut LayerIndex,
 ) -> Result<(), LayerError> {
-    let mut tr = TarReader::new(Streaming::new(tar));
+    let mut tr = TarReader::new(src);
     read_entries(&mut tr, opts, index).map_err(|e| match compression {
         Compression::None => e,
         c => LayerError(format!("{} ({} stream)", e.0, c.as_str())),
     })
 }
 
-/// The receiving side of a chunk channel (the layer pipeline, and the stream
-/// reader feeding layer workers): reads the chunks sent, and gives the
-/// buffers back for reuse when there is a way back.
-pub(crate) struct Chunks {
-    pub(crate) rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
-    pub(crate) back: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    pub(crate) cur: Vec<u8>,
-    pub(crate) pos: usize,
-}
-
-impl Read for Chunks {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    let old = std::mem::replace(&mut self.cur, chunk);
-                    if let Some(back) = &self.back {
-                        let _ = back.try_send(old);
-                    }
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-fn read_entries<S: crate::tarstream::TarSource>(
+fn read_entries<S: TarSource>(
     tr: &mut TarReader<S>,
     opts: &LayerOptions,
     index: &mut LayerIndex,
 ) -> Result<(), LayerError> {
     let mut captured_total = 0usize;
-    while let Some(h) = tr.next_header()? {
+    while let Some(h) = tr.next_member()? {
         index.members += 1;
         if index.members > opts.max_entries {
             return Err(LayerError(format!(
@@ -375,10 +611,18 @@ fn read_entries<S: crate::tarstream::TarSource>(
                 opts.max_entries
             )));
         }
-        let path = normalize(&h.path);
-        let (dir, base) = match path.rfind('/') {
+        let start = index.paths.len();
+        normalize_into(&h.path, &mut index.paths);
+        if index.paths.len() > opts.max_names.min(u32::MAX as usize) {
+            return Err(LayerError(format!(
+                "the member names add up to more than {} bytes",
+                opts.max_names
+            )));
+        }
+        let path = &index.paths[start..];
+        let (dir, base) = match path.as_bytes().iter().rposition(|b| *b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
-            None => ("", path.as_str()),
+            None => ("", path),
         };
         if let Some(rest) = base.strip_prefix(".wh.") {
             if rest == ".wh..opq" {
@@ -398,6 +642,7 @@ fn read_entries<S: crate::tarstream::TarSource>(
                 };
                 index.whiteouts.push(target.into());
             }
+            index.paths.truncate(start);
             continue;
         }
         // eStargz table of contents and landmarks are not image files.
@@ -407,6 +652,7 @@ fn read_entries<S: crate::tarstream::TarSource>(
                 "stargz.index.json" | ".prefetch.landmark" | ".no.prefetch.landmark"
             )
         {
+            index.paths.truncate(start);
             continue;
         }
         let caps = match (&h.cap_schily, &h.cap_libarchive) {
@@ -418,17 +664,18 @@ fn read_entries<S: crate::tarstream::TarSource>(
             ),
             (None, None) => None,
         };
-        let link = match h.kind {
-            Kind::Symlink => Some(String::from_utf8_lossy(&h.link).into_owned().into()),
+        let link: Option<Box<str>> = match h.kind {
+            Kind::Symlink => Some(String::from_utf8_lossy(&h.link).into()),
             Kind::Hardlink => Some(normalize(&h.link).into()),
             _ => None,
         };
+        let (kind, mode, uid, gid, size) = (h.kind, h.mode, h.uid, h.gid, h.size);
         let mut content = None;
-        if h.kind == Kind::File && wants_content(&path) {
+        if kind == Kind::File && wants_content(&index.paths[start..]) {
             let budget = opts
                 .max_capture
                 .min(opts.max_capture_total - captured_total);
-            let take = (h.size as usize).min(budget);
+            let take = usize::try_from(size).unwrap_or(usize::MAX).min(budget);
             let mut data = vec![0u8; take];
             let mut filled = 0;
             while filled < take {
@@ -440,26 +687,35 @@ fn read_entries<S: crate::tarstream::TarSource>(
             }
             data.truncate(filled);
             captured_total += data.len();
-            let truncated = (data.len() as u64) < h.size;
+            let truncated = (data.len() as u64) < size;
             if truncated {
                 index.warnings.push(format!(
-                    "/{path} is {} bytes; only the first {} were read",
-                    h.size,
+                    "/{} is {size} bytes; only the first {} were read",
+                    &index.paths[start..],
                     data.len()
                 ));
             }
             content = Some(Box::new(Content { data, truncated }));
         }
-        index.entries.push(Entry {
-            path: path.into(),
-            kind: h.kind,
-            mode: h.mode,
-            uid: h.uid,
-            gid: h.gid,
-            size: h.size,
-            link,
-            caps,
-            content,
+        let extra = if link.is_some() || caps.is_some() || content.is_some() {
+            index.extras.push(Extra {
+                link,
+                caps,
+                content,
+            });
+            (index.extras.len() - 1) as u32
+        } else {
+            NO_EXTRA
+        };
+        index.recs.push(Rec {
+            start: start as u32,
+            len: (index.paths.len() - start) as u32,
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
+            extra,
         });
     }
     Ok(())
@@ -494,10 +750,11 @@ mod tests {
     fn indexes_entries_whiteouts_and_content() {
         let raw = layer();
         let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
-        assert_eq!(idx.entries.len(), 2);
-        assert_eq!(&*idx.entries[1].path, "etc/passwd");
+        let entries: Vec<Entry> = idx.entries().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(&*entries[1].path, "etc/passwd");
         assert_eq!(
-            idx.entries[1].content.as_ref().unwrap().data,
+            entries[1].content.as_ref().unwrap().data,
             b"root:x:0:0:root:/root:/bin/sh\n"
         );
         assert_eq!(idx.opaques, vec![Box::from("opt")]);
@@ -521,10 +778,13 @@ mod tests {
             let idx = scan_layer(&blob[..], &LayerOptions::default()).unwrap();
             assert_eq!(idx.tar.sha256, plain.raw.sha256);
             assert_eq!(
-                idx.raw.sha256.unwrap(),
+                idx.raw.sha256.clone().unwrap(),
                 crate::digest::Digest::sha256_of(blob)
             );
-            assert_eq!(idx.entries, plain.entries);
+            assert_eq!(
+                idx.entries().collect::<Vec<_>>(),
+                plain.entries().collect::<Vec<_>>()
+            );
         }
     }
 
@@ -566,9 +826,10 @@ mod tests {
             let idx = scan_layer(&blob[..], &LayerOptions::default()).unwrap();
             assert_eq!(idx.tar.sha256.as_ref(), Some(&want));
             assert_eq!(idx.raw.len, blob.len() as u64);
-            assert_eq!(idx.entries.len(), 2);
-            assert_eq!(idx.entries[0].mode, 0o4755);
-            assert!(idx.entries[1].content.is_some());
+            let entries: Vec<Entry> = idx.entries().collect();
+            assert_eq!(entries.len(), 2);
+            assert_eq!(entries[0].mode, 0o4755);
+            assert!(entries[1].content.is_some());
             for cut in [blob.len() / 3, blob.len() * 9 / 10] {
                 assert!(
                     scan_layer(&blob[..cut], &LayerOptions::default()).is_err(),

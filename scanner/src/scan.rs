@@ -4,7 +4,8 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 
-use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::checks;
 use crate::digest::Algorithm;
@@ -15,7 +16,9 @@ use crate::model::{ImageInfo, LayerInfo, Report};
 use crate::source::archive::{self, ArchiveContainer};
 use crate::source::layout::LayoutContainer;
 use crate::source::registry::{RegistryError, RegistryOptions};
-use crate::source::{self, Container, Input, Plan, Selection, Transport, daemon, registry};
+use crate::source::{
+    self, Container, Input, LayerPlan, Plan, Selection, Transport, daemon, registry,
+};
 
 /// How to scan.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct ScanOptions {
     pub stream_workers: usize,
     /// Registry access: credentials, TLS, timeouts, retries.
     pub registry: RegistryOptions,
+    /// Verify every layer blob's digest and diff_id (the default). Turned
+    /// off only by `--no-verify`, for trusted local files: uncompressed
+    /// layers are then read by seeking over file contents.
+    pub verify: bool,
 }
 
 impl Default for ScanOptions {
@@ -37,6 +44,7 @@ impl Default for ScanOptions {
             layer: LayerOptions::default(),
             stream_workers: rayon::current_num_threads().max(2),
             registry: RegistryOptions::default(),
+            verify: true,
         }
     }
 }
@@ -150,83 +158,89 @@ fn sniffed_media_type(c: Compression) -> &'static str {
 }
 
 /// Scans, verifies and judges the layers of a resolved image.
+///
+/// Layers are scanned `rayon::current_num_threads()` at a time (the registry
+/// source sets its own count), largest first so that the longest scan
+/// starts at once, on plain threads: each scan blocks on I/O and channels
+/// and runs its own stage threads ([`crate::layer`]), which is not work for
+/// a work-stealing pool. This thread applies each layer to the final
+/// filesystem as soon as every layer below it is done, so applying overlaps
+/// scanning and a finished layer's index is freed early.
 pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) -> Result<Report> {
-    let scanned: Vec<Result<LayerIndex>> = plan
+    let n = plan.layers.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    let sizes: Vec<u64> = plan
         .layers
-        .par_iter()
-        .map(|lp| {
-            let mut lo = opts.layer.clone();
-            lo.raw_algorithms = lp
-                .digest
-                .as_ref()
-                .map_or_else(|| vec![Algorithm::Sha256], |d| vec![d.algorithm()]);
-            lo.tar_algorithms = vec![lp.diff_id.algorithm()];
-            let idx = c.scan_layer(lp, &lo)?;
-            let name = |what: &str| {
-                format!(
-                    "layer {} {what} ({})",
-                    lp.index,
-                    lp.digest
-                        .as_ref()
-                        .map_or_else(|| lp.path.clone(), ToString::to_string)
-                )
-            };
-            if let Some(d) = &lp.digest {
-                idx.raw.verify(&name("blob"), d)?;
-            }
-            if let Some(size) = lp.size
-                && size != idx.raw.len
-            {
-                return Err(Error::malformed(
-                    name("blob"),
-                    format!(
-                        "the manifest says {size} bytes, the blob has {}",
-                        idx.raw.len
-                    ),
-                ));
-            }
-            idx.tar
-                .verify(&name("uncompressed tar (diff_id)"), &lp.diff_id)?;
-            Ok(idx)
-        })
+        .iter()
+        .map(|lp| c.layer_size(lp).unwrap_or(0))
         .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let workers = rayon::current_num_threads().clamp(1, n.max(1));
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Result<LayerIndex>)>();
     let mut fs = FinalFs::new();
-    let mut layers = Vec::with_capacity(plan.layers.len());
+    let mut layers = Vec::with_capacity(n);
     let mut warnings = Vec::new();
-    for (lp, idx) in plan.layers.iter().zip(scanned) {
-        let idx = idx?;
-        let compression = idx.compression.unwrap_or(Compression::None);
-        let digest = match &lp.digest {
-            Some(d) => d.to_string(),
-            None => idx
-                .raw
-                .sha256
-                .as_ref()
-                .map_or_else(|| lp.diff_id.to_string(), ToString::to_string),
-        };
-        layers.push(LayerInfo {
-            index: lp.index,
-            digest,
-            diff_id: lp.diff_id.to_string(),
-            media_type: lp
-                .media_type
-                .clone()
-                .unwrap_or_else(|| sniffed_media_type(compression).to_owned()),
-            size: idx.raw.len,
-            compression: compression.as_str().to_owned(),
-            entries: idx.members,
-            created_by: plan
-                .config
-                .layer_created_by
-                .as_ref()
-                .and_then(|h| h.get(lp.index).cloned().flatten()),
-        });
-        warnings.extend(
-            idx.warnings
-                .iter()
-                .map(|w| format!("layer {}: {w}", lp.index)),
+    let mut errors: BTreeMap<usize, Error> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (order, next, abort, plan) = (&order, &next, &abort, &plan);
+            scope.spawn(move || {
+                loop {
+                    if abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    let r = scan_one(c, &plan.layers[i], opts);
+                    if r.is_err() {
+                        abort.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, LayerIndex> = BTreeMap::new();
+        let mut next_apply = 0;
+        for (i, r) in rx {
+            match r {
+                Ok(idx) => {
+                    pending.insert(i, idx);
+                }
+                Err(e) => {
+                    errors.insert(i, e);
+                }
+            }
+            if !errors.is_empty() {
+                continue;
+            }
+            while let Some(idx) = pending.remove(&next_apply) {
+                let lp = &plan.layers[next_apply];
+                layers.push(layer_info(lp, &idx, &plan));
+                warnings.extend(
+                    idx.warnings
+                        .iter()
+                        .map(|w| format!("layer {}: {w}", lp.index)),
+                );
+                fs.apply(lp.index, idx);
+                next_apply += 1;
+            }
+        }
+    });
+    if let Some((_, e)) = errors.into_iter().next() {
+        return Err(e);
+    }
+    if !opts.verify {
+        warnings.push(
+            "layer digests were not verified (--no-verify): the findings are only as \
+             trustworthy as the files"
+                .to_owned(),
         );
-        fs.apply(lp.index, idx);
     }
     warnings.extend(fs.warnings().iter().cloned());
     let out = checks::run_all(&fs, &plan.config, &layers);
@@ -243,4 +257,78 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         layers,
     };
     Ok(Report::new(image, out.findings, warnings))
+}
+
+/// Scans one layer and verifies its blob digest, size and diff_id.
+fn scan_one(c: &dyn Container, lp: &LayerPlan, opts: &ScanOptions) -> Result<LayerIndex> {
+    let mut lo = opts.layer.clone();
+    if opts.verify {
+        lo.raw_algorithms = lp
+            .digest
+            .as_ref()
+            .map_or_else(|| vec![Algorithm::Sha256], |d| vec![d.algorithm()]);
+        lo.tar_algorithms = vec![lp.diff_id.algorithm()];
+    } else {
+        lo.raw_algorithms.clear();
+        lo.tar_algorithms.clear();
+    }
+    let idx = c.scan_layer(lp, &lo)?;
+    if !opts.verify {
+        return Ok(idx);
+    }
+    let name = |what: &str| {
+        format!(
+            "layer {} {what} ({})",
+            lp.index,
+            lp.digest
+                .as_ref()
+                .map_or_else(|| lp.path.clone(), ToString::to_string)
+        )
+    };
+    if let Some(d) = &lp.digest {
+        idx.raw.verify(&name("blob"), d)?;
+    }
+    if let Some(size) = lp.size
+        && size != idx.raw.len
+    {
+        return Err(Error::malformed(
+            name("blob"),
+            format!(
+                "the manifest says {size} bytes, the blob has {}",
+                idx.raw.len
+            ),
+        ));
+    }
+    idx.tar
+        .verify(&name("uncompressed tar (diff_id)"), &lp.diff_id)?;
+    Ok(idx)
+}
+
+fn layer_info(lp: &LayerPlan, idx: &LayerIndex, plan: &Plan) -> LayerInfo {
+    let compression = idx.compression.unwrap_or(Compression::None);
+    let digest = match &lp.digest {
+        Some(d) => d.to_string(),
+        None => idx
+            .raw
+            .sha256
+            .as_ref()
+            .map_or_else(|| lp.diff_id.to_string(), ToString::to_string),
+    };
+    LayerInfo {
+        index: lp.index,
+        digest,
+        diff_id: lp.diff_id.to_string(),
+        media_type: lp
+            .media_type
+            .clone()
+            .unwrap_or_else(|| sniffed_media_type(compression).to_owned()),
+        size: idx.raw.len,
+        compression: compression.as_str().to_owned(),
+        entries: idx.members,
+        created_by: plan
+            .config
+            .layer_created_by
+            .as_ref()
+            .and_then(|h| h.get(lp.index).cloned().flatten()),
+    }
 }

@@ -16,7 +16,7 @@
 //! Malformed headers (bad checksum, bad numbers, oversized extensions, a
 //! stream that ends inside a member) are errors, never panics.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek};
 
 /// Largest GNU long name / long link / PAX header accepted (1 MiB).
 pub const MAX_EXTENSION: u64 = 1 << 20;
@@ -27,6 +27,12 @@ const BLOCK: usize = 512;
 pub trait TarSource: Read {
     /// Skips `n` bytes.
     fn skip(&mut self, n: u64) -> io::Result<()>;
+}
+
+impl<T: TarSource + ?Sized> TarSource for &mut T {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        (**self).skip(n)
+    }
 }
 
 /// A source that can only be read: skipping reads (and so hashes) the bytes.
@@ -76,35 +82,47 @@ impl<R: Read> TarSource for Streaming<R> {
     }
 }
 
-/// A seekable source (a local file): skipping seeks.
+/// A seekable source (a local file): skipping seeks, and a skip that stays
+/// inside the read buffer moves a pointer and reads nothing.
 pub struct Seekable<R> {
-    inner: R,
+    inner: io::BufReader<R>,
+    pos: u64,
     len: u64,
 }
 
 impl<R: Read + Seek> Seekable<R> {
-    /// Wraps a seekable reader whose total length is `len`.
-    pub fn new(inner: R, len: u64) -> Self {
-        Self { inner, len }
+    /// Wraps a seekable reader positioned at its start, whose total length
+    /// is `len`, with a read buffer of `capacity` bytes.
+    pub fn new(inner: R, len: u64, capacity: usize) -> Self {
+        Self {
+            inner: io::BufReader::with_capacity(capacity, inner),
+            pos: 0,
+            len,
+        }
     }
 }
 
 impl<R: Read> Read for Seekable<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
 impl<R: Read + Seek> TarSource for Seekable<R> {
     fn skip(&mut self, n: u64) -> io::Result<()> {
-        let pos = self.inner.stream_position()?;
-        if pos.checked_add(n).is_none_or(|end| end > self.len) {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ends inside a member",
-            ));
-        }
-        self.inner.seek(SeekFrom::Current(n as i64))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.len)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a member")
+            })?;
+        // `end <= len`, and a file is never longer than i64::MAX.
+        let delta = i64::try_from(n).map_err(|_| bad("member too large to skip".into()))?;
+        self.inner.seek_relative(delta)?;
+        self.pos = end;
         Ok(())
     }
 }
@@ -180,6 +198,8 @@ pub struct TarReader<S> {
     padding: u64,
     done: bool,
     block: [u8; BLOCK],
+    /// The current member's header, its buffers reused.
+    hdr: Header,
 }
 
 fn bad(msg: String) -> io::Error {
@@ -196,6 +216,18 @@ impl<S: TarSource> TarReader<S> {
             padding: 0,
             done: false,
             block: [0; BLOCK],
+            hdr: Header {
+                path: Vec::new(),
+                link: Vec::new(),
+                kind: Kind::File,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                data_offset: 0,
+                cap_schily: None,
+                cap_libarchive: None,
+            },
         }
     }
 
@@ -288,8 +320,15 @@ impl<S: TarSource> TarReader<S> {
     }
 
     /// The next member, skipping the rest of the current one. `None` at the
-    /// end-of-archive marker or at a clean end of stream.
+    /// end-of-archive marker or at a clean end of stream. The header is an
+    /// owned copy; [`TarReader::next_member`] lends one without allocating.
     pub fn next_header(&mut self) -> io::Result<Option<Header>> {
+        Ok(self.next_member()?.cloned())
+    }
+
+    /// The next member, as [`TarReader::next_header`], lent from buffers the
+    /// reader reuses (no allocation per member unless it has extensions).
+    pub fn next_member(&mut self) -> io::Result<Option<&Header>> {
         if self.done {
             return Ok(None);
         }
@@ -343,19 +382,20 @@ impl<S: TarSource> TarReader<S> {
                 _ => {}
             }
             let b = &self.block;
-            let mut path = if ustar && b[345] != 0 {
-                let mut p = cstr(&b[345..500]).to_vec();
-                p.push(b'/');
-                p.extend_from_slice(cstr(&b[0..100]));
-                p
-            } else {
-                cstr(&b[0..100]).to_vec()
-            };
-            let mut link = cstr(&b[157..257]).to_vec();
-            let mode = (parse_number(&b[100..108], "mode", start)? & 0o7777) as u32;
-            let mut uid = parse_number(&b[108..116], "uid", start)?;
-            let mut gid = parse_number(&b[116..124], "gid", start)?;
-            let mut kind = match typeflag {
+            let h = &mut self.hdr;
+            h.path.clear();
+            if ustar && b[345] != 0 {
+                h.path.extend_from_slice(cstr(&b[345..500]));
+                h.path.push(b'/');
+            }
+            h.path.extend_from_slice(cstr(&b[0..100]));
+            h.link.clear();
+            h.link.extend_from_slice(cstr(&b[157..257]));
+            h.mode = (parse_number(&b[100..108], "mode", start)? & 0o7777) as u32;
+            h.uid = parse_number(&b[108..116], "uid", start)?;
+            h.gid = parse_number(&b[116..124], "gid", start)?;
+            h.size = size;
+            h.kind = match typeflag {
                 b'0' | 0 | b'7' | b'S' => Kind::File,
                 b'1' => Kind::Hardlink,
                 b'2' => Kind::Symlink,
@@ -365,6 +405,8 @@ impl<S: TarSource> TarReader<S> {
                 b'6' => Kind::Fifo,
                 _ => Kind::Other,
             };
+            h.cap_schily = None;
+            h.cap_libarchive = None;
             // Old GNU sparse members may carry extra sparse-map blocks.
             if typeflag == b'S' && gnu && b[482] != 0 {
                 loop {
@@ -377,56 +419,44 @@ impl<S: TarSource> TarReader<S> {
                     }
                 }
             }
+            let h = &mut self.hdr;
             if let Some(n) = long_name.take() {
-                path = n;
+                h.path = n;
             }
             if let Some(l) = long_link.take() {
-                link = l;
+                h.link = l;
             }
-            let mut cap_schily = None;
-            let mut cap_libarchive = None;
-            let mut size = size;
             if let Some(pax) = pax.take() {
                 let mut sparse_name = None;
                 for rec in PaxRecords::new(&pax) {
                     let (k, v) = rec
                         .map_err(|e| bad(format!("{e} in the PAX header before offset {start}")))?;
                     match k {
-                        b"path" => path = v.to_vec(),
-                        b"linkpath" => link = v.to_vec(),
-                        b"size" => size = pax_number(v, "size", start)?,
-                        b"uid" => uid = pax_number(v, "uid", start)?,
-                        b"gid" => gid = pax_number(v, "gid", start)?,
+                        b"path" => h.path = v.to_vec(),
+                        b"linkpath" => h.link = v.to_vec(),
+                        b"size" => h.size = pax_number(v, "size", start)?,
+                        b"uid" => h.uid = pax_number(v, "uid", start)?,
+                        b"gid" => h.gid = pax_number(v, "gid", start)?,
                         b"GNU.sparse.name" => sparse_name = Some(v.to_vec()),
-                        b"SCHILY.xattr.security.capability" => cap_schily = Some(v.to_vec()),
+                        b"SCHILY.xattr.security.capability" => h.cap_schily = Some(v.to_vec()),
                         b"LIBARCHIVE.xattr.security.capability" => {
-                            cap_libarchive = Some(v.to_vec());
+                            h.cap_libarchive = Some(v.to_vec());
                         }
                         _ => {}
                     }
                 }
                 if let Some(n) = sparse_name {
-                    path = n;
+                    h.path = n;
                 }
-                self.remaining = size;
-                self.padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+                self.remaining = h.size;
+                self.padding = (BLOCK as u64 - h.size % BLOCK as u64) % BLOCK as u64;
             }
             // V7 archives mark directories with a trailing slash only.
-            if kind == Kind::File && !ustar && !gnu && path.ends_with(b"/") {
-                kind = Kind::Dir;
+            if h.kind == Kind::File && !ustar && !gnu && h.path.ends_with(b"/") {
+                h.kind = Kind::Dir;
             }
-            return Ok(Some(Header {
-                path,
-                link,
-                kind,
-                mode,
-                uid,
-                gid,
-                size,
-                data_offset: self.pos,
-                cap_schily,
-                cap_libarchive,
-            }));
+            h.data_offset = self.pos;
+            return Ok(Some(&self.hdr));
         }
     }
 }
@@ -445,14 +475,21 @@ fn cstr(field: &[u8]) -> &[u8] {
 
 fn verify_checksum(b: &[u8; BLOCK], offset: u64) -> io::Result<()> {
     let stored = parse_number(&b[148..156], "checksum", offset)?;
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, byte) in b.iter().enumerate() {
-        let v = if (148..156).contains(&i) { b' ' } else { *byte };
-        unsigned += u64::from(v);
-        signed += i64::from(v as i8);
+    // The sum of the block with the checksum field counted as spaces, as
+    // plain u32 sums that vectorise (this runs for every member; 512 × 255
+    // fits). The signed sum some old writers used is computed only if the
+    // unsigned one does not match.
+    let field = |f: fn(u8) -> i64| b[148..156].iter().map(|v| f(*v)).sum::<i64>();
+    let unsigned = u64::from(b.iter().map(|v| u32::from(*v)).sum::<u32>())
+        - field(i64::from) as u64
+        + 8 * u64::from(b' ');
+    if stored == unsigned {
+        return Ok(());
     }
-    if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
+    let signed: i64 = b.iter().map(|v| i32::from(*v as i8)).sum::<i32>() as i64
+        - field(|v| i64::from(v as i8))
+        + 8 * i64::from(b' ');
+    if i64::try_from(stored).is_ok_and(|s| s == signed) {
         Ok(())
     } else {
         Err(bad(format!(

@@ -74,11 +74,12 @@ impl Check for FileCapabilities {
     }
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
-        for (path, node) in ctx.fs.iter() {
+        for (path, node) in ctx.fs.select(|_, n| n.caps().is_some()) {
+            let path = path.as_str();
             if node.kind == Kind::Symlink {
                 continue;
             }
-            let Some(raw) = node.caps.as_deref() else {
+            let Some(raw) = node.caps() else {
                 continue;
             };
             let finding = match FileCaps::parse(raw) {

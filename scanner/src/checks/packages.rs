@@ -517,13 +517,7 @@ pub(crate) mod test_support {
     pub(crate) fn fs_of(layers: Vec<Vec<Entry>>) -> FinalFs {
         let mut fs = FinalFs::new();
         for (i, entries) in layers.into_iter().enumerate() {
-            fs.apply(
-                i,
-                LayerIndex {
-                    entries,
-                    ..LayerIndex::default()
-                },
-            );
+            fs.apply(i, LayerIndex::from_entries(entries));
         }
         fs
     }

@@ -111,7 +111,11 @@ impl Check for RemoteShellDaemon {
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let words = command_words(&ctx.config.entrypoint, &ctx.config.cmd);
-        for (path, node) in ctx.fs.iter() {
+        for (path, node) in ctx
+            .fs
+            .select(|name, _| DAEMONS.iter().any(|d| d.name == name))
+        {
+            let path = path.as_str();
             let name = basename(path);
             let Some(daemon) = DAEMONS.iter().find(|d| d.name == name) else {
                 continue;
@@ -169,7 +173,7 @@ impl Check for RemoteShellDaemon {
                 d.insert("target".to_owned(), Value::from(format!("/{t}")));
             }
             if node.kind == Kind::Hardlink
-                && let Some(t) = node.link.as_deref()
+                && let Some(t) = node.link()
             {
                 d.insert("hardlink_to".to_owned(), Value::from(format!("/{t}")));
             }

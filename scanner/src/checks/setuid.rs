@@ -78,7 +78,7 @@ fn set_id_details(
         ("package_db", Value::from(ctx.packages.kind())),
     ]);
     if node.kind == Kind::Hardlink
-        && let Some(target) = node.link.as_deref()
+        && let Some(target) = node.link()
     {
         d.insert("hardlink_to".to_owned(), Value::from(format!("/{target}")));
     }
@@ -92,10 +92,11 @@ impl Check for SetuidSetgid {
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let known = ctx.packages.is_known();
-        for (path, node) in ctx.fs.iter() {
-            if !node.is_regular() || node.mode & (S_ISUID | S_ISGID) == 0 {
-                continue;
-            }
+        for (path, node) in ctx
+            .fs
+            .select(|_, n| n.is_regular() && n.mode & (S_ISUID | S_ISGID) != 0)
+        {
+            let path = path.as_str();
             let owned = ctx.packages.owner(path).is_some();
             let mode = mode_string(node.mode);
             let ownership = ctx.packages.ownership_phrase(path);

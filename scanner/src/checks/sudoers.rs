@@ -121,7 +121,7 @@ impl SudoersNopasswd {
         if !node.is_regular() {
             return;
         }
-        let Some(content) = node.content.as_deref() else {
+        let Some(content) = node.content() else {
             out.warnings.push(format!(
                 "/{resolved} exists but its contents were not read; its sudo rules were not checked"
             ));

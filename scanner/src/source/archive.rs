@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -101,10 +101,7 @@ impl ArchiveContainer {
         };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
-        let mut tr = TarReader::new(Seekable::new(
-            BufReader::with_capacity(64 * 1024, file),
-            len,
-        ));
+        let mut tr = TarReader::new(Seekable::new(file, len, 64 * 1024));
         let mut members = BTreeMap::new();
         loop {
             let h = match tr.next_header() {
@@ -199,8 +196,15 @@ impl Container for ArchiveContainer {
 
     fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex> {
         let (f, size) = self.open_member(&plan.path)?;
-        let r = BufReader::with_capacity(256 * 1024, f.take(size));
-        layer::scan_layer(r, opts).map_err(|e| super::layer_error(plan, e))
+        if !opts.verifies() {
+            return layer::scan_layer_seekable(f, size, opts)
+                .map_err(|e| super::layer_error(plan, e));
+        }
+        layer::scan_layer(f.take(size), opts).map_err(|e| super::layer_error(plan, e))
+    }
+
+    fn layer_size(&self, plan: &LayerPlan) -> Option<u64> {
+        self.member(&plan.path).map(|(_, m)| m.size)
     }
 }
 
@@ -518,12 +522,7 @@ pub fn scan_stream(
             let key = path.clone();
             scope.spawn(move || {
                 let r = layer::scan_layer(
-                    layer::Chunks {
-                        rx,
-                        back: None,
-                        cur: prefix,
-                        pos: 0,
-                    },
+                    layer::ChunkSource::new(layer::ChunkReceiver::from_parts(rx), &[], prefix),
                     &opts,
                 )
                 .map_err(|e| e.0);

@@ -6,7 +6,7 @@
 //! a path that leaves the layout directory through a symlink is refused.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Container, LayerPlan};
@@ -88,11 +88,21 @@ impl Container for LayoutContainer {
             what: format!("layer {}", plan.index),
             container: self.describe(),
         })?;
-        let f = File::open(&p).map_err(|source| Error::Io {
+        let io_err = |source| Error::Io {
             path: p.clone(),
             source,
-        })?;
-        layer::scan_layer(BufReader::with_capacity(256 * 1024, f), opts)
-            .map_err(|e| super::layer_error(plan, e))
+        };
+        let f = File::open(&p).map_err(io_err)?;
+        if !opts.verifies() {
+            let len = f.metadata().map_err(io_err)?.len();
+            return layer::scan_layer_seekable(f, len, opts)
+                .map_err(|e| super::layer_error(plan, e));
+        }
+        layer::scan_layer(f, opts).map_err(|e| super::layer_error(plan, e))
+    }
+
+    fn layer_size(&self, plan: &LayerPlan) -> Option<u64> {
+        let p = self.locate(&plan.path).ok()?;
+        std::fs::metadata(p).ok().map(|m| m.len())
     }
 }

@@ -214,8 +214,15 @@ pub trait Container: Sync {
     fn exists(&self, path: &str) -> bool;
     /// Reads a small file whole, refusing more than `limit` bytes.
     fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>>;
-    /// Streams one layer blob through [`crate::layer::scan_layer`].
+    /// Streams one layer blob through [`crate::layer::scan_layer`]. With no
+    /// digest algorithms in `opts` (`--no-verify`), a container that holds
+    /// the layer in a local file may seek over member data instead
+    /// ([`crate::layer::scan_layer_seekable`]).
     fn scan_layer(&self, plan: &LayerPlan, opts: &LayerOptions) -> Result<LayerIndex>;
+    /// The layer's stored size, if known, to schedule the largest first.
+    fn layer_size(&self, plan: &LayerPlan) -> Option<u64> {
+        plan.size
+    }
 }
 
 /// The error for a layer that could not be read.

@@ -1,0 +1,271 @@
+//! The threads of one layer scan, and the chunk channels between them.
+//!
+//! A large layer is scanned by up to three threads, so that the work a scan
+//! must do (hash the blob, decompress it, hash the tar, parse it) overlaps
+//! across cores instead of running one step after another:
+//!
+//! ```text
+//! compressed:    [read + blob sha256] ─► [inflate / unzstd] ─► [tar sha256 + parse]
+//! uncompressed:  [read + sha256]      ─────────────────────► [parse]
+//! ```
+//!
+//! Chunks of [`CHUNK`] bytes move through bounded channels and are sent back
+//! for reuse, so memory stays at a few MiB per layer whatever its size. The
+//! parsing side skips member data without copying it ([`ChunkSource`]).
+//! Every byte is hashed exactly once, on the thread with the least to do.
+
+use std::io::{self, BufRead, Read};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::digest::{Algorithm, Hasher, Hashes};
+use crate::tarstream::TarSource;
+
+/// Bytes moved between threads at a time.
+pub(crate) const CHUNK: usize = 256 * 1024;
+/// Chunks in flight per channel.
+const IN_FLIGHT: usize = 6;
+
+type Chunk = io::Result<Vec<u8>>;
+
+/// Reads as much as fits in `buf`, stopping early only at the end of the stream.
+pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A bounded channel of chunks with a way back for spent buffers.
+pub(crate) fn channel() -> (ChunkSender, ChunkReceiver) {
+    let (tx, rx) = bounded::<Chunk>(IN_FLIGHT);
+    let (back_tx, back_rx) = bounded::<Vec<u8>>(IN_FLIGHT + 2);
+    (
+        ChunkSender { tx, back: back_rx },
+        ChunkReceiver {
+            rx,
+            back: Some(back_tx),
+        },
+    )
+}
+
+/// The sending end: hands out buffers (recycled when possible) and sends them.
+pub(crate) struct ChunkSender {
+    tx: Sender<Chunk>,
+    back: Receiver<Vec<u8>>,
+}
+
+impl ChunkSender {
+    /// A buffer of `CHUNK` bytes to fill.
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        let mut b = self.back.try_recv().unwrap_or_default();
+        b.resize(CHUNK, 0);
+        b
+    }
+
+    /// Sends a chunk; `false` when the receiver is gone (it stopped early and
+    /// reports why itself).
+    pub(crate) fn send(&self, chunk: Vec<u8>) -> bool {
+        self.tx.send(Ok(chunk)).is_ok()
+    }
+
+    /// Passes an error downstream.
+    pub(crate) fn fail(&self, e: &io::Error) {
+        let _ = self.tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+    }
+
+    /// Reads `r` to its end in chunks, calling `each` on every chunk before
+    /// sending it. Errors go downstream; the return value says whether the
+    /// whole stream was read and sent.
+    pub(crate) fn pump(&self, r: &mut impl Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        loop {
+            let mut buf = self.buffer();
+            match read_up_to(r, &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(k) => {
+                    buf.truncate(k);
+                    each(&buf);
+                    if !self.send(buf) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The receiving end, as raw chunks.
+pub(crate) struct ChunkReceiver {
+    rx: Receiver<Chunk>,
+    back: Option<Sender<Vec<u8>>>,
+}
+
+impl ChunkReceiver {
+    /// A receiver of chunks that nobody recycles (the stream workers).
+    pub(crate) fn from_parts(rx: Receiver<Chunk>) -> Self {
+        Self { rx, back: None }
+    }
+
+    fn recv(&self) -> io::Result<Option<Vec<u8>>> {
+        match self.rx.recv() {
+            Ok(Ok(c)) => Ok(Some(c)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        if let Some(back) = &self.back
+            && buf.capacity() >= CHUNK
+        {
+            let _ = back.try_send(buf);
+        }
+    }
+}
+
+/// Chunks read as one stream, optionally hashed as they arrive, with
+/// zero-copy skips: the parse side of the pipeline, and the decompressor's
+/// input.
+pub(crate) struct ChunkSource {
+    rx: ChunkReceiver,
+    cur: Vec<u8>,
+    pos: usize,
+    hasher: Hasher,
+    ended: bool,
+}
+
+impl ChunkSource {
+    /// Reads `rx`, hashing every chunk with `algorithms` (none: only counted).
+    /// `first` is served before anything received.
+    pub(crate) fn new(rx: ChunkReceiver, algorithms: &[Algorithm], first: Vec<u8>) -> Self {
+        let mut hasher = Hasher::new(algorithms);
+        hasher.update(&first);
+        Self {
+            rx,
+            cur: first,
+            pos: 0,
+            hasher,
+            ended: false,
+        }
+    }
+
+    /// Makes the next chunk current; `false` at the end of the stream.
+    fn advance(&mut self) -> io::Result<bool> {
+        while self.pos == self.cur.len() {
+            if self.ended {
+                return Ok(false);
+            }
+            match self.rx.recv()? {
+                Some(chunk) => {
+                    self.hasher.update(&chunk);
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    self.rx.give_back(old);
+                    self.pos = 0;
+                }
+                None => {
+                    self.ended = true;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads (and hashes) the rest of the stream; the digests of all of it.
+    pub(crate) fn drain(mut self) -> io::Result<Hashes> {
+        self.pos = self.cur.len();
+        while self.advance()? {
+            self.pos = self.cur.len();
+        }
+        Ok(self.hasher.finish())
+    }
+}
+
+impl Read for ChunkSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.advance()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl BufRead for ChunkSource {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if !self.advance()? {
+            return Ok(&[]);
+        }
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.cur.len());
+    }
+}
+
+impl TarSource for ChunkSource {
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        while n > 0 {
+            if !self.advance()? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "archive ends inside a member",
+                ));
+            }
+            let k = n.min((self.cur.len() - self.pos) as u64);
+            self.pos += k as usize;
+            n -= k;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_reads_skips_hashes_and_drains() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 1000) as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let (tx, rx) = channel();
+        let producer = {
+            let data = data.clone();
+            std::thread::spawn(move || tx.pump(&mut &data[10..], |_| {}))
+        };
+        let mut src = ChunkSource::new(rx, &[Algorithm::Sha256], data[..10].to_vec());
+        let mut head = [0u8; 20];
+        src.read_exact(&mut head).unwrap();
+        assert_eq!(&head[..], &data[..20]);
+        src.skip(CHUNK as u64 + 5).unwrap();
+        let mut b = [0u8; 1];
+        src.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], data[20 + CHUNK + 5]);
+        let h = src.drain().unwrap();
+        producer.join().unwrap().unwrap();
+        assert_eq!(h.len, data.len() as u64);
+        assert_eq!(h.sha256.unwrap(), crate::digest::Digest::sha256_of(&data));
+    }
+
+    #[test]
+    fn skip_past_the_end_is_an_error() {
+        let (tx, rx) = channel();
+        drop(tx);
+        let mut src = ChunkSource::new(rx, &[], vec![1, 2, 3]);
+        assert!(src.skip(4).is_err());
+    }
+}
