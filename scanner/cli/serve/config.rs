@@ -23,6 +23,7 @@ use scanner::model::Severity;
 use scanner::source::Platform;
 use serde::Deserialize;
 
+use super::layers::CacheLimits;
 use super::store::Retention;
 
 /// Shortest API token accepted: 128 bits as hex.
@@ -173,8 +174,9 @@ pub(crate) struct ServeConfig {
     pub(crate) reject_limit: u32,
     /// Platform picked from an image index.
     pub(crate) platform: Option<Platform>,
-    /// Layer scans kept in memory for reuse across images.
-    pub(crate) layer_cache_layers: usize,
+    /// Bounds of the persisted layer cache; `None`: no cache
+    /// (`layer_cache_layers = 0`).
+    pub(crate) layer_cache: Option<CacheLimits>,
     /// How long finished jobs and reports are kept.
     pub(crate) retention: Retention,
     /// Bounds on one catalog sweep.
@@ -221,7 +223,8 @@ struct FileConfig {
     scan_timeout_secs: Option<u64>,
     reject_limit: Option<u32>,
     platform: Option<String>,
-    layer_cache_layers: Option<usize>,
+    layer_cache_layers: Option<u64>,
+    layer_cache_mib: Option<u64>,
     report_retention_days: Option<u64>,
     max_reports: Option<u64>,
     reconcile_interval_secs: Option<u64>,
@@ -345,6 +348,34 @@ fn reconcile_every(secs: Option<u64>, name: &str) -> Result<Option<Duration>> {
         ),
         Some(s) => Ok(Some(Duration::from_secs(s))),
     }
+}
+
+/// Default `layer_cache_layers`.
+const DEFAULT_CACHE_LAYERS: u64 = 10_000;
+/// Default `layer_cache_mib`.
+const DEFAULT_CACHE_MIB: u64 = 1024;
+
+/// `layer_cache_layers` and `layer_cache_mib`. Before the cache was
+/// persisted, `layer_cache_layers` bounded an in-memory cache; it now bounds
+/// the cache file, with the same meaning (most layer scans kept, 0 for
+/// none), so old configs keep working.
+fn layer_cache(layers: Option<u64>, mib: Option<u64>) -> Result<Option<CacheLimits>> {
+    let layers = layers.unwrap_or(DEFAULT_CACHE_LAYERS);
+    if layers == 0 {
+        return Ok(None);
+    }
+    let mib = mib.unwrap_or(DEFAULT_CACHE_MIB);
+    if mib == 0 || mib > 1 << 30 {
+        bail!(
+            "layer_cache_mib must be between 1 and {} (turn the cache off with \
+             layer_cache_layers = 0)",
+            1u64 << 30
+        );
+    }
+    Ok(Some(CacheLimits {
+        layers,
+        bytes: mib << 20,
+    }))
 }
 
 /// `report_retention_days` and `max_reports`: 0 turns a limit off.
@@ -503,7 +534,7 @@ impl ServeConfig {
             scan_timeout: Duration::from_secs(file.scan_timeout_secs.unwrap_or(15 * 60)),
             reject_limit: file.reject_limit.unwrap_or(3),
             platform,
-            layer_cache_layers: file.layer_cache_layers.unwrap_or(256),
+            layer_cache: layer_cache(file.layer_cache_layers, file.layer_cache_mib)?,
             retention: retention(file.report_retention_days, file.max_reports)?,
             reconcile: ReconcileLimits {
                 max_repositories: file
@@ -641,6 +672,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.registry[0].reconcile_interval_secs, Some(0));
+    }
+
+    #[test]
+    fn layer_cache_settings_keep_their_old_meaning() {
+        assert_eq!(
+            layer_cache(None, None).unwrap(),
+            Some(CacheLimits {
+                layers: 10_000,
+                bytes: 1 << 30
+            })
+        );
+        // An old config's `layer_cache_layers = 256` still bounds the count.
+        assert_eq!(layer_cache(Some(256), None).unwrap().unwrap().layers, 256);
+        assert_eq!(layer_cache(Some(0), Some(5)).unwrap(), None);
+        assert_eq!(layer_cache(None, Some(2)).unwrap().unwrap().bytes, 2 << 20);
+        assert!(layer_cache(None, Some(0)).is_err());
+        let f: FileConfig = toml::from_str("layer_cache_layers = 256").unwrap();
+        assert_eq!(f.layer_cache_layers, Some(256));
     }
 
     #[test]

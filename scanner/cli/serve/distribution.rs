@@ -566,7 +566,7 @@ mod tests {
             scan_timeout: std::time::Duration::from_secs(60),
             reject_limit: 3,
             platform: None,
-            layer_cache_layers: 0,
+            layer_cache: None,
             retention: crate::serve::store::Retention {
                 max_age_ms: None,
                 max_finished: None,

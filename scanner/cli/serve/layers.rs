@@ -17,10 +17,13 @@
 //!
 //! # Entries
 //!
-//! One row per layer blob digest: the bytes of the scan, the imgscan version
-//! that wrote them (`generation`), their size and when they were last used.
-//! A row of another generation, or one the decoder refuses, is a miss: it is
-//! deleted and the layer is scanned again. A scan's contents depend on the
+//! One row per layer blob digest: the bytes of the scan, their SHA-256, the
+//! imgscan version that wrote them (`generation`), their size and when they
+//! were last used. A row of another generation, whose bytes do not match
+//! their SHA-256, or that the decoder refuses, is a miss: it is deleted and
+//! the layer is scanned again. The checksum matters because the decoder
+//! checks structure, not meaning: a flipped bit in a file mode would decode
+//! and hide a setuid binary. A scan's contents depend on the
 //! scanner's rules and limits, which can change between versions, so rows
 //! are never reused across versions.
 
@@ -30,6 +33,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use scanner::digest::Digest;
+use scanner::layer::LayerIndex;
+use scanner::source::registry::LayerStore;
+use sha2::{Digest as _, Sha256};
 
 use super::log;
 use super::store::now_ms;
@@ -43,6 +50,7 @@ CREATE TABLE IF NOT EXISTS layers (
     digest      TEXT PRIMARY KEY,
     generation  TEXT NOT NULL,
     data        BLOB NOT NULL,
+    sha256      BLOB NOT NULL,
     size        INTEGER NOT NULL,
     stored_at   INTEGER NOT NULL,
     used_at     INTEGER NOT NULL
@@ -191,24 +199,32 @@ impl LayerDb {
     ) -> Option<T> {
         let row = self.with(|c| {
             c.query_row(
-                "SELECT generation, data FROM layers WHERE digest = ?1",
+                "SELECT generation, data, sha256 FROM layers WHERE digest = ?1",
                 params![digest],
-                |r| Ok((r.get::<_, String>(0), r.get::<_, Vec<u8>>(1))),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0),
+                        r.get::<_, Vec<u8>>(1),
+                        r.get::<_, Vec<u8>>(2),
+                    ))
+                },
             )
             .optional()
         });
         let found = match row {
             Ok(None) => None,
-            Ok(Some((Ok(generation), Ok(data)))) if generation == self.generation => {
-                match decode(&data) {
-                    Some(v) => Some(v),
-                    None => {
-                        self.discard(digest, "its bytes do not decode");
-                        None
-                    }
+            Ok(Some((Ok(generation), Ok(data), Ok(sum)))) if generation == self.generation => {
+                if Sha256::digest(&data).as_slice() != sum.as_slice() {
+                    self.discard(digest, "its bytes do not match their checksum");
+                    None
+                } else if let Some(v) = decode(&data) {
+                    Some(v)
+                } else {
+                    self.discard(digest, "its bytes do not decode");
+                    None
                 }
             }
-            Ok(Some((Ok(generation), Ok(_)))) => {
+            Ok(Some((Ok(generation), Ok(_), Ok(_)))) => {
                 self.discard(digest, &format!("written by {generation}"));
                 None
             }
@@ -264,14 +280,15 @@ impl LayerDb {
             let tx = c.transaction()?;
             let now = now_ms();
             tx.execute(
-                "INSERT INTO layers (digest, generation, data, size, stored_at, used_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (digest) DO UPDATE SET generation = ?2, data = ?3, size = ?4,
-                     stored_at = ?5, used_at = ?5",
+                "INSERT INTO layers (digest, generation, data, sha256, size, stored_at, used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (digest) DO UPDATE SET generation = ?2, data = ?3, sha256 = ?4,
+                     size = ?5, stored_at = ?6, used_at = ?6",
                 params![
                     digest,
                     generation,
                     data,
+                    Sha256::digest(data).as_slice(),
                     i64::try_from(size).unwrap_or(i64::MAX),
                     now
                 ],
@@ -300,6 +317,18 @@ impl LayerDb {
             layers: u64::try_from(layers).unwrap_or(0),
             bytes: bytes as u64,
         }
+    }
+}
+
+/// Layer scans, encoded with the scanner's own codec: a row that does not
+/// decode is a miss.
+impl LayerStore for LayerDb {
+    fn get(&self, digest: &Digest) -> Option<LayerIndex> {
+        self.lookup(&digest.to_string(), |b| LayerIndex::from_bytes(b).ok())
+    }
+
+    fn put(&self, digest: &Digest, index: &LayerIndex) {
+        self.store(&digest.to_string(), &index.to_bytes());
     }
 }
 
@@ -386,7 +415,7 @@ mod tests {
         // row) is a miss too, not an error.
         db.with(|c| {
             c.execute(
-                "INSERT INTO layers VALUES (?1, 'g1', 'not a blob but text', 'x', 0, 0)",
+                "INSERT INTO layers VALUES (?1, 'g1', 'not a blob but text', x'00', 'x', 0, 0)",
                 params![d(3)],
             )
         })
@@ -472,5 +501,66 @@ mod tests {
         let db = LayerDb::open(&path, BIG).unwrap();
         db.store(&d(1), b"scan");
         assert_eq!(db.lookup(&d(1), text).as_deref(), Some("scan"));
+    }
+
+    #[test]
+    fn bytes_that_no_longer_match_their_checksum_are_a_miss() {
+        let db = LayerDb::memory(BIG, "g1").unwrap();
+        db.store(&d(1), b"mode 4755");
+        // One flipped bit that still decodes.
+        db.with(|c| c.execute("UPDATE layers SET data = CAST('mode 0755' AS BLOB)", []))
+            .unwrap();
+        assert_eq!(db.lookup(&d(1), text), None);
+        assert!(digests(&db).is_empty());
+        assert_eq!(db.stats().discarded, 1);
+    }
+
+    /// A layer with a setuid binary, scanned by the scanner.
+    fn scanned_layer() -> (Digest, LayerIndex) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("usr/bin/su").unwrap();
+        h.set_size(4);
+        h.set_mode(0o4755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &b"#!x\n"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let idx =
+            scanner::layer::scan_layer(&tar[..], &scanner::layer::LayerOptions::default()).unwrap();
+        (Digest::sha256_of(&tar), idx)
+    }
+
+    #[test]
+    fn layer_scans_round_trip_and_a_corrupt_row_is_a_miss() {
+        let db = LayerDb::memory(BIG, GENERATION).unwrap();
+        let (digest, idx) = scanned_layer();
+        assert!(db.get(&digest).is_none());
+        db.put(&digest, &idx);
+        let back = db.get(&digest).expect("a hit");
+        assert_eq!(back.to_bytes(), idx.to_bytes());
+        assert_eq!(back.len(), 1);
+        let e = back.entries().next().unwrap();
+        assert_eq!(e.mode & 0o7777, 0o4755, "{e:?}");
+        // Bytes the codec refuses, stored with a matching checksum (as a
+        // row written by a buggy or foreign writer would be): a miss, and
+        // the row is gone.
+        for bad in [
+            &idx.to_bytes()[..20],
+            b"\0garbage".as_slice(),
+            b"".as_slice(),
+        ] {
+            db.store(&digest.to_string(), bad);
+            assert!(db.get(&digest).is_none());
+            assert!(digests(&db).is_empty());
+        }
+        let s = db.stats();
+        assert_eq!((s.hits, s.misses, s.discarded), (1, 4, 3));
+        // And the layer is stored again after its rescan.
+        db.put(&digest, &idx);
+        assert!(db.get(&digest).is_some());
     }
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::layers::CacheStats;
 use super::store::Counts;
 
 /// Upper bounds (seconds) of the scan duration histogram.
@@ -166,7 +167,13 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub(crate) fn render(&self, counts: Counts, capacity: usize, workers: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        counts: Counts,
+        capacity: usize,
+        workers: usize,
+        layers: CacheStats,
+    ) -> String {
         let mut s = String::with_capacity(4096);
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -296,6 +303,21 @@ impl Metrics {
             "# HELP imgscan_reconcile_queued_total Manifests queued by catalog sweeps (pushes no event announced).\n# TYPE imgscan_reconcile_queued_total counter\nimgscan_reconcile_queued_total {}",
             self.reconcile_queued.load(Relaxed)
         );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_lookups_total Layer scans looked up in the persisted cache since start, by result.\n# TYPE imgscan_layer_cache_lookups_total counter\nimgscan_layer_cache_lookups_total{{result=\"hit\"}} {}\nimgscan_layer_cache_lookups_total{{result=\"miss\"}} {}",
+            layers.hits, layers.misses
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_discarded_total Cache entries deleted since start because they could not be used (another version, or undecodable).\n# TYPE imgscan_layer_cache_discarded_total counter\nimgscan_layer_cache_discarded_total {}",
+            layers.discarded
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_layers Layer scans kept in the cache file.\n# TYPE imgscan_layer_cache_layers gauge\nimgscan_layer_cache_layers {}\n# HELP imgscan_layer_cache_bytes Bytes of layer scans kept in the cache file.\n# TYPE imgscan_layer_cache_bytes gauge\nimgscan_layer_cache_bytes {}",
+            layers.layers, layers.bytes
+        );
         s
     }
 }
@@ -309,7 +331,7 @@ mod tests {
         let m = Metrics::default();
         m.scan_done(300, true);
         m.scan_done(2000, false);
-        let text = m.render(Counts::default(), 10, 2);
+        let text = m.render(Counts::default(), 10, 2, CacheStats::default());
         assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"0.5\"} 1\n"));
         assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"2.5\"} 2\n"));
         assert!(text.contains("imgscan_scan_duration_seconds_count 2\n"));
@@ -323,10 +345,25 @@ mod tests {
         m.reconcile_sweep("queue_full", 3);
         m.reconcile_sweep("complete", 1);
         m.reconcile_sweep("complete", 0);
-        let text = m.render(Counts::default(), 10, 2);
+        let text = m.render(Counts::default(), 10, 2, CacheStats::default());
         assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"complete\"} 2\n"));
         assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"queue_full\"} 1\n"));
         assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"failed\"} 0\n"));
         assert!(text.contains("imgscan_reconcile_queued_total 4\n"));
+        let text = m.render(
+            Counts::default(),
+            10,
+            2,
+            CacheStats {
+                hits: 3,
+                misses: 1,
+                discarded: 0,
+                layers: 4,
+                bytes: 100,
+            },
+        );
+        assert!(text.contains("imgscan_layer_cache_lookups_total{result=\"hit\"} 3\n"));
+        assert!(text.contains("imgscan_layer_cache_lookups_total{result=\"miss\"} 1\n"));
+        assert!(text.contains("imgscan_layer_cache_layers 4\n"));
     }
 }

@@ -43,8 +43,6 @@ mod catalog;
 pub(crate) mod config;
 mod distribution;
 mod harbor;
-// Wired in once `LayerIndex::to_bytes`/`from_bytes` land from main.
-#[cfg_attr(not(test), allow(dead_code))]
 mod layers;
 mod metrics;
 mod pull;
@@ -56,8 +54,10 @@ mod worker;
 pub(crate) use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
+use layers::LayerDb;
 use metrics::Metrics;
 use pull::{ImageScanner, RegistryScanner};
+use scanner::source::registry::LayerStore;
 use store::Store;
 use worker::{Ctx, Pool, Wake};
 
@@ -68,6 +68,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) wake: Arc<Wake>,
     pub(crate) memo: RejectMemo,
+    /// The persisted layer cache, for `/metrics`.
+    pub(crate) layers: Option<Arc<LayerDb>>,
     /// SHA-256 of the API token (the token itself is not kept here).
     pub(crate) token_digest: [u8; 32],
 }
@@ -224,19 +226,34 @@ async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
 /// `imgscan serve`.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let cfg = Arc::new(ServeConfig::load(args)?);
-    let scanner: Arc<dyn ImageScanner> = Arc::new(RegistryScanner::new(&cfg));
-    run_with(cfg, scanner)
+    run_with(Arc::clone(&cfg), |layers| {
+        Arc::new(RegistryScanner::new(&cfg, layers))
+    })
 }
 
-fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()> {
+/// Serves with the scanner `make` builds, given the layer cache.
+fn run_with(
+    cfg: Arc<ServeConfig>,
+    make: impl FnOnce(Option<Arc<dyn LayerStore>>) -> Arc<dyn ImageScanner>,
+) -> Result<()> {
+    // The job database first: its lock says whether another imgscan serve
+    // owns this directory, before the cache file is touched.
     let store = Arc::new(Store::open(&cfg.database)?);
+    let layers = match cfg.layer_cache {
+        Some(limits) => Some(Arc::new(LayerDb::open(
+            &layers::path_for(&cfg.database),
+            limits,
+        )?)),
+        None => None,
+    };
+    let scanner = make(layers.clone().map(|l| l as Arc<dyn LayerStore>));
     let (requeued, failed) = store.recover(cfg.max_attempts)?;
     let metrics = Arc::new(Metrics::default());
     retention::prune_once(&store, cfg.retention, &metrics);
     let counts = store.counts()?;
     log(&format!(
         "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
-         queue capacity {}, verdict fails at {}; finished jobs {}; registries: {}",
+         queue capacity {}, verdict fails at {}; finished jobs {}; layer cache {}; registries: {}",
         env!("CARGO_PKG_VERSION"),
         cfg.database.display(),
         counts.queued,
@@ -256,6 +273,14 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         cfg.queue_capacity,
         cfg.fail_on,
         retention::describe(cfg.retention),
+        match &layers {
+            Some(l) => format!(
+                "{} ({} layer scans)",
+                layers::path_for(&cfg.database).display(),
+                l.stats().layers
+            ),
+            None => "off".to_owned(),
+        },
         if cfg.registries.is_empty() {
             "none".to_owned()
         } else {
@@ -291,6 +316,7 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         metrics,
         wake,
         memo: RejectMemo::default(),
+        layers,
     });
     let shared = Arc::new(reconcile::Shared {
         store: Arc::clone(&app.store),
