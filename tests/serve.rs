@@ -824,3 +824,77 @@ fn serve_reconciliation_finds_pushes_no_event_announced() {
     assert_eq!(s[0]["tag"], "v3");
     assert_eq!(serve.metric("imgscan_reconcile_queued_total"), 1.0);
 }
+
+/// The per-layer result cache is persisted: after a `kill -9` and a
+/// restart, an image that shares only its base layer with one scanned
+/// before the restart gets that layer from the cache (a hit) and scans
+/// only its new layer (a miss), with the same findings for the base layer.
+#[test]
+fn serve_layer_cache_survives_kill_9() {
+    let registry = Registry::start(RegistryOptions::default());
+    let first = registry.push_sample("lab/app:base");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "workers = 1",
+        &[("local", &format!("http://{}", registry.addr()))],
+    );
+    let host = registry.addr();
+    let serve = Serve::start(&config);
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event(&host, "lab/app", "base", &first)],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    serve.wait_done(std::slice::from_ref(&first), Duration::from_secs(90));
+    // A cold cache: every one of the four layers was scanned.
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"miss\"}"),
+        4.0
+    );
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"hit\"}"),
+        0.0
+    );
+    assert_eq!(serve.metric("imgscan_layer_cache_layers"), 4.0);
+    let first_log = serve.kill9();
+
+    let second = registry.push_on_sample_base("lab/app", "motd", "hello\n");
+    let serve = Serve::start(&config);
+    assert!(
+        dir.path().join("serve.layers.db").is_file(),
+        "{}",
+        first_log.lock().unwrap().join("\n")
+    );
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event(&host, "lab/app", "motd", &second)],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    serve.wait_done(std::slice::from_ref(&second), Duration::from_secs(90));
+    // The counters restarted with the process: the base layer came from the
+    // persisted cache, only the new layer was scanned.
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"hit\"}"),
+        1.0,
+        "{}",
+        serve.logs()
+    );
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"miss\"}"),
+        1.0
+    );
+    assert_eq!(serve.metric("imgscan_layer_cache_layers"), 5.0);
+    assert_eq!(serve.metric("imgscan_layer_cache_discarded_total"), 0.0);
+    // The cached base layer yields the findings a fresh scan of it gives.
+    let layer0 = |digest: &str| -> BTreeSet<String> {
+        let report = serve.get(&format!("/v1/reports/{digest}")).json();
+        finding_keys(&report)
+            .into_iter()
+            .filter(|k| k.split(' ').nth(3) == Some("0"))
+            .collect()
+    };
+    let (a, b) = (layer0(&first), layer0(&second));
+    assert!(!a.is_empty(), "the sample's base layer has findings");
+    assert_eq!(a, b);
+}
