@@ -193,6 +193,19 @@ where
     }
 }
 
+/// The page after `listed`, or why the walk must stop: a `Link` back to the
+/// same page, or an empty page that still says there is more, would never
+/// end (and would use no budget).
+fn advance(page: &Page, listed: &Listed) -> Result<Option<Page>, String> {
+    match &listed.next {
+        None => Ok(None),
+        Some(next) if listed.items.is_empty() || *page == Page::Link(next.clone()) => Err(format!(
+            "the registry's pagination does not advance (Link to {next})"
+        )),
+        Some(next) => Ok(Some(Page::Link(next.clone()))),
+    }
+}
+
 /// Sorts a page and drops what a resumed walk has already seen (`<= after`).
 /// Registries that ignore `last` (distribution 2.x on tag lists) send the
 /// whole list again; the spec's lexical order makes the filter exact.
@@ -237,6 +250,10 @@ impl<L: Listing> Sweeper<'_, L> {
                 Page::After(a) => a.as_deref(),
                 Page::Link(_) => None,
             };
+            let next = match advance(&page, &listed) {
+                Ok(n) => n,
+                Err(m) => return SweepEnd::Failed(format!("listing the catalog: {m}")),
+            };
             for repo in fresh(listed.items, after) {
                 if !valid_repository(&repo) {
                     stats.skip(format!(
@@ -260,8 +277,8 @@ impl<L: Listing> Sweeper<'_, L> {
                 }
                 cursor.after_repo = Some(repo);
             }
-            match listed.next {
-                Some(next) => page = Page::Link(next),
+            match next {
+                Some(next) => page = next,
                 None => {
                     *cursor = Cursor::default();
                     return SweepEnd::Complete;
@@ -294,6 +311,10 @@ impl<L: Listing> Sweeper<'_, L> {
                 Page::After(a) => a.clone(),
                 Page::Link(_) => None,
             };
+            let next = match advance(&page, &listed) {
+                Ok(n) => n,
+                Err(m) => return RepoEnd::Skipped(format!("listing the tags of {repo}: {m}")),
+            };
             for tag in fresh(listed.items, after.as_deref()) {
                 if !valid_tag(&tag) {
                     stats.skip(format!("{repo} lists an invalid tag `{tag}`"));
@@ -325,8 +346,8 @@ impl<L: Listing> Sweeper<'_, L> {
                     }
                 }
             }
-            match listed.next {
-                Some(next) => page = Page::Link(next),
+            match next {
+                Some(next) => page = next,
                 None => return RepoEnd::Complete,
             }
         }
@@ -1117,6 +1138,63 @@ mod tests {
                 (a.as_str(), None),
                 (b.as_str(), None)
             ]
+        );
+    }
+
+    #[test]
+    fn pagination_that_does_not_advance_ends_the_walk() {
+        let l = |items: &[&str], next: Option<&str>| Listed {
+            items: items.iter().map(|x| (*x).to_owned()).collect(),
+            next: next.map(str::to_owned),
+        };
+        let first = Page::After(None);
+        assert_eq!(advance(&first, &l(&["a"], None)), Ok(None));
+        assert_eq!(
+            advance(&first, &l(&["a"], Some("/v2/_catalog?last=a"))),
+            Ok(Some(Page::Link("/v2/_catalog?last=a".into())))
+        );
+        assert!(advance(&first, &l(&[], Some("/v2/_catalog?last=a"))).is_err());
+        let same = Page::Link("/v2/_catalog?last=a".into());
+        assert!(advance(&same, &l(&["b"], Some("/v2/_catalog?last=a"))).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_looping_catalog_fails_the_sweep_instead_of_spinning() {
+        struct Looping;
+        impl Listing for Looping {
+            async fn catalog(&self, _: &Page) -> Result<Listed, ListError> {
+                Ok(Listed {
+                    items: Vec::new(),
+                    next: Some("/v2/_catalog?last=x".into()),
+                })
+            }
+            async fn tags(&self, _: &str, _: &Page) -> Result<Listed, ListError> {
+                unreachable!("no repository is listed")
+            }
+            async fn resolve(&self, _: &str, _: &str) -> Result<String, ListError> {
+                unreachable!("no tag is listed")
+            }
+            async fn manifest(
+                &self,
+                _: &str,
+                _: &str,
+            ) -> Result<(Option<String>, Vec<u8>), ListError> {
+                unreachable!("no tag is listed")
+            }
+        }
+        let store = Arc::new(Store::memory().unwrap());
+        let sweeper = Sweeper {
+            listing: &Looping,
+            store: &store,
+            registry: "local",
+            capacity: 10,
+            limits: limits(10, 10),
+        };
+        let mut st = SweepStats::default();
+        let end = sweeper.sweep(&mut Cursor::default(), &mut st).await;
+        assert!(
+            matches!(&end, SweepEnd::Failed(m) if m.contains("does not advance")),
+            "{end:?}"
         );
     }
 
