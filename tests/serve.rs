@@ -718,3 +718,183 @@ fn serve_harbor_adapter_flow() {
     assert_eq!(done[0]["registry"], "creds");
     assert_eq!(done[0]["source"], "distribution");
 }
+
+/// Pushes the registry never announced (it has no notification endpoint,
+/// as when its in-memory queue was lost) are found by catalog
+/// reconciliation, through `Link`-paginated catalog pages and bounded
+/// sweeps, scanned once each; an artifact is not; and a push made while
+/// imgscan is down is found after the restart.
+#[test]
+fn serve_reconciliation_finds_pushes_no_event_announced() {
+    let registry = Registry::start(RegistryOptions::default());
+    let base = registry.push_sample("lab/a:base");
+    let mut digests = vec![base.clone()];
+    digests.extend(registry.variants("lab/a", 3));
+    // The same image in another repository: one job, not two.
+    assert_eq!(registry.push_sample("lab/b:copy"), base);
+    // A Helm-style artifact (its config is not an image config).
+    let sample_manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::PathBuf::from(testdata("sample/oci/blobs/sha256"))
+                .join(SAMPLE_DIGEST.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut chart = sample_manifest.clone();
+    chart["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json");
+    let chart = serde_json::to_vec(&chart).unwrap();
+    let r = request(
+        &registry.addr(),
+        "PUT",
+        "/v2/lab/a/manifests/chart",
+        &[("Content-Type", OCI_MANIFEST)],
+        &chart,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let chart_digest = r.header("docker-content-digest").unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    // One repository per catalog page (so the sweep follows Link headers),
+    // three tags per sweep (so it resumes), a queue of two.
+    let config = write_config(
+        dir.path(),
+        "workers = 1\nqueue_capacity = 2\nreconcile_interval_secs = 1\n\
+         reconcile_page_size = 1\nreconcile_max_tags = 3",
+        &[("local", &format!("http://{}", registry.addr()))],
+    );
+    let serve = Serve::start(&config);
+    let done = serve.wait_done(&digests, Duration::from_secs(120));
+    for s in &done {
+        assert_eq!(
+            (s["source"].as_str(), s["registry"].as_str()),
+            (Some("reconcile"), Some("local")),
+            "{s:#}"
+        );
+        assert_eq!(s["completions"], 1, "{s:#}");
+        assert_eq!(s["notifications"], 1, "{s:#}");
+    }
+    assert_eq!(done[0]["repository"], "lab/a");
+    assert_eq!(done[0]["tag"], "base");
+    let report = serve.get(&format!("/v1/reports/{base}"));
+    assert_eq!(report.status, 200);
+    assert_eq!(report.header("x-imgscan-verdict"), Some("fail"));
+    // Let a few more sweeps run: nothing else is queued, the artifact is not.
+    let sweeps = serve.metric("imgscan_reconcile_sweeps_total{result=\"complete\"}");
+    wait_for(
+        Duration::from_secs(30),
+        "two more complete sweeps",
+        || {
+            (serve.metric("imgscan_reconcile_sweeps_total{result=\"complete\"}") >= sweeps + 2.0)
+                .then_some(())
+        },
+        || serve.logs(),
+    );
+    assert_eq!(serve.get(&format!("/v1/scans/{chart_digest}")).status, 404);
+    let all = serve.get("/v1/scans?limit=1000").json()["scans"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(all, digests.len());
+    assert_eq!(
+        serve.metric("imgscan_reconcile_queued_total"),
+        digests.len() as f64
+    );
+    assert!(serve.metric("imgscan_reconcile_sweeps_total{result=\"limited\"}") >= 1.0);
+    assert_eq!(
+        serve.metric("imgscan_reconcile_sweeps_total{result=\"failed\"}"),
+        0.0
+    );
+    assert!(
+        serve
+            .logs()
+            .contains("reconciling registry `local` (http://127.0.0.1:"),
+        "{}",
+        serve.logs()
+    );
+
+    // A push while imgscan is down is found after the restart.
+    drop(serve.kill9());
+    let later = registry.variants("lab/a", 4).pop().unwrap();
+    assert!(!digests.contains(&later));
+    let serve = Serve::start(&config);
+    let s = serve.wait_done(std::slice::from_ref(&later), Duration::from_secs(60));
+    assert_eq!(s[0]["source"], "reconcile");
+    assert_eq!(s[0]["tag"], "v3");
+    assert_eq!(serve.metric("imgscan_reconcile_queued_total"), 1.0);
+}
+
+/// The per-layer result cache is persisted: after a `kill -9` and a
+/// restart, an image that shares only its base layer with one scanned
+/// before the restart gets that layer from the cache (a hit) and scans
+/// only its new layer (a miss), with the same findings for the base layer.
+#[test]
+fn serve_layer_cache_survives_kill_9() {
+    let registry = Registry::start(RegistryOptions::default());
+    let first = registry.push_sample("lab/app:base");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "workers = 1",
+        &[("local", &format!("http://{}", registry.addr()))],
+    );
+    let host = registry.addr();
+    let serve = Serve::start(&config);
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event(&host, "lab/app", "base", &first)],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    serve.wait_done(std::slice::from_ref(&first), Duration::from_secs(90));
+    // A cold cache: every one of the four layers was scanned.
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"miss\"}"),
+        4.0
+    );
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"hit\"}"),
+        0.0
+    );
+    assert_eq!(serve.metric("imgscan_layer_cache_layers"), 4.0);
+    let first_log = serve.kill9();
+
+    let second = registry.push_on_sample_base("lab/app", "motd", "hello\n");
+    let serve = Serve::start(&config);
+    assert!(
+        dir.path().join("serve.layers.db").is_file(),
+        "{}",
+        first_log.lock().unwrap().join("\n")
+    );
+    let r = serve.notify(
+        "/v1/events",
+        &[push_event(&host, "lab/app", "motd", &second)],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    serve.wait_done(std::slice::from_ref(&second), Duration::from_secs(90));
+    // The counters restarted with the process: the base layer came from the
+    // persisted cache, only the new layer was scanned.
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"hit\"}"),
+        1.0,
+        "{}",
+        serve.logs()
+    );
+    assert_eq!(
+        serve.metric("imgscan_layer_cache_lookups_total{result=\"miss\"}"),
+        1.0
+    );
+    assert_eq!(serve.metric("imgscan_layer_cache_layers"), 5.0);
+    assert_eq!(serve.metric("imgscan_layer_cache_discarded_total"), 0.0);
+    // The cached base layer yields the findings a fresh scan of it gives.
+    let layer0 = |digest: &str| -> BTreeSet<String> {
+        let report = serve.get(&format!("/v1/reports/{digest}")).json();
+        finding_keys(&report)
+            .into_iter()
+            .filter(|k| k.split(' ').nth(3) == Some("0"))
+            .collect()
+    };
+    let (a, b) = (layer0(&first), layer0(&second));
+    assert!(!a.is_empty(), "the sample's base layer has findings");
+    assert_eq!(a, b);
+}

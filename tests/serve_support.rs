@@ -337,6 +337,115 @@ impl Registry {
     }
 }
 
+/// The sample image's config digest (testdata/README.md).
+pub(crate) const SAMPLE_CONFIG: &str =
+    "sha256:755ff705d063e27e88704d16cd7e6f6b8eeed428f869b24260eb3d0edc78b59d";
+
+impl Registry {
+    /// Uploads `bytes` as a blob of `repo` (`POST` a session, then one
+    /// monolithic `PUT …?digest=`; distribution 2.8 does not take the
+    /// single-`POST` form) and returns its digest.
+    pub(crate) fn upload_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let auth = self.auth_header();
+        let mut headers = vec![("Content-Type", "application/octet-stream")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let r = request(
+            &self.addr(),
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &headers,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 202, "starting a blob upload: {}", r.text());
+        let location = r.header("location").expect("upload Location").to_owned();
+        // Absolute (http://host/v2/…) or a path.
+        let path = match location.split_once("://") {
+            Some((_, rest)) => rest[rest.find('/').unwrap_or(rest.len())..].to_owned(),
+            None => location,
+        };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let r = request(
+            &self.addr(),
+            "PUT",
+            &format!("{path}{sep}digest={digest}"),
+            &headers,
+            bytes,
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "finishing a blob upload: {}", r.text());
+        digest
+    }
+
+    /// Pushes to `repo:tag` an image made of the sample's base layer
+    /// (layer 0, busybox) and one new layer holding `/etc/motd` with
+    /// `motd`, and returns its manifest digest. The sample must already be
+    /// in `repo`.
+    pub(crate) fn push_on_sample_base(&self, repo: &str, tag: &str, motd: &str) -> String {
+        let blob = |d: &str| {
+            std::fs::read(
+                PathBuf::from(testdata("sample/oci/blobs/sha256"))
+                    .join(d.trim_start_matches("sha256:")),
+            )
+            .unwrap()
+        };
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("etc/motd").unwrap();
+        h.set_size(motd.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        layer.append(&h, motd.as_bytes()).unwrap();
+        let layer = layer.into_inner().unwrap();
+        let layer_digest = self.upload_blob(repo, &layer);
+
+        let sample: Value = serde_json::from_slice(&blob(SAMPLE_DIGEST)).unwrap();
+        let mut config: Value = serde_json::from_slice(&blob(SAMPLE_CONFIG)).unwrap();
+        config["rootfs"]["diff_ids"] =
+            serde_json::json!([config["rootfs"]["diff_ids"][0], layer_digest]);
+        config["history"] = serde_json::json!([
+            config["history"][0],
+            {"created": "1970-01-01T00:00:00Z", "created_by": format!("motd: {motd}")}
+        ]);
+        let config = serde_json::to_vec(&config).unwrap();
+        let config_digest = self.upload_blob(repo, &config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config.len()},
+            "layers": [
+                sample["layers"][0],
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                 "digest": layer_digest, "size": layer.len()}
+            ]
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let auth = self.auth_header();
+        let mut headers = vec![("Content-Type", OCI_MANIFEST)];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let r = request(
+            &self.addr(),
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &headers,
+            &bytes,
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "PUT manifest: {}", r.text());
+        sha256(&bytes)
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -150,7 +150,9 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
     opts.registry.progress = progress::sink(args.quiet);
     if args.images.len() > 1 {
         // Layers shared between the images are pulled and scanned once.
-        opts.registry.layer_cache = Some(std::sync::Arc::default());
+        opts.registry.layer_cache = Some(std::sync::Arc::new(
+            scanner::source::registry::LayerCache::default(),
+        ));
     }
     let mut reports: Vec<Report> = Vec::with_capacity(args.images.len());
     for image in &args.images {

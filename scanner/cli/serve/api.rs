@@ -28,6 +28,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::distribution::valid_digest;
+use super::layers::CacheStats;
 use super::metrics::Refusal;
 use super::store::{DONE, FAILED, JobView, QUEUED, RUNNING};
 use super::{App, blocking};
@@ -120,13 +121,19 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let layers = match app.layers.clone() {
+        Some(l) => tokio::task::spawn_blocking(move || l.stats())
+            .await
+            .unwrap_or_default(),
+        None => CacheStats::default(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         app.metrics
-            .render(counts, app.cfg.queue_capacity, app.cfg.workers),
+            .render(counts, app.cfg.queue_capacity, app.cfg.workers, layers),
     )
         .into_response()
 }

@@ -23,8 +23,17 @@ use scanner::model::Severity;
 use scanner::source::Platform;
 use serde::Deserialize;
 
+use super::layers::CacheLimits;
+use super::store::Retention;
+
 /// Shortest API token accepted: 128 bits as hex.
 pub(crate) const MIN_TOKEN_LEN: usize = 32;
+/// Default `report_retention_days`.
+const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// Default `max_reports`.
+const DEFAULT_MAX_REPORTS: u64 = 50_000;
+/// Longest `report_retention_days` (a century; more is "forever": use 0).
+const MAX_RETENTION_DAYS: u64 = 36_500;
 
 /// Flags of `imgscan serve` (the TOML file can say everything but the
 /// config path itself).
@@ -124,6 +133,9 @@ pub(crate) struct RegistryEntry {
     pub(crate) password: Option<Secret>,
     /// Plain HTTP or TLS without verification.
     pub(crate) insecure: bool,
+    /// How often its catalog is swept for manifests no event announced
+    /// (`reconcile_interval_secs`); `None`: never.
+    pub(crate) reconcile_every: Option<Duration>,
 }
 
 impl RegistryEntry {
@@ -162,8 +174,35 @@ pub(crate) struct ServeConfig {
     pub(crate) reject_limit: u32,
     /// Platform picked from an image index.
     pub(crate) platform: Option<Platform>,
-    /// Layer scans kept in memory for reuse across images.
-    pub(crate) layer_cache_layers: usize,
+    /// Bounds of the persisted layer cache; `None`: no cache
+    /// (`layer_cache_layers = 0`).
+    pub(crate) layer_cache: Option<CacheLimits>,
+    /// How long finished jobs and reports are kept.
+    pub(crate) retention: Retention,
+    /// Bounds on one catalog sweep.
+    pub(crate) reconcile: ReconcileLimits,
+}
+
+/// Bounds on the work of one catalog sweep (`reconcile_*` settings). A sweep
+/// that reaches one stops, and the next continues where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReconcileLimits {
+    /// Repositories visited per sweep.
+    pub(crate) max_repositories: usize,
+    /// Tags resolved to a manifest digest per sweep.
+    pub(crate) max_tags: usize,
+    /// `n` asked for in each `/v2/_catalog` and `tags/list` page.
+    pub(crate) page_size: usize,
+}
+
+impl Default for ReconcileLimits {
+    fn default() -> Self {
+        Self {
+            max_repositories: 1000,
+            max_tags: 10_000,
+            page_size: 100,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,7 +223,14 @@ struct FileConfig {
     scan_timeout_secs: Option<u64>,
     reject_limit: Option<u32>,
     platform: Option<String>,
-    layer_cache_layers: Option<usize>,
+    layer_cache_layers: Option<u64>,
+    layer_cache_mib: Option<u64>,
+    report_retention_days: Option<u64>,
+    max_reports: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
+    reconcile_max_repositories: Option<usize>,
+    reconcile_max_tags: Option<usize>,
+    reconcile_page_size: Option<usize>,
     #[serde(default)]
     registry: Vec<FileRegistry>,
 }
@@ -201,6 +247,7 @@ struct FileRegistry {
     password_env: Option<String>,
     #[serde(default)]
     insecure: bool,
+    reconcile_interval_secs: Option<u64>,
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
@@ -283,6 +330,68 @@ fn registry_entry(
         hosts: all,
         username,
         password,
+        reconcile_every: None,
+    })
+}
+
+/// Largest `reconcile_page_size` (registries cap `n` lower anyway; the
+/// body of a page is bounded too).
+const MAX_PAGE_SIZE: usize = 10_000;
+
+/// `reconcile_interval_secs` of registry `name`: 0 or unset is off.
+fn reconcile_every(secs: Option<u64>, name: &str) -> Result<Option<Duration>> {
+    match secs {
+        None | Some(0) => Ok(None),
+        Some(s) if s > 7 * 24 * 3600 => bail!(
+            "registry `{name}`: reconcile_interval_secs must be at most a week (604800), or 0 \
+             for off"
+        ),
+        Some(s) => Ok(Some(Duration::from_secs(s))),
+    }
+}
+
+/// Default `layer_cache_layers`.
+const DEFAULT_CACHE_LAYERS: u64 = 10_000;
+/// Default `layer_cache_mib`.
+const DEFAULT_CACHE_MIB: u64 = 1024;
+
+/// `layer_cache_layers` and `layer_cache_mib`. Before the cache was
+/// persisted, `layer_cache_layers` bounded an in-memory cache; it now bounds
+/// the cache file, with the same meaning (most layer scans kept, 0 for
+/// none), so old configs keep working.
+fn layer_cache(layers: Option<u64>, mib: Option<u64>) -> Result<Option<CacheLimits>> {
+    let layers = layers.unwrap_or(DEFAULT_CACHE_LAYERS);
+    if layers == 0 {
+        return Ok(None);
+    }
+    let mib = mib.unwrap_or(DEFAULT_CACHE_MIB);
+    if mib == 0 || mib > 1 << 30 {
+        bail!(
+            "layer_cache_mib must be between 1 and {} (turn the cache off with \
+             layer_cache_layers = 0)",
+            1u64 << 30
+        );
+    }
+    Ok(Some(CacheLimits {
+        layers,
+        bytes: mib << 20,
+    }))
+}
+
+/// `report_retention_days` and `max_reports`: 0 turns a limit off.
+fn retention(days: Option<u64>, max_reports: Option<u64>) -> Result<Retention> {
+    let days = days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if days > MAX_RETENTION_DAYS {
+        bail!(
+            "report_retention_days must be at most {MAX_RETENTION_DAYS} (0 keeps reports \
+             whatever their age)"
+        );
+    }
+    let max_age_ms = (days > 0).then(|| i64::try_from(days).unwrap_or(0) * 24 * 3600 * 1000);
+    let max_finished = Some(max_reports.unwrap_or(DEFAULT_MAX_REPORTS)).filter(|n| *n > 0);
+    Ok(Retention {
+        max_age_ms,
+        max_finished,
     })
 }
 
@@ -358,22 +467,21 @@ impl ServeConfig {
                 )?),
                 (None, None) => None,
             };
-            registries.push(registry_entry(
-                r.name, &r.url, r.hosts, r.username, password, r.insecure,
-            )?);
+            let mut entry =
+                registry_entry(r.name, &r.url, r.hosts, r.username, password, r.insecure)?;
+            entry.reconcile_every = reconcile_every(
+                r.reconcile_interval_secs.or(file.reconcile_interval_secs),
+                &entry.name,
+            )?;
+            registries.push(entry);
         }
         for spec in &args.registries {
             let Some((name, url)) = spec.split_once('=') else {
                 bail!("--registry `{spec}` must be NAME=URL, e.g. local=http://127.0.0.1:5000");
             };
-            registries.push(registry_entry(
-                name.to_owned(),
-                url,
-                Vec::new(),
-                None,
-                None,
-                false,
-            )?);
+            let mut entry = registry_entry(name.to_owned(), url, Vec::new(), None, None, false)?;
+            entry.reconcile_every = reconcile_every(file.reconcile_interval_secs, &entry.name)?;
+            registries.push(entry);
         }
         for (i, r) in registries.iter().enumerate() {
             if registries[..i].iter().any(|o| o.name == r.name) {
@@ -426,7 +534,19 @@ impl ServeConfig {
             scan_timeout: Duration::from_secs(file.scan_timeout_secs.unwrap_or(15 * 60)),
             reject_limit: file.reject_limit.unwrap_or(3),
             platform,
-            layer_cache_layers: file.layer_cache_layers.unwrap_or(256),
+            layer_cache: layer_cache(file.layer_cache_layers, file.layer_cache_mib)?,
+            retention: retention(file.report_retention_days, file.max_reports)?,
+            reconcile: ReconcileLimits {
+                max_repositories: file
+                    .reconcile_max_repositories
+                    .unwrap_or(ReconcileLimits::default().max_repositories),
+                max_tags: file
+                    .reconcile_max_tags
+                    .unwrap_or(ReconcileLimits::default().max_tags),
+                page_size: file
+                    .reconcile_page_size
+                    .unwrap_or(ReconcileLimits::default().page_size),
+            },
         };
         if cfg.workers == 0 || cfg.workers > 64 {
             bail!("workers must be between 1 and 64");
@@ -439,6 +559,15 @@ impl ServeConfig {
         }
         if cfg.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        if cfg.reconcile.max_repositories == 0 || cfg.reconcile.max_tags == 0 {
+            bail!(
+                "reconcile_max_repositories and reconcile_max_tags must be at least 1 (turn \
+                 reconciliation off with reconcile_interval_secs = 0)"
+            );
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&cfg.reconcile.page_size) {
+            bail!("reconcile_page_size must be between 1 and {MAX_PAGE_SIZE}");
         }
         if cfg.registries.is_empty() {
             crate::serve::log(
@@ -521,5 +650,56 @@ mod tests {
         assert_eq!(f.workers, Some(3));
         assert_eq!(f.registry.len(), 1);
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn reconciliation_is_off_unless_asked_for() {
+        assert_eq!(reconcile_every(None, "r").unwrap(), None);
+        assert_eq!(reconcile_every(Some(0), "r").unwrap(), None);
+        assert_eq!(
+            reconcile_every(Some(300), "r").unwrap(),
+            Some(Duration::from_secs(300))
+        );
+        assert!(reconcile_every(Some(u64::MAX), "r").is_err());
+        let f: FileConfig = toml::from_str(
+            r#"
+            reconcile_interval_secs = 600
+            [[registry]]
+            name = "a"
+            url = "http://127.0.0.1:5000"
+            reconcile_interval_secs = 0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.registry[0].reconcile_interval_secs, Some(0));
+    }
+
+    #[test]
+    fn layer_cache_settings_keep_their_old_meaning() {
+        assert_eq!(
+            layer_cache(None, None).unwrap(),
+            Some(CacheLimits {
+                layers: 10_000,
+                bytes: 1 << 30
+            })
+        );
+        // An old config's `layer_cache_layers = 256` still bounds the count.
+        assert_eq!(layer_cache(Some(256), None).unwrap().unwrap().layers, 256);
+        assert_eq!(layer_cache(Some(0), Some(5)).unwrap(), None);
+        assert_eq!(layer_cache(None, Some(2)).unwrap().unwrap().bytes, 2 << 20);
+        assert!(layer_cache(None, Some(0)).is_err());
+        let f: FileConfig = toml::from_str("layer_cache_layers = 256").unwrap();
+        assert_eq!(f.layer_cache_layers, Some(256));
+    }
+
+    #[test]
+    fn retention_defaults_and_zero_means_off() {
+        let r = retention(None, None).unwrap();
+        assert_eq!(r.max_age_ms, Some(90 * 24 * 3600 * 1000));
+        assert_eq!(r.max_finished, Some(DEFAULT_MAX_REPORTS));
+        let r = retention(Some(0), Some(0)).unwrap();
+        assert_eq!((r.max_age_ms, r.max_finished), (None, None));
+        assert_eq!(retention(Some(1), Some(7)).unwrap().max_finished, Some(7));
+        assert!(retention(Some(u64::MAX), None).is_err());
     }
 }

@@ -49,19 +49,19 @@ use super::{App, blocking, log};
 pub(crate) const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
 pub(crate) const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
 
-const IMAGE_MANIFESTS: &[&str] = &[
+pub(crate) const IMAGE_MANIFESTS: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
-const INDEXES: &[&str] = &[
+pub(crate) const INDEXES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
-const SCHEMA1: &[&str] = &[
+pub(crate) const SCHEMA1: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
-const IMAGE_CONFIGS: &[&str] = &[
+pub(crate) const IMAGE_CONFIGS: &[&str] = &[
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 ];
@@ -553,6 +553,7 @@ mod tests {
                 username: None,
                 password: None,
                 insecure: true,
+                reconcile_every: None,
             }],
             workers: 1,
             queue_capacity: 10,
@@ -565,7 +566,12 @@ mod tests {
             scan_timeout: std::time::Duration::from_secs(60),
             reject_limit: 3,
             platform: None,
-            layer_cache_layers: 0,
+            layer_cache: None,
+            retention: crate::serve::store::Retention {
+                max_age_ms: None,
+                max_finished: None,
+            },
+            reconcile: crate::serve::config::ReconcileLimits::default(),
         }
     }
 

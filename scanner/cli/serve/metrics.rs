@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::layers::CacheStats;
 use super::store::Counts;
 
 /// Upper bounds (seconds) of the scan duration histogram.
@@ -83,6 +84,9 @@ impl Refusal {
     }
 }
 
+/// How a reconciliation sweep can end (`reconcile::SweepEnd::label`).
+const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
+
 /// Counters kept since start.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -93,6 +97,10 @@ pub(crate) struct Metrics {
     scans_error: AtomicU64,
     scan_retries: AtomicU64,
     harbor_requests: AtomicU64,
+    pruned: AtomicU64,
+    /// Sweeps by how they ended, in [`RECONCILE_ENDS`] order.
+    reconcile_sweeps: [AtomicU64; 4],
+    reconcile_queued: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_ms_sum: AtomicU64,
     duration_count: AtomicU64,
@@ -111,6 +119,20 @@ impl Metrics {
 
     pub(crate) fn harbor_request(&self) {
         self.harbor_requests.fetch_add(1, Relaxed);
+    }
+
+    /// A catalog sweep ended as `end` (a `SweepEnd` label) after queueing
+    /// `queued` digests.
+    pub(crate) fn reconcile_sweep(&self, end: &str, queued: u64) {
+        if let Some(i) = RECONCILE_ENDS.iter().position(|e| *e == end) {
+            self.reconcile_sweeps[i].fetch_add(1, Relaxed);
+        }
+        self.reconcile_queued.fetch_add(queued, Relaxed);
+    }
+
+    /// Finished jobs deleted by the retention policy.
+    pub(crate) fn pruned(&self, n: u64) {
+        self.pruned.fetch_add(n, Relaxed);
     }
 
     /// A scan that produced a report; `failing` is its verdict.
@@ -145,7 +167,13 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub(crate) fn render(&self, counts: Counts, capacity: usize, workers: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        counts: Counts,
+        capacity: usize,
+        workers: usize,
+        layers: CacheStats,
+    ) -> String {
         let mut s = String::with_capacity(4096);
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -172,12 +200,12 @@ impl Metrics {
         );
         gauge(
             "imgscan_jobs_done",
-            "Images scanned (all time, from the database).",
+            "Scanned images whose reports are kept (from the database).",
             counts.done,
         );
         gauge(
             "imgscan_jobs_failed",
-            "Images whose scan failed for good (all time, from the database).",
+            "Images whose scan failed for good, still kept (from the database).",
             counts.failed,
         );
 
@@ -254,6 +282,42 @@ impl Metrics {
             "# HELP imgscan_harbor_scan_requests_total Harbor scan requests accepted.\n# TYPE imgscan_harbor_scan_requests_total counter\nimgscan_harbor_scan_requests_total {}",
             self.harbor_requests.load(Relaxed)
         );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_jobs_pruned_total Finished jobs and reports deleted by the retention policy since start.\n# TYPE imgscan_jobs_pruned_total counter\nimgscan_jobs_pruned_total {}",
+            self.pruned.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_reconcile_sweeps_total Catalog sweeps since start, by how they ended.\n# TYPE imgscan_reconcile_sweeps_total counter"
+        );
+        for (end, c) in RECONCILE_ENDS.iter().zip(&self.reconcile_sweeps) {
+            let _ = writeln!(
+                s,
+                "imgscan_reconcile_sweeps_total{{result=\"{end}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_reconcile_queued_total Manifests queued by catalog sweeps (pushes no event announced).\n# TYPE imgscan_reconcile_queued_total counter\nimgscan_reconcile_queued_total {}",
+            self.reconcile_queued.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_lookups_total Layer scans looked up in the persisted cache since start, by result.\n# TYPE imgscan_layer_cache_lookups_total counter\nimgscan_layer_cache_lookups_total{{result=\"hit\"}} {}\nimgscan_layer_cache_lookups_total{{result=\"miss\"}} {}",
+            layers.hits, layers.misses
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_discarded_total Cache entries deleted since start because they could not be used (another version, or undecodable).\n# TYPE imgscan_layer_cache_discarded_total counter\nimgscan_layer_cache_discarded_total {}",
+            layers.discarded
+        );
+        let _ = writeln!(
+            s,
+            "# HELP imgscan_layer_cache_layers Layer scans kept in the cache file.\n# TYPE imgscan_layer_cache_layers gauge\nimgscan_layer_cache_layers {}\n# HELP imgscan_layer_cache_bytes Bytes of layer scans kept in the cache file.\n# TYPE imgscan_layer_cache_bytes gauge\nimgscan_layer_cache_bytes {}",
+            layers.layers, layers.bytes
+        );
         s
     }
 }
@@ -267,11 +331,39 @@ mod tests {
         let m = Metrics::default();
         m.scan_done(300, true);
         m.scan_done(2000, false);
-        let text = m.render(Counts::default(), 10, 2);
+        let text = m.render(Counts::default(), 10, 2, CacheStats::default());
         assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"0.5\"} 1\n"));
         assert!(text.contains("imgscan_scan_duration_seconds_bucket{le=\"2.5\"} 2\n"));
         assert!(text.contains("imgscan_scan_duration_seconds_count 2\n"));
         assert!(text.contains("imgscan_scans_total{result=\"fail\"} 1\n"));
         assert!(text.contains("imgscan_queue_capacity 10\n"));
+    }
+
+    #[test]
+    fn sweeps_are_counted_by_how_they_ended() {
+        let m = Metrics::default();
+        m.reconcile_sweep("queue_full", 3);
+        m.reconcile_sweep("complete", 1);
+        m.reconcile_sweep("complete", 0);
+        let text = m.render(Counts::default(), 10, 2, CacheStats::default());
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"complete\"} 2\n"));
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"queue_full\"} 1\n"));
+        assert!(text.contains("imgscan_reconcile_sweeps_total{result=\"failed\"} 0\n"));
+        assert!(text.contains("imgscan_reconcile_queued_total 4\n"));
+        let text = m.render(
+            Counts::default(),
+            10,
+            2,
+            CacheStats {
+                hits: 3,
+                misses: 1,
+                discarded: 0,
+                layers: 4,
+                bytes: 100,
+            },
+        );
+        assert!(text.contains("imgscan_layer_cache_lookups_total{result=\"hit\"} 3\n"));
+        assert!(text.contains("imgscan_layer_cache_lookups_total{result=\"miss\"} 1\n"));
+        assert!(text.contains("imgscan_layer_cache_layers 4\n"));
     }
 }

@@ -39,19 +39,25 @@ use axum::routing::{get, post};
 use sha2::{Digest as _, Sha256};
 
 mod api;
+mod catalog;
 pub(crate) mod config;
 mod distribution;
 mod harbor;
+mod layers;
 mod metrics;
 mod pull;
+mod reconcile;
+mod retention;
 mod store;
 mod worker;
 
 pub(crate) use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
+use layers::LayerDb;
 use metrics::Metrics;
 use pull::{ImageScanner, RegistryScanner};
+use scanner::source::registry::LayerStore;
 use store::Store;
 use worker::{Ctx, Pool, Wake};
 
@@ -62,6 +68,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) wake: Arc<Wake>,
     pub(crate) memo: RejectMemo,
+    /// The persisted layer cache, for `/metrics`.
+    pub(crate) layers: Option<Arc<LayerDb>>,
     /// SHA-256 of the API token (the token itself is not kept here).
     pub(crate) token_digest: [u8; 32],
 }
@@ -218,18 +226,34 @@ async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
 /// `imgscan serve`.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let cfg = Arc::new(ServeConfig::load(args)?);
-    let scanner: Arc<dyn ImageScanner> = Arc::new(RegistryScanner::new(&cfg));
-    run_with(cfg, scanner)
+    run_with(Arc::clone(&cfg), |layers| {
+        Arc::new(RegistryScanner::new(&cfg, layers))
+    })
 }
 
-fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()> {
+/// Serves with the scanner `make` builds, given the layer cache.
+fn run_with(
+    cfg: Arc<ServeConfig>,
+    make: impl FnOnce(Option<Arc<dyn LayerStore>>) -> Arc<dyn ImageScanner>,
+) -> Result<()> {
+    // The job database first: its lock says whether another imgscan serve
+    // owns this directory, before the cache file is touched.
     let store = Arc::new(Store::open(&cfg.database)?);
+    let layers = match cfg.layer_cache {
+        Some(limits) => Some(Arc::new(LayerDb::open(
+            &layers::path_for(&cfg.database),
+            limits,
+        )?)),
+        None => None,
+    };
+    let scanner = make(layers.clone().map(|l| l as Arc<dyn LayerStore>));
     let (requeued, failed) = store.recover(cfg.max_attempts)?;
-    let _ = store.expire_harbor(harbor::SCAN_ID_TTL_MS)?;
+    let metrics = Arc::new(Metrics::default());
+    retention::prune_once(&store, cfg.retention, &metrics);
     let counts = store.counts()?;
     log(&format!(
         "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
-         queue capacity {}, verdict fails at {}; registries: {}",
+         queue capacity {}, verdict fails at {}; finished jobs {}; layer cache {}; registries: {}",
         env!("CARGO_PKG_VERSION"),
         cfg.database.display(),
         counts.queued,
@@ -248,6 +272,15 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         cfg.workers,
         cfg.queue_capacity,
         cfg.fail_on,
+        retention::describe(cfg.retention),
+        match &layers {
+            Some(l) => format!(
+                "{} ({} layer scans)",
+                layers::path_for(&cfg.database).display(),
+                l.stats().layers
+            ),
+            None => "off".to_owned(),
+        },
         if cfg.registries.is_empty() {
             "none".to_owned()
         } else {
@@ -268,7 +301,6 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(cfg.listen))
         .with_context(|| format!("listening on {}", cfg.listen))?;
-    let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Wake::default());
     let pool = Pool::start(Arc::new(Ctx {
         cfg: Arc::clone(&cfg),
@@ -284,7 +316,25 @@ fn run_with(cfg: Arc<ServeConfig>, scanner: Arc<dyn ImageScanner>) -> Result<()>
         metrics,
         wake,
         memo: RejectMemo::default(),
+        layers,
     });
+    let shared = Arc::new(reconcile::Shared {
+        store: Arc::clone(&app.store),
+        metrics: Arc::clone(&app.metrics),
+        wake: Arc::clone(&app.wake),
+        capacity: cfg.queue_capacity,
+        limits: cfg.reconcile,
+    });
+    for entry in &cfg.registries {
+        if let Some(every) = entry.reconcile_every {
+            rt.spawn(reconcile::run(entry.clone(), every, Arc::clone(&shared)));
+        }
+    }
+    rt.spawn(retention::prune_periodically(
+        Arc::clone(&app.store),
+        cfg.retention,
+        Arc::clone(&app.metrics),
+    ));
     let served = rt.block_on(serve_http(app, listener));
     rt.shutdown_timeout(Duration::from_secs(1));
     log(&format!(

@@ -15,11 +15,11 @@
 //! rules as a Docker Hub namespace, so the default port is added and the
 //! parsed registry checked before any request.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use scanner::model::Report;
-use scanner::source::registry::{self, Credentials, LayerCache, RegistryError};
+use scanner::source::registry::{self, Credentials, LayerStore, RegistryError};
 use scanner::source::{Input, Selection};
 use scanner::{Error, ScanOptions};
 
@@ -98,15 +98,13 @@ pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
 /// [`ImageScanner`] over `scanner::scan` with a `docker://` input.
 pub(crate) struct RegistryScanner {
     base: ScanOptions,
-    /// Layer scans shared between images, by blob digest (a base layer
-    /// shared by many images is scanned once). Replaced by an empty cache
-    /// when it holds more than `cache_limit` layers, to bound memory.
-    cache: Mutex<Arc<LayerCache>>,
-    cache_limit: usize,
 }
 
 impl RegistryScanner {
-    pub(crate) fn new(cfg: &ServeConfig) -> Self {
+    /// `layers` keeps layer scans between images, by blob digest, so that
+    /// a base layer shared by many images is scanned once (the persisted
+    /// [`super::layers::LayerDb`]; `None` for no cache).
+    pub(crate) fn new(cfg: &ServeConfig, layers: Option<Arc<dyn LayerStore>>) -> Self {
         let mut base = ScanOptions::default();
         if let Some(p) = &cfg.platform {
             base.selection = Selection {
@@ -115,22 +113,8 @@ impl RegistryScanner {
             };
         }
         base.registry.timeout = cfg.scan_timeout;
-        Self {
-            base,
-            cache: Mutex::new(Arc::new(LayerCache::default())),
-            cache_limit: cfg.layer_cache_layers,
-        }
-    }
-
-    fn cache(&self) -> Option<Arc<LayerCache>> {
-        if self.cache_limit == 0 {
-            return None;
-        }
-        let mut c = self.cache.lock().ok()?;
-        if c.len() > self.cache_limit {
-            *c = Arc::new(LayerCache::default());
-        }
-        Some(Arc::clone(&c))
+        base.registry.layer_cache = layers;
+        Self { base }
     }
 }
 
@@ -148,7 +132,6 @@ impl ImageScanner for RegistryScanner {
         }
         let input = Input::parse(&format!("docker://{reference}"))?;
         let mut opts = self.base.clone();
-        opts.registry.layer_cache = self.cache();
         if t.registry.insecure {
             opts.registry.insecure = vec![t.registry.authority.clone()];
         }
@@ -188,6 +171,7 @@ mod tests {
             username: None,
             password: None,
             insecure: false,
+            reconcile_every: None,
         }
     }
 

@@ -19,6 +19,22 @@
 //! `completions` counts stored results and is never more than 1 unless a
 //! failed job is explicitly re-queued by a new push.
 //!
+//! # Retention
+//!
+//! Finished jobs (`done` and `failed`) and their reports are deleted by
+//! [`Store::prune`] once they are older than `report_retention_days` or
+//! beyond the newest `max_reports`. Age is counted from `touched_at`: when
+//! the job last finished or a push last named its digest, so the report of
+//! an image that is still being pushed stays. Queued and running jobs are
+//! never deleted. A digest whose job was pruned is scanned again if it is
+//! pushed again.
+//!
+//! # Schema versions
+//!
+//! `PRAGMA user_version` records the schema. Version 0 (imgscan 0.1 before
+//! retention) lacks `jobs.touched_at`; [`Store::open`] adds it. A database
+//! from a newer imgscan is refused rather than guessed at.
+//!
 //! # Security
 //!
 //! Harbor passes a short-lived registry credential with each scan request.
@@ -61,7 +77,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     queued_at     INTEGER NOT NULL,
     started_at    INTEGER,
     finished_at   INTEGER,
-    duration_ms   INTEGER
+    duration_ms   INTEGER,
+    touched_at    INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
 CREATE TABLE IF NOT EXISTS harbor_scans (
@@ -73,6 +90,13 @@ CREATE TABLE IF NOT EXISTS harbor_scans (
     created_at  INTEGER NOT NULL
 );
 ";
+
+/// The schema this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Rows deleted per transaction while pruning, so that requests waiting for
+/// the database are not held up for long.
+const PRUNE_BATCH: i64 = 500;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
@@ -90,7 +114,7 @@ pub(crate) struct NewJob {
     pub(crate) repository: String,
     pub(crate) tag: Option<String>,
     pub(crate) media_type: String,
-    /// `distribution` or `harbor`.
+    /// `distribution`, `harbor` or `reconcile`.
     pub(crate) source: &'static str,
     /// Harbor's registry authorization, if any.
     pub(crate) auth: Option<String>,
@@ -156,6 +180,17 @@ pub(crate) struct HarborScan {
     pub(crate) repository: String,
     pub(crate) tag: Option<String>,
     pub(crate) mime_type: Option<String>,
+}
+
+/// How long finished jobs and their reports are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retention {
+    /// Delete finished jobs not touched for this long (ms); `None` keeps
+    /// them whatever their age.
+    pub(crate) max_age_ms: Option<i64>,
+    /// Keep at most this many finished jobs, the most recently touched;
+    /// `None` for no limit.
+    pub(crate) max_finished: Option<u64>,
 }
 
 /// Jobs by state.
@@ -249,6 +284,7 @@ impl Store {
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
             .context("locking the database (is another imgscan serve using it?)")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -268,7 +304,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let failed = tx.execute(
-                "UPDATE jobs SET state = 'failed', auth = NULL, finished_at = ?1,
+                "UPDATE jobs SET state = 'failed', auth = NULL, finished_at = ?1, touched_at = ?1,
                      error = 'imgscan stopped during every one of ' || attempts || ' scan attempts'
                  WHERE state = 'running' AND attempts >= ?2",
                 params![now_ms(), max_attempts],
@@ -291,10 +327,39 @@ impl Store {
             let mut queued = queued_count(&tx)?;
             let mut out = Vec::with_capacity(jobs.len());
             for j in jobs {
-                out.push(admit_one(&tx, j, capacity, &mut queued)?);
+                out.push(admit_one(&tx, j, capacity, &mut queued, Mode::Push)?);
             }
             tx.commit()?;
             Ok(out)
+        })
+    }
+
+    /// Like [`Self::admit`], for digests found by a catalog sweep rather
+    /// than pushed: a digest that has a job in any state, failed included,
+    /// is left as it is ([`Admission::Duplicate`]) and not counted as a
+    /// notification, so a sweep neither retries failed scans nor keeps a
+    /// report from being pruned.
+    pub(crate) fn admit_missing(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut queued = queued_count(&tx)?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                out.push(admit_one(&tx, j, capacity, &mut queued, Mode::Sweep)?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Whether `digest` has a job, in any state.
+    pub(crate) fn known(&self, digest: &str) -> Result<bool> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) > 0 FROM jobs WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -310,7 +375,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut queued = queued_count(&tx)?;
-            let a = admit_one(&tx, job, capacity, &mut queued)?;
+            let a = admit_one(&tx, job, capacity, &mut queued, Mode::Push)?;
             if a != Admission::QueueFull {
                 tx.execute(
                     "INSERT INTO harbor_scans (id, digest, repository, tag, mime_type, created_at)
@@ -369,7 +434,8 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "UPDATE jobs SET state = 'done', report = ?2, summary = ?3, error = NULL,
-                     auth = NULL, finished_at = ?4, duration_ms = ?5, completions = completions + 1
+                     auth = NULL, finished_at = ?4, touched_at = ?4, duration_ms = ?5,
+                     completions = completions + 1
                  WHERE seq = ?1 AND state = 'running'",
                 params![seq, report, summary, now_ms(), duration_ms],
             )?;
@@ -388,7 +454,8 @@ impl Store {
                     params![seq, error, at],
                 )?,
                 None => c.execute(
-                    "UPDATE jobs SET state = 'failed', error = ?2, auth = NULL, finished_at = ?3
+                    "UPDATE jobs SET state = 'failed', error = ?2, auth = NULL, finished_at = ?3,
+                         touched_at = ?3
                      WHERE seq = ?1 AND state = 'running'",
                     params![seq, error, now_ms()],
                 )?,
@@ -473,6 +540,60 @@ impl Store {
         })
     }
 
+    /// Deletes finished jobs (and their reports) that `policy` no longer
+    /// keeps, `now` being the current time in ms. Queued and running jobs
+    /// are never touched. Works in batches of [`PRUNE_BATCH`] rows, each its
+    /// own transaction, so the database is never held for long. Returns how
+    /// many jobs were deleted.
+    pub(crate) fn prune(&self, policy: Retention, now: i64) -> Result<u64> {
+        let mut deleted = 0u64;
+        if let Some(age) = policy.max_age_ms {
+            let cutoff = now.saturating_sub(age);
+            loop {
+                let n = self.with(|c| {
+                    c.execute(
+                        "DELETE FROM jobs WHERE seq IN (
+                             SELECT seq FROM jobs
+                             WHERE state IN ('done', 'failed') AND touched_at < ?1
+                             ORDER BY touched_at, seq LIMIT ?2)",
+                        params![cutoff, PRUNE_BATCH],
+                    )
+                })?;
+                deleted += n as u64;
+                if (n as i64) < PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        if let Some(max) = policy.max_finished {
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            loop {
+                let n = self.with(|c| {
+                    let finished: i64 = c.query_row(
+                        "SELECT COUNT(*) FROM jobs WHERE state IN ('done', 'failed')",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    let excess = (finished - max).clamp(0, PRUNE_BATCH);
+                    if excess == 0 {
+                        return Ok(0);
+                    }
+                    c.execute(
+                        "DELETE FROM jobs WHERE seq IN (
+                             SELECT seq FROM jobs WHERE state IN ('done', 'failed')
+                             ORDER BY touched_at, seq LIMIT ?1)",
+                        params![excess],
+                    )
+                })?;
+                deleted += n as u64;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Forgets Harbor scan ids older than `age_ms` (Harbor gives up after 30
     /// minutes anyway).
     pub(crate) fn expire_harbor(&self, age_ms: i64) -> Result<usize> {
@@ -485,6 +606,39 @@ impl Store {
     }
 }
 
+/// Brings a database written by an older imgscan up to [`SCHEMA_VERSION`].
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the database was written by a newer imgscan (schema version {version}; this one \
+             knows up to {SCHEMA_VERSION}); use that version or another --database"
+        );
+    }
+    if version < 1 {
+        let has_touched: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'touched_at'",
+            [],
+            |r| r.get(0),
+        )?;
+        let tx = conn.unchecked_transaction()?;
+        if !has_touched {
+            tx.execute_batch("ALTER TABLE jobs ADD COLUMN touched_at INTEGER;")?;
+        }
+        tx.execute(
+            "UPDATE jobs SET touched_at = COALESCE(finished_at, queued_at) WHERE touched_at IS NULL",
+            [],
+        )?;
+        tx.execute_batch(
+            "CREATE INDEX IF NOT EXISTS jobs_finished_by_touch ON jobs (touched_at, seq)
+                 WHERE state IN ('done', 'failed');
+             PRAGMA user_version = 1;",
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 fn queued_count(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     tx.query_row(
         "SELECT COUNT(*) FROM jobs WHERE state = 'queued'",
@@ -494,11 +648,22 @@ fn queued_count(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// Who asks for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A push (notification or Harbor request): counted, refreshes the
+    /// retention clock, re-queues a failed scan.
+    Push,
+    /// A catalog sweep: only digests without a job are queued.
+    Sweep,
+}
+
 fn admit_one(
     tx: &Transaction<'_>,
     j: &NewJob,
     capacity: usize,
     queued: &mut usize,
+    mode: Mode,
 ) -> rusqlite::Result<Admission> {
     let existing: Option<String> = tx
         .query_row(
@@ -507,6 +672,9 @@ fn admit_one(
             |r| r.get(0),
         )
         .optional()?;
+    if mode == Mode::Sweep && existing.is_some() {
+        return Ok(Admission::Duplicate);
+    }
     match existing.as_deref() {
         Some(FAILED) => {
             if *queued >= capacity {
@@ -518,7 +686,8 @@ fn admit_one(
                 "UPDATE jobs SET state = 'queued', registry = ?2, repository = ?3,
                      tag = COALESCE(?4, tag), media_type = ?5, source = ?6, auth = ?7,
                      attempts = 0, not_before = 0, error = NULL, started_at = NULL,
-                     finished_at = NULL, notifications = notifications + 1, queued_at = ?8
+                     finished_at = NULL, notifications = notifications + 1, queued_at = ?8,
+                     touched_at = ?8
                  WHERE digest = ?1",
                 params![
                     j.digest,
@@ -540,9 +709,10 @@ fn admit_one(
             tx.execute(
                 "UPDATE jobs SET notifications = notifications + 1,
                      tag = COALESCE(tag, ?2),
-                     auth = CASE WHEN ?3 IS NOT NULL AND state = 'queued' THEN ?3 ELSE auth END
+                     auth = CASE WHEN ?3 IS NOT NULL AND state = 'queued' THEN ?3 ELSE auth END,
+                     touched_at = ?4
                  WHERE digest = ?1",
-                params![j.digest, j.tag, j.auth],
+                params![j.digest, j.tag, j.auth, now_ms()],
             )?;
             Ok(Admission::Duplicate)
         }
@@ -552,8 +722,8 @@ fn admit_one(
             }
             tx.execute(
                 "INSERT INTO jobs (digest, registry, repository, tag, media_type, source, auth,
-                                   state, queued_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
+                                   state, queued_at, touched_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)",
                 params![
                     j.digest,
                     j.registry,
@@ -648,5 +818,193 @@ mod tests {
             .unwrap();
         assert!(s.claim().unwrap().is_none());
         assert!(s.next_due().unwrap().unwrap() > now_ms());
+    }
+
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+
+    /// Finishes `d` (queued or not yet known) as done, touched at `at`.
+    fn done_at(s: &Store, d: &str, at: i64) {
+        s.admit(&[job(d)], 10_000).unwrap();
+        let c = s.claim().unwrap().unwrap();
+        assert_eq!(c.digest, job(d).digest);
+        s.finish_ok(c.seq, "{}", "{}", 1).unwrap();
+        set_touched(s, d, at);
+    }
+
+    fn set_touched(s: &Store, d: &str, at: i64) {
+        s.with(|c| {
+            c.execute(
+                "UPDATE jobs SET touched_at = ?2 WHERE digest = ?1",
+                params![job(d).digest, at],
+            )
+        })
+        .unwrap();
+    }
+
+    fn digests(s: &Store) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .recent(10_000, None)
+            .unwrap()
+            .into_iter()
+            .map(|j| {
+                j.digest
+                    .trim_start_matches("sha256:")
+                    .trim_start_matches('0')
+                    .to_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn pruning_by_age_never_deletes_unfinished_jobs() {
+        let s = Store::memory().unwrap();
+        let now = now_ms();
+        done_at(&s, "1", now - 10 * DAY_MS);
+        // 2 fails for good, long ago.
+        s.admit(&[job("2")], 10).unwrap();
+        let c = s.claim().unwrap().unwrap();
+        s.finish_err(c.seq, "401", None).unwrap();
+        set_touched(&s, "2", now - 10 * DAY_MS);
+        done_at(&s, "3", now - DAY_MS / 2);
+        // 4 is running and 5 queued, both "old".
+        s.admit(&[job("4"), job("5")], 10).unwrap();
+        assert_eq!(s.claim().unwrap().unwrap().digest, job("4").digest);
+        set_touched(&s, "4", now - 10 * DAY_MS);
+        set_touched(&s, "5", now - 10 * DAY_MS);
+
+        let policy = Retention {
+            max_age_ms: Some(DAY_MS),
+            max_finished: None,
+        };
+        assert_eq!(s.prune(policy, now).unwrap(), 2);
+        assert_eq!(digests(&s), ["3", "4", "5"]);
+        let c = s.counts().unwrap();
+        assert_eq!((c.queued, c.running, c.done, c.failed), (1, 1, 1, 0));
+        // Nothing more to do.
+        assert_eq!(s.prune(policy, now).unwrap(), 0);
+        // A pruned image pushed again is a new job, and scanned again.
+        assert_eq!(s.admit(&[job("1")], 10).unwrap(), [Admission::Queued]);
+    }
+
+    #[test]
+    fn pruning_by_count_keeps_the_most_recently_touched() {
+        let s = Store::memory().unwrap();
+        let now = now_ms();
+        for i in 1..=5 {
+            done_at(&s, &i.to_string(), now - (10 - i) * 1000);
+        }
+        s.admit(&[job("9")], 10).unwrap();
+        let policy = Retention {
+            max_age_ms: None,
+            max_finished: Some(3),
+        };
+        assert_eq!(s.prune(policy, now).unwrap(), 2);
+        assert_eq!(digests(&s), ["3", "4", "5", "9"]);
+        // A push of the oldest kept image refreshes it: the next prune takes
+        // 4 instead. Its report is still the one stored.
+        assert_eq!(s.admit(&[job("3")], 10).unwrap(), [Admission::Duplicate]);
+        let policy = Retention {
+            max_age_ms: None,
+            max_finished: Some(2),
+        };
+        assert_eq!(s.prune(policy, now).unwrap(), 1);
+        assert_eq!(digests(&s), ["3", "5", "9"]);
+        let (v, report) = s.job_report(&job("3").digest).unwrap().unwrap();
+        assert_eq!((v.state.as_str(), report.as_deref()), (DONE, Some("{}")));
+    }
+
+    #[test]
+    fn pruning_works_in_batches() {
+        let s = Store::memory().unwrap();
+        let n = PRUNE_BATCH * 2 + 7;
+        s.with(|c| {
+            let tx = c.transaction()?;
+            for i in 0..n {
+                tx.execute(
+                    "INSERT INTO jobs (digest, registry, repository, media_type, source, state,
+                                       queued_at, finished_at, touched_at)
+                     VALUES (?1, 'local', 'lab/app', 'm', 'distribution', 'done', ?2, ?2, ?2)",
+                    params![format!("sha256:{i:064x}"), i],
+                )?;
+            }
+            tx.commit()
+        })
+        .unwrap();
+        let policy = Retention {
+            max_age_ms: None,
+            max_finished: Some(5),
+        };
+        assert_eq!(s.prune(policy, now_ms()).unwrap(), (n - 5) as u64);
+        assert_eq!(s.counts().unwrap().done, 5);
+        // The newest five are the ones kept.
+        let kept = s.recent(10, None).unwrap();
+        assert_eq!(kept[0].digest, format!("sha256:{:064x}", n - 1));
+        assert_eq!(kept[4].digest, format!("sha256:{:064x}", n - 5));
+    }
+
+    #[test]
+    fn old_databases_gain_the_retention_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // The schema as imgscan 0.1 wrote it, before retention.
+            let c = Connection::open(&path).unwrap();
+            let v0 = SCHEMA.replace(",\n    touched_at    INTEGER", "");
+            assert!(!v0.contains("touched_at"));
+            c.execute_batch(&v0).unwrap();
+            c.execute(
+                "INSERT INTO jobs (digest, registry, repository, media_type, source, state,
+                                   queued_at, finished_at)
+                 VALUES ('sha256:01', 'local', 'lab/app', 'm', 'distribution', 'done', 5, 7)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let touched: i64 = s
+            .with(|c| c.query_row("SELECT touched_at FROM jobs", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(touched, 7);
+        let version: i64 = s
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(s);
+        // A database from a newer imgscan is refused.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99;")
+            .unwrap();
+        let err = format!("{:#}", Store::open(&path).err().unwrap());
+        assert!(err.contains("newer imgscan"), "{err}");
+    }
+
+    #[test]
+    fn sweeps_queue_only_unknown_digests() {
+        let s = Store::memory().unwrap();
+        s.admit(&[job("1")], 10).unwrap();
+        let c = s.claim().unwrap().unwrap();
+        s.finish_err(c.seq, "401", None).unwrap();
+        let mut found = job("2");
+        found.source = "reconcile";
+        assert_eq!(
+            s.admit_missing(&[job("1"), found.clone(), found.clone(), job("3")], 1)
+                .unwrap(),
+            [
+                // A failed scan is not retried by a sweep, only by a push.
+                Admission::Duplicate,
+                Admission::Queued,
+                Admission::Duplicate,
+                Admission::QueueFull
+            ]
+        );
+        let v = s.job(&job("1").digest).unwrap().unwrap();
+        assert_eq!((v.state.as_str(), v.notifications), (FAILED, 1));
+        let v = s.job(&found.digest).unwrap().unwrap();
+        assert_eq!((v.source.as_str(), v.notifications), ("reconcile", 1));
+        assert!(s.known(&found.digest).unwrap());
+        assert!(!s.known(&job("3").digest).unwrap());
     }
 }

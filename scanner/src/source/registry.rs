@@ -83,8 +83,10 @@ pub struct RegistryOptions {
     pub backoff: Duration,
     /// Layers downloaded and scanned at once.
     pub concurrency: usize,
-    /// Layer scans shared between images of one run, by blob digest.
-    pub layer_cache: Option<Arc<LayerCache>>,
+    /// Layer scans shared between images, by blob digest: a [`LayerCache`]
+    /// for one run, or any other [`LayerStore`] (`imgscan serve` keeps them
+    /// in SQLite across restarts).
+    pub layer_cache: Option<Arc<dyn LayerStore>>,
     /// Receives download progress (a progress display), if any.
     pub progress: Option<ProgressSink>,
 }
@@ -130,24 +132,47 @@ impl Default for RegistryOptions {
     }
 }
 
-/// Layer scans by blob digest, so that a layer shared by several images of
-/// one run is downloaded and scanned once.
+/// Where layer scans are kept by blob digest, so that a layer shared by
+/// several images is downloaded and scanned once.
+///
+/// A layer is stored only after its blob digest and diff_id were verified,
+/// and looked up only by blob digest, so an entry is the scan of exactly
+/// those bytes. Neither method can fail: a store that cannot read an entry
+/// (gone, corrupt, written by another version) answers `None` and the layer
+/// is scanned again; one that cannot write drops the entry.
+pub trait LayerStore: Send + Sync {
+    /// The scan of the layer blob `digest`, if kept.
+    fn get(&self, digest: &Digest) -> Option<LayerIndex>;
+    /// Keeps the scan of the layer blob `digest`.
+    fn put(&self, digest: &Digest, index: &LayerIndex);
+}
+
+impl std::fmt::Debug for dyn LayerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LayerStore")
+    }
+}
+
+/// A [`LayerStore`] in memory, for the images of one run. Unbounded: a run
+/// scans the images it was given and ends.
 #[derive(Debug, Default)]
 pub struct LayerCache {
     layers: Mutex<BTreeMap<String, LayerIndex>>,
 }
 
-impl LayerCache {
+impl LayerStore for LayerCache {
     fn get(&self, digest: &Digest) -> Option<LayerIndex> {
         self.layers.lock().ok()?.get(&digest.to_string()).cloned()
     }
 
-    fn insert(&self, digest: &Digest, idx: &LayerIndex) {
+    fn put(&self, digest: &Digest, index: &LayerIndex) {
         if let Ok(mut m) = self.layers.lock() {
-            m.insert(digest.to_string(), idx.clone());
+            m.insert(digest.to_string(), index.clone());
         }
     }
+}
 
+impl LayerCache {
     /// How many layers are cached.
     pub fn len(&self) -> usize {
         self.layers.lock().map_or(0, |m| m.len())

@@ -11,7 +11,7 @@ use oci_client::Reference;
 use oci_client::client::BlobResponse;
 use tokio::sync::mpsc;
 
-use super::LayerCache;
+use super::LayerStore;
 use super::error::{self, Class, Failure};
 use super::session::{Net, Session};
 use crate::error::{Error, Result};
@@ -202,7 +202,7 @@ impl Net {
 /// The registry as a [`Container`]: layers come from the network.
 pub(super) struct RegistryContainer<'a> {
     pub(super) session: &'a Session,
-    pub(super) cache: Option<&'a LayerCache>,
+    pub(super) cache: Option<&'a dyn LayerStore>,
 }
 
 impl RegistryContainer<'_> {
@@ -273,7 +273,7 @@ impl Container for RegistryContainer<'_> {
                 if let Some(c) = self.cache {
                     idx.tar
                         .verify(&format!("layer {} diff_id", plan.index), &plan.diff_id)?;
-                    c.insert(digest, &idx);
+                    c.put(digest, &idx);
                 }
                 self.layer_done();
                 Ok(idx)
