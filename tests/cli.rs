@@ -105,3 +105,69 @@ fn output_file_and_usage_errors() {
         Some(2)
     );
 }
+
+/// `--no-verify` (seeking over member data) finds exactly what the verified
+/// scan finds, on every local form of the sample and on hand-made layers in
+/// each compression, says in the report that nothing was verified, and is
+/// refused for standard input.
+#[test]
+fn no_verify_finds_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = [
+        base_layer()
+            .file("usr/bin/su", 0o4755, b"x")
+            .file("tmp/ww", 0o666, b"y")
+            .build(),
+        crate::util::LayerBuilder::new()
+            .whiteout("usr/bin/su")
+            .file("usr/bin/newsu", 0o4755, b"z")
+            .build(),
+    ];
+    let mut inputs = vec![testdata("sample-docker.tar"), testdata("sample/oci")];
+    for (i, comp) in [Comp::None, Comp::Gzip, Comp::Zstd].into_iter().enumerate() {
+        let d = dir.path().join(format!("l{i}"));
+        write_oci_layout(&d, &layers, comp, json!({"User": "app"}));
+        inputs.push(d.to_str().unwrap().to_owned());
+    }
+    let archive = dir.path().join("a.tar");
+    std::fs::write(
+        &archive,
+        crate::util::docker_archive(&layers, json!({"User": "app"}), "t:1"),
+    )
+    .unwrap();
+    inputs.push(archive.to_str().unwrap().to_owned());
+    for input in &inputs {
+        let verified = imgscan(&["--format", "json", "--fail-on", "none", input]);
+        let fast = imgscan(&[
+            "--no-verify",
+            "--format",
+            "json",
+            "--fail-on",
+            "none",
+            input,
+        ]);
+        assert_eq!(verified.status.code(), Some(0), "{input}");
+        assert_eq!(
+            fast.status.code(),
+            Some(0),
+            "{input}: {}",
+            String::from_utf8_lossy(&fast.stderr)
+        );
+        let a: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&fast.stdout).unwrap();
+        assert!(!a["findings"].as_array().unwrap().is_empty(), "{input}");
+        assert_eq!(a["findings"], b["findings"], "{input}");
+        assert!(
+            b["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("--no-verify")),
+            "{input}: {}",
+            b["warnings"]
+        );
+    }
+    let out = crate::util::imgscan_stdin(&["--no-verify", "-"], Some(b""));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("local files"));
+}
