@@ -274,6 +274,22 @@ impl FinalFs {
     }
 
     fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
+        let id = self.link_slot(parent, name, node, flags);
+        let h = self.hash(parent, name);
+        let Self {
+            table,
+            slots,
+            names,
+            seed,
+            ..
+        } = self;
+        table.insert_unique(h, id, rehasher(seed, slots, names));
+        id
+    }
+
+    /// A new node under `parent`, linked as its first child but not yet in
+    /// the table.
+    fn link_slot(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
         let id = self.slots.len() as Id;
         let name_start = self.names.len() as u32;
         self.names.push_str(name);
@@ -292,15 +308,6 @@ impl FinalFs {
             self.slots[next as usize].prev = id;
         }
         self.slots[parent as usize].first_child = id;
-        let h = self.hash(parent, name);
-        let Self {
-            table,
-            slots,
-            names,
-            seed,
-            ..
-        } = self;
-        table.insert_unique(h, id, rehasher(seed, slots, names));
         id
     }
 
@@ -513,15 +520,46 @@ impl FinalFs {
             self.link_inode(layer, path, &mut node);
         }
         let parent = self.parent_dir(dir, layer);
-        if let Some(old) = self.child(parent, base) {
+        // One probe finds the old node or the place for the new one: most
+        // members add a path no layer had.
+        let h = self.hash(parent, base);
+        let Self {
+            table,
+            slots,
+            names,
+            seed,
+            ..
+        } = self;
+        let entry = table.entry(
+            h,
+            |&id| {
+                let s = &slots[id as usize];
+                s.parent == parent
+                    && &names[s.name_start as usize..(s.name_start + s.name_len) as usize] == base
+            },
+            rehasher(seed, slots, names),
+        );
+        let old = match entry {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let id = slots.len() as Id;
+                v.insert(id);
+                if node.kind == Kind::Symlink {
+                    self.generation += 1;
+                }
+                self.link_slot(parent, base, node, 0);
+                return;
+            }
+            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+        };
+        {
             let slot = &mut self.slots[old as usize];
             if slot.node.kind == Kind::Dir && node.kind == Kind::Dir {
                 slot.node = node;
                 slot.flags &= !IMPLICIT;
                 return;
             }
-            self.remove(old);
         }
+        self.remove(old);
         if node.kind == Kind::Symlink {
             self.generation += 1;
         }

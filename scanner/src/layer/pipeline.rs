@@ -14,8 +14,10 @@
 //! its own: with every stage on its own thread the two cores share the
 //! whole of the work instead of one stage waiting for another.
 //!
-//! Chunks of [`CHUNK`] bytes move through bounded channels and are sent back
-//! for reuse, so memory stays at a few MiB per layer whatever its size. The
+//! Chunks of [`CHUNK`] bytes move through bounded channels and go back to a
+//! process-wide pool when spent, so memory stays at a few MiB per layer
+//! whatever its size, and a scan touches fresh memory only for its first
+//! chunks (page faults cost more than the copies they would save). The
 //! parsing side skips member data without copying it ([`ChunkSource`]).
 //! Every byte is hashed exactly once, on the thread with the least to do.
 
@@ -29,7 +31,32 @@ use crate::tarstream::TarSource;
 /// Bytes moved between threads at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
 /// Chunks in flight per channel.
-const IN_FLIGHT: usize = 6;
+const IN_FLIGHT: usize = 4;
+/// Spent chunks kept for reuse, process-wide (12 MiB).
+const POOL: usize = 48;
+
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A `CHUNK`-byte buffer, from the pool when it has one.
+fn take_buffer() -> Vec<u8> {
+    let mut b = SPARE
+        .lock()
+        .ok()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_default();
+    b.resize(CHUNK, 0);
+    b
+}
+
+/// Returns a spent buffer to the pool (dropped when the pool is full).
+fn give_back(buf: Vec<u8>) {
+    if buf.capacity() >= CHUNK
+        && let Ok(mut p) = SPARE.lock()
+        && p.len() < POOL
+    {
+        p.push(buf);
+    }
+}
 
 type Chunk = io::Result<Vec<u8>>;
 
@@ -47,31 +74,21 @@ pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize>
     Ok(n)
 }
 
-/// A bounded channel of chunks with a way back for spent buffers.
+/// A bounded channel of chunks.
 pub(crate) fn channel() -> (ChunkSender, ChunkReceiver) {
     let (tx, rx) = bounded::<Chunk>(IN_FLIGHT);
-    let (back_tx, back_rx) = bounded::<Vec<u8>>(IN_FLIGHT + 2);
-    (
-        ChunkSender { tx, back: back_rx },
-        ChunkReceiver {
-            rx,
-            back: Some(back_tx),
-        },
-    )
+    (ChunkSender { tx }, ChunkReceiver { rx })
 }
 
 /// The sending end: hands out buffers (recycled when possible) and sends them.
 pub(crate) struct ChunkSender {
     tx: Sender<Chunk>,
-    back: Receiver<Vec<u8>>,
 }
 
 impl ChunkSender {
     /// A buffer of `CHUNK` bytes to fill.
     pub(crate) fn buffer(&self) -> Vec<u8> {
-        let mut b = self.back.try_recv().unwrap_or_default();
-        b.resize(CHUNK, 0);
-        b
+        take_buffer()
     }
 
     /// Sends a chunk; `false` when the receiver is gone (it stopped early and
@@ -109,8 +126,7 @@ impl ChunkSender {
     }
 }
 
-/// Forwards every chunk from `up` to `down`, hashing it on the way, and
-/// hands spent buffers from downstream back upstream. Returns the digests
+/// Forwards every chunk from `up` to `down`, hashing it on the way. Returns the digests
 /// of everything that passed (complete only if the stream was read to its
 /// end, which the receiver downstream sees as the end of its stream).
 pub(crate) fn relay(up: ChunkReceiver, down: ChunkSender, algorithms: &[Algorithm]) -> Hashes {
@@ -119,9 +135,6 @@ pub(crate) fn relay(up: ChunkReceiver, down: ChunkSender, algorithms: &[Algorith
         match up.recv() {
             Ok(Some(chunk)) => {
                 h.update(&chunk);
-                while let Ok(spent) = down.back.try_recv() {
-                    up.give_back(spent);
-                }
                 if !down.send(chunk) {
                     break;
                 }
@@ -139,13 +152,12 @@ pub(crate) fn relay(up: ChunkReceiver, down: ChunkSender, algorithms: &[Algorith
 /// The receiving end, as raw chunks.
 pub(crate) struct ChunkReceiver {
     rx: Receiver<Chunk>,
-    back: Option<Sender<Vec<u8>>>,
 }
 
 impl ChunkReceiver {
-    /// A receiver of chunks that nobody recycles (the stream workers).
+    /// A receiver over a plain channel of chunks (the stream workers').
     pub(crate) fn from_parts(rx: Receiver<Chunk>) -> Self {
-        Self { rx, back: None }
+        Self { rx }
     }
 
     fn recv(&self) -> io::Result<Option<Vec<u8>>> {
@@ -153,14 +165,6 @@ impl ChunkReceiver {
             Ok(Ok(c)) => Ok(Some(c)),
             Ok(Err(e)) => Err(e),
             Err(_) => Ok(None),
-        }
-    }
-
-    fn give_back(&self, buf: Vec<u8>) {
-        if let Some(back) = &self.back
-            && buf.capacity() >= CHUNK
-        {
-            let _ = back.try_send(buf);
         }
     }
 }
@@ -201,7 +205,7 @@ impl ChunkSource {
                 Some(chunk) => {
                     self.hasher.update(&chunk);
                     let old = std::mem::replace(&mut self.cur, chunk);
-                    self.rx.give_back(old);
+                    give_back(old);
                     self.pos = 0;
                 }
                 None => {
@@ -219,7 +223,13 @@ impl ChunkSource {
         while self.advance()? {
             self.pos = self.cur.len();
         }
-        Ok(self.hasher.finish())
+        Ok(std::mem::take(&mut self.hasher).finish())
+    }
+}
+
+impl Drop for ChunkSource {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.cur));
     }
 }
 
