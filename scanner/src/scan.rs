@@ -29,6 +29,9 @@ pub struct ScanOptions {
     pub layer: LayerOptions,
     /// Layers scanned at once when reading a stream.
     pub stream_workers: usize,
+    /// Layers scanned at once from a file, layout or registry (default: the
+    /// number of CPUs; the registry source uses its `concurrency`).
+    pub layer_workers: usize,
     /// Registry access: credentials, TLS, timeouts, retries.
     pub registry: RegistryOptions,
     /// Verify every layer blob's digest and diff_id (the default). Turned
@@ -42,11 +45,19 @@ impl Default for ScanOptions {
         Self {
             selection: Selection::default(),
             layer: LayerOptions::default(),
-            stream_workers: rayon::current_num_threads().max(2),
+            stream_workers: cpus().max(2),
+            layer_workers: cpus(),
             registry: RegistryOptions::default(),
             verify: true,
         }
     }
+}
+
+/// The CPUs this process may use (1 if that cannot be told). Asked once:
+/// the answer reads cgroup files, which costs a visible part of a small scan.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// Scans the image named by `input`.
@@ -159,11 +170,12 @@ fn sniffed_media_type(c: Compression) -> &'static str {
 
 /// Scans, verifies and judges the layers of a resolved image.
 ///
-/// Layers are scanned `rayon::current_num_threads()` at a time (the registry
-/// source sets its own count), largest first so that the longest scan
-/// starts at once, on plain threads: each scan blocks on I/O and channels
-/// and runs its own stage threads ([`crate::layer`]), which is not work for
-/// a work-stealing pool. This thread applies each layer to the final
+/// Layers are scanned [`ScanOptions::layer_workers`] at a time, largest
+/// first so that the longest scan starts at once, on plain threads: each
+/// scan blocks on I/O and channels and runs its own stage threads
+/// ([`crate::layer`]). That is not work for a work-stealing pool: rayon was
+/// used here first, and its idle workers spinning for work took CPU from
+/// the stages (70 `sched_yield` calls in a 4 ms busybox scan). This thread applies each layer to the final
 /// filesystem as soon as every layer below it is done, so applying overlaps
 /// scanning and a finished layer's index is freed early.
 pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) -> Result<Report> {
@@ -175,7 +187,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         .map(|lp| c.layer_size(lp).unwrap_or(0))
         .collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    let workers = rayon::current_num_threads().clamp(1, n.max(1));
+    let workers = opts.layer_workers.clamp(1, n.max(1));
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let (tx, rx) = crossbeam_channel::unbounded::<(usize, Result<LayerIndex>)>();

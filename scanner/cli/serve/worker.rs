@@ -2,7 +2,7 @@
 //! the database, pull and scan it, and store the report or the error.
 //!
 //! Scans are blocking work (the registry source runs its own small runtime
-//! and a rayon pool), so workers are plain threads, apart from the HTTP
+//! and its own layer threads), so workers are plain threads, apart from the HTTP
 //! server's runtime: a slow scan never delays an answer to the registry.
 //!
 //! Failures that may clear by themselves (registry unreachable, timeouts,

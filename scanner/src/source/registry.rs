@@ -39,7 +39,6 @@
 //! one.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +47,7 @@ use oci_client::Reference;
 
 use super::Input;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layer::LayerIndex;
 use crate::model::Report;
 use crate::scan::ScanOptions;
@@ -125,7 +124,7 @@ impl Default for RegistryOptions {
             request_timeout: Duration::from_secs(60),
             attempts: 5,
             backoff: Duration::from_millis(250),
-            concurrency: rayon::current_num_threads().max(3),
+            concurrency: crate::scan::cpus().max(3),
             layer_cache: None,
             progress: None,
         }
@@ -246,14 +245,13 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
         session: &session,
         cache: opts.registry.layer_cache.as_deref(),
     };
-    // Layer downloads block their thread on the network, so the pool may be
-    // larger than the CPU count; it bounds how many layers are in flight.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.registry.concurrency.max(1))
-        .thread_name(|i| format!("imgscan-pull-{i}"))
-        .build()
-        .map_err(|e| Error::read("starting the layer pool", io::Error::other(e)))?;
-    let report = pool.install(|| crate::scan::finish(&container, plan, input, opts));
+    // Layer downloads block their thread on the network, so more layers may
+    // be in flight than there are CPUs; `concurrency` bounds them.
+    let opts = crate::scan::ScanOptions {
+        layer_workers: opts.registry.concurrency.max(1),
+        ..opts.clone()
+    };
+    let report = crate::scan::finish(&container, plan, input, &opts);
     // Download tasks still unwinding are dropped with the runtime.
     session.rt.shutdown_background();
     if let Some(p) = progress {
