@@ -94,6 +94,8 @@ const ROOT: Id = 0;
 
 /// Created as the parent of a member, named by no member itself.
 const IMPLICIT: u8 = 1;
+/// Removed, or below a removed node: no longer in the filesystem.
+const DEAD: u8 = 2;
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -246,18 +248,12 @@ impl FinalFs {
             .copied()
     }
 
-    /// Visits every live node, the root first, then depth first.
+    /// Visits every live node, in the order they were added: a linear scan,
+    /// which is several times faster than following the tree's links.
     fn walk(&self, mut f: impl FnMut(Id, &Slot)) {
-        f(ROOT, &self.slots[ROOT as usize]);
-        let mut stack = vec![self.slots[ROOT as usize].first_child];
-        while let Some(mut id) = stack.pop() {
-            while id != NIL {
-                let s = &self.slots[id as usize];
-                f(id, s);
-                if s.first_child != NIL {
-                    stack.push(s.first_child);
-                }
-                id = s.next;
+        for (id, s) in self.slots.iter().enumerate() {
+            if s.flags & DEAD == 0 {
+                f(id as Id, s);
             }
         }
     }
@@ -337,6 +333,18 @@ impl FinalFs {
         s.prev = NIL;
         s.next = NIL;
         s.parent = NIL;
+        // Mark the whole subtree, so that a linear walk skips it. Every node
+        // dies at most once, so this costs at most one visit per node.
+        let mut stack = vec![id];
+        while let Some(d) = stack.pop() {
+            let s = &mut self.slots[d as usize];
+            s.flags |= DEAD;
+            let mut c = s.first_child;
+            while c != NIL {
+                stack.push(c);
+                c = self.slots[c as usize].next;
+            }
+        }
     }
 
     /// Removes every child of `id` (an opaque directory).
