@@ -269,9 +269,15 @@ impl FinalFs {
         parts.join("/")
     }
 
-    fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
-        let id = self.link_slot(parent, name, node, flags);
-        let h = self.hash(parent, name);
+    /// The table, mutably, beside what its hashing and equality read.
+    fn table_parts(
+        &mut self,
+    ) -> (
+        &mut HashTable<Id>,
+        &[Slot],
+        &str,
+        &foldhash::fast::RandomState,
+    ) {
         let Self {
             table,
             slots,
@@ -279,6 +285,13 @@ impl FinalFs {
             seed,
             ..
         } = self;
+        (table, slots, names, seed)
+    }
+
+    fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
+        let id = self.link_slot(parent, name, node, flags);
+        let h = self.hash(parent, name);
+        let (table, slots, names, seed) = self.table_parts();
         table.insert_unique(h, id, rehasher(seed, slots, names));
         id
     }
@@ -476,16 +489,8 @@ impl FinalFs {
         } = index;
         self.slots.reserve(recs.len());
         self.names.reserve(paths.len() / 2);
-        {
-            let Self {
-                table,
-                slots,
-                names,
-                seed,
-                ..
-            } = self;
-            table.reserve(recs.len(), rehasher(seed, slots, names));
-        }
+        let (table, slots, names, seed) = self.table_parts();
+        table.reserve(recs.len(), rehasher(seed, slots, names));
         for dir in &opaques {
             let id = if dir.is_empty() {
                 Some(ROOT)
@@ -531,13 +536,7 @@ impl FinalFs {
         // One probe finds the old node or the place for the new one: most
         // members add a path no layer had.
         let h = self.hash(parent, base);
-        let Self {
-            table,
-            slots,
-            names,
-            seed,
-            ..
-        } = self;
+        let (table, slots, names, seed) = self.table_parts();
         let entry = table.entry(
             h,
             |&id| {

@@ -880,6 +880,22 @@ mod tests {
         }
     }
 
+    /// A sweeper of the allowlist entry `local` over `listing`.
+    fn sweeper<'a, L>(
+        listing: &'a L,
+        store: &'a Arc<Store>,
+        capacity: usize,
+        limits: ReconcileLimits,
+    ) -> Sweeper<'a, L> {
+        Sweeper {
+            listing,
+            store,
+            registry: "local",
+            capacity,
+            limits,
+        }
+    }
+
     /// 3 repositories × 3 tags, 9 images.
     fn registry(tags_ignore_last: bool) -> Fake {
         let mut f = Fake {
@@ -911,13 +927,7 @@ mod tests {
         for ignore_last in [false, true] {
             let fake = registry(ignore_last);
             let store = Arc::new(Store::memory().unwrap());
-            let sweeper = Sweeper {
-                listing: &fake,
-                store: &store,
-                registry: "local",
-                capacity: 100,
-                limits: limits(10, 4),
-            };
+            let sweeper = sweeper(&fake, &store, 100, limits(10, 4));
             let mut cursor = Cursor::default();
             let mut ends = Vec::new();
             let mut queued = Vec::new();
@@ -961,13 +971,7 @@ mod tests {
     async fn the_repository_limit_holds() {
         let fake = registry(false);
         let store = Arc::new(Store::memory().unwrap());
-        let sweeper = Sweeper {
-            listing: &fake,
-            store: &store,
-            registry: "local",
-            capacity: 100,
-            limits: limits(1, 100),
-        };
+        let sweeper = sweeper(&fake, &store, 100, limits(1, 100));
         let mut cursor = Cursor::default();
         for want in ["lab/a", "lab/b", "lab/c"] {
             let mut st = SweepStats::default();
@@ -988,13 +992,7 @@ mod tests {
     async fn a_full_queue_stops_the_sweep_and_loses_nothing() {
         let fake = registry(true);
         let store = Arc::new(Store::memory().unwrap());
-        let sweeper = Sweeper {
-            listing: &fake,
-            store: &store,
-            registry: "local",
-            capacity: 2,
-            limits: limits(100, 100),
-        };
+        let sweeper = sweeper(&fake, &store, 2, limits(100, 100));
         let mut cursor = Cursor::default();
         let mut rounds = 0;
         loop {
@@ -1021,13 +1019,7 @@ mod tests {
     async fn an_unavailable_registry_keeps_the_cursor() {
         let fake = registry(false);
         let store = Arc::new(Store::memory().unwrap());
-        let sweeper = Sweeper {
-            listing: &fake,
-            store: &store,
-            registry: "local",
-            capacity: 100,
-            limits: limits(100, 4),
-        };
+        let sweeper = sweeper(&fake, &store, 100, limits(100, 4));
         let mut cursor = Cursor::default();
         let mut st = SweepStats::default();
         assert_eq!(sweeper.sweep(&mut cursor, &mut st).await, SweepEnd::Limited);
@@ -1183,13 +1175,7 @@ mod tests {
             }
         }
         let store = Arc::new(Store::memory().unwrap());
-        let sweeper = Sweeper {
-            listing: &Looping,
-            store: &store,
-            registry: "local",
-            capacity: 10,
-            limits: limits(10, 10),
-        };
+        let sweeper = sweeper(&Looping, &store, 10, limits(10, 10));
         let mut st = SweepStats::default();
         let end = sweeper.sweep(&mut Cursor::default(), &mut st).await;
         assert!(
