@@ -252,6 +252,31 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// PUTs an OCI manifest under `repo:tag`; asserts 201 and returns the
+    /// answer and the manifest's digest.
+    fn put_manifest(
+        &self,
+        auth: Option<&str>,
+        repo: &str,
+        tag: &str,
+        bytes: &[u8],
+    ) -> (Resp, String) {
+        let mut headers = vec![("Content-Type", OCI_MANIFEST)];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        let r = request(
+            &self.addr(),
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &headers,
+            bytes,
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "PUT manifest: {}", r.text());
+        (r, sha256(bytes))
+    }
+
     fn auth_header(&self) -> Option<String> {
         use base64::Engine as _;
         self.creds.as_ref().map(|(u, p)| {
@@ -316,20 +341,8 @@ impl Registry {
                 let mut m = manifest.clone();
                 m["annotations"] = serde_json::json!({"org.imgscan.test.variant": i.to_string()});
                 let bytes = serde_json::to_vec(&m).unwrap();
-                let mut headers = vec![("Content-Type", OCI_MANIFEST)];
-                if let Some(a) = &auth {
-                    headers.push(("Authorization", a.as_str()));
-                }
-                let r = request(
-                    &self.addr(),
-                    "PUT",
-                    &format!("/v2/{repo}/manifests/v{i}"),
-                    &headers,
-                    &bytes,
-                )
-                .unwrap();
-                assert_eq!(r.status, 201, "PUT manifest: {}", r.text());
-                let digest = sha256(&bytes);
+                let (r, digest) =
+                    self.put_manifest(auth.as_deref(), repo, &format!("v{i}"), &bytes);
                 assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
                 digest
             })
@@ -429,20 +442,7 @@ impl Registry {
         });
         let bytes = serde_json::to_vec(&manifest).unwrap();
         let auth = self.auth_header();
-        let mut headers = vec![("Content-Type", OCI_MANIFEST)];
-        if let Some(a) = &auth {
-            headers.push(("Authorization", a.as_str()));
-        }
-        let r = request(
-            &self.addr(),
-            "PUT",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &headers,
-            &bytes,
-        )
-        .unwrap();
-        assert_eq!(r.status, 201, "PUT manifest: {}", r.text());
-        sha256(&bytes)
+        self.put_manifest(auth.as_deref(), repo, tag, &bytes).1
     }
 }
 
