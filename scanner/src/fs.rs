@@ -109,6 +109,13 @@ struct Slot {
     flags: u8,
 }
 
+impl Slot {
+    /// This node's name, in the filesystem's name buffer.
+    fn name<'a>(&self, names: &'a str) -> &'a str {
+        &names[self.name_start as usize..(self.name_start + self.name_len) as usize]
+    }
+}
+
 /// The merged view of all layers applied so far.
 pub struct FinalFs {
     slots: Vec<Slot>,
@@ -153,7 +160,7 @@ fn rehasher<'a>(
 ) -> impl Fn(&Id) -> u64 + 'a {
     move |&i| {
         let s = &slots[i as usize];
-        let n = &names[s.name_start as usize..(s.name_start + s.name_len) as usize];
+        let n = s.name(names);
         seed.hash_one((s.parent, n))
     }
 }
@@ -231,7 +238,7 @@ impl FinalFs {
 
     fn name(&self, id: Id) -> &str {
         let s = &self.slots[id as usize];
-        &self.names[s.name_start as usize..(s.name_start + s.name_len) as usize]
+        s.name(&self.names)
     }
 
     fn hash(&self, parent: Id, name: &str) -> u64 {
@@ -378,14 +385,15 @@ impl FinalFs {
         let mut cur = ROOT;
         let mut hops = 0;
         loop {
-            let c: String = match pending.pop() {
-                Some(c) => c.to_owned(),
+            // Components of `path` are borrowed; only symlink targets are copied.
+            let c: std::borrow::Cow<'_, str> = match pending.pop() {
+                Some(c) => c.into(),
                 None => match stack.pop() {
-                    Some(c) => c,
+                    Some(c) => c.into(),
                     None => return Some(cur),
                 },
             };
-            match c.as_str() {
+            match &*c {
                 "" | "." => continue,
                 ".." => {
                     if cur != ROOT {
@@ -541,8 +549,7 @@ impl FinalFs {
             h,
             |&id| {
                 let s = &slots[id as usize];
-                s.parent == parent
-                    && &names[s.name_start as usize..(s.name_start + s.name_len) as usize] == base
+                s.parent == parent && s.name(names) == base
             },
             rehasher(seed, slots, names),
         );

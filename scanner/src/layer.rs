@@ -29,7 +29,7 @@ mod gunzip;
 pub(crate) mod pipeline;
 
 use pipeline::{CHUNK, read_up_to};
-pub(crate) use pipeline::{ChunkReceiver, ChunkSource, channel};
+pub(crate) use pipeline::{ChunkSource, channel};
 
 /// Compression of a blob, found from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,26 +160,41 @@ impl LayerIndex {
 
     /// Appends an entry.
     pub fn push(&mut self, e: Entry) {
-        let start = self.paths.len() as u32;
+        let start = self.paths.len();
         self.paths.push_str(&e.path);
-        let extra = if e.link.is_some() || e.caps.is_some() || e.content.is_some() {
-            self.extras.push(Extra {
-                link: e.link,
-                caps: e.caps,
-                content: e.content,
-            });
-            (self.extras.len() - 1) as u32
-        } else {
+        let extra = Extra {
+            link: e.link,
+            caps: e.caps,
+            content: e.content,
+        };
+        self.push_rec(start, e.kind, e.mode, (e.uid, e.gid), e.size, extra);
+    }
+
+    /// Records the member whose path is `paths[start..]` (already pushed),
+    /// its rare parts in the side table when it has any.
+    fn push_rec(
+        &mut self,
+        start: usize,
+        kind: Kind,
+        mode: u32,
+        (uid, gid): (u64, u64),
+        size: u64,
+        extra: Extra,
+    ) {
+        let extra = if extra == Extra::default() {
             NO_EXTRA
+        } else {
+            self.extras.push(extra);
+            (self.extras.len() - 1) as u32
         };
         self.recs.push(Rec {
-            start,
-            len: self.paths.len() as u32 - start,
-            kind: e.kind,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            size: e.size,
+            start: start as u32,
+            len: (self.paths.len() - start) as u32,
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
             extra,
         });
     }
@@ -220,28 +235,6 @@ impl LayerIndex {
     /// The entries, unpacked (copies), in archive order.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.recs.iter().map(|r| self.unpack(r))
-    }
-
-    /// Bytes of memory the index holds (approximately), for cache limits.
-    pub fn heap_size(&self) -> usize {
-        self.paths.capacity()
-            + self.recs.capacity() * std::mem::size_of::<Rec>()
-            + self.extras.capacity() * std::mem::size_of::<Extra>()
-            + self
-                .extras
-                .iter()
-                .map(|x| {
-                    x.link.as_ref().map_or(0, |l| l.len())
-                        + x.caps.as_ref().map_or(0, |c| c.len())
-                        + x.content.as_ref().map_or(0, |c| c.data.len())
-                })
-                .sum::<usize>()
-            + self
-                .whiteouts
-                .iter()
-                .chain(&self.opaques)
-                .map(|p| p.len() + 16)
-                .sum::<usize>()
     }
 }
 
@@ -393,10 +386,7 @@ pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<Layer
         scan_small(&first, compression, opts, &mut index)?;
         return Ok(index);
     }
-    match compression {
-        Compression::None => scan_plain(reader, first, opts, &mut index)?,
-        c => scan_compressed(reader, first, c, opts, &mut index)?,
-    }
+    scan_pipelined(reader, first, compression, opts, &mut index)?;
     Ok(index)
 }
 
@@ -438,103 +428,80 @@ fn scan_small(
     Ok(())
 }
 
-/// A plain tar: one thread reads, one hashes, this one parses.
-fn scan_plain(
-    mut reader: impl Read + Send,
-    first: Vec<u8>,
-    opts: &LayerOptions,
-    index: &mut LayerIndex,
-) -> Result<(), LayerError> {
-    let algorithms = plain_algorithms(opts);
-    let (read_tx, read_rx) = channel();
-    let (hash_tx, hash_rx) = channel();
-    std::thread::scope(|scope| {
-        let reader_thread = scope.spawn(move || -> io::Result<()> {
-            if read_tx.send(first) {
-                read_tx.pump(&mut reader, |_| {})?;
-            }
-            Ok(())
-        });
-        let hash_thread = scope.spawn(|| pipeline::relay(read_rx, hash_tx, &algorithms));
-        let mut src = ChunkSource::new(hash_rx, &[], Vec::new());
-        let parsed = parse(&mut src, Compression::None, opts, index);
-        let drained = finish_stream(parsed, src);
-        let hashes = hash_thread
-            .join()
-            .map_err(|_| LayerError("the hashing thread panicked".into()))?;
-        // A read error reached the parser as the end of its stream's reason.
-        let _ = reader_thread.join();
-        drained?;
-        index.raw = hashes;
-        index.tar = index.raw.clone();
-        Ok(())
-    })
-}
-
-/// After parsing: on success, reads the rest of the stream (what follows
-/// the end-of-archive marker is hashed too); on error, stops reading,
-/// which stops every stage upstream.
-fn finish_stream(parsed: Result<(), LayerError>, src: ChunkSource) -> Result<Hashes, LayerError> {
-    match parsed {
-        Ok(()) => src.drain().map_err(|e| after_end(&e)),
-        Err(e) => {
-            drop(src);
-            Err(e)
-        }
-    }
-}
-
-/// A compressed blob: read + blob hash, decompress, tar hash, parse.
-fn scan_compressed(
+/// A blob larger than one chunk, on one thread per stage:
+///
+/// ```text
+/// plain:       [read]                ─────────────────► [sha256 (blob = diff_id)] ─► [parse]
+/// compressed:  [read + sha256 (blob)] ─► [decompress] ─► [sha256 (diff_id)]       ─► [parse]
+/// ```
+///
+/// This thread parses. An error anywhere reaches the parser as the reason
+/// its stream ended; a parse error drops the stream, which stops every
+/// stage upstream.
+fn scan_pipelined(
     mut reader: impl Read + Send,
     first: Vec<u8>,
     compression: Compression,
     opts: &LayerOptions,
     index: &mut LayerIndex,
 ) -> Result<(), LayerError> {
-    let (raw_tx, raw_rx) = channel();
-    let (tar_tx, tar_rx) = channel();
+    let plain = compression == Compression::None;
+    // A plain tar's digest is its diff_id: its one hash is the relay's.
+    let (read_algorithms, relay_algorithms) = if plain {
+        (Vec::new(), plain_algorithms(opts))
+    } else {
+        (opts.raw_algorithms.clone(), opts.tar_algorithms.clone())
+    };
+    let (read_tx, read_rx) = channel();
     let (hash_tx, hash_rx) = channel();
     std::thread::scope(|scope| {
-        let reader_thread = scope.spawn(|| -> io::Result<Hashes> {
-            let mut h = Hasher::new(&opts.raw_algorithms);
+        let reader_thread = scope.spawn(move || {
+            let mut h = Hasher::new(&read_algorithms);
             h.update(&first);
-            if raw_tx.send(first) {
-                raw_tx.pump(&mut reader, |c| h.update(c))?;
+            if read_tx.send(first) {
+                // A read error went downstream, where it is reported.
+                let _ = read_tx.pump(&mut reader, |c| h.update(c));
             }
-            drop(raw_tx);
-            Ok(h.finish())
+            h.finish()
         });
-        let inflate_thread = scope.spawn(move || -> Result<(), LayerError> {
-            let src = ChunkSource::new(raw_rx, &[], Vec::new());
-            let mut dec = match decoder(compression, src) {
-                Ok(d) => d,
-                Err(e) => {
-                    tar_tx.fail(&io::Error::other(e.0.clone()));
-                    return Err(e);
+        let relay_input = if plain {
+            read_rx
+        } else {
+            let (tar_tx, tar_rx) = channel();
+            scope.spawn(move || {
+                match decoder(compression, ChunkSource::new(read_rx, Vec::new())) {
+                    // Decoding errors go downstream too.
+                    Ok(mut dec) => {
+                        let _ = tar_tx.pump(&mut dec, |_| {});
+                    }
+                    Err(e) => tar_tx.fail(&io::Error::other(e.0)),
                 }
-            };
-            // Errors were sent downstream, where they are reported.
-            let _ = tar_tx.pump(&mut dec, |_| {});
-            Ok(())
-        });
-        let hash_thread = scope.spawn(|| pipeline::relay(tar_rx, hash_tx, &opts.tar_algorithms));
-        let mut src = ChunkSource::new(hash_rx, &[], Vec::new());
-        let parsed = parse(&mut src, compression, opts, index);
-        let drained = finish_stream(parsed, src);
-        let tar = hash_thread
+            });
+            tar_rx
+        };
+        let hash_thread = scope.spawn(|| pipeline::relay(relay_input, hash_tx, &relay_algorithms));
+        let mut src = ChunkSource::new(hash_rx, Vec::new());
+        match parse(&mut src, compression, opts, index) {
+            // What follows the end-of-archive marker is read (and hashed) too.
+            Ok(()) => src.drain().map_err(|e| after_end(&e))?,
+            Err(e) => {
+                drop(src);
+                return Err(e);
+            }
+        }
+        let relayed = hash_thread
             .join()
             .map_err(|_| LayerError("the hashing thread panicked".into()))?;
-        let inflated = inflate_thread
-            .join()
-            .map_err(|_| LayerError("the decompression thread panicked".into()))?;
-        let raw = reader_thread
+        let read = reader_thread
             .join()
             .map_err(|_| LayerError("the reading thread panicked".into()))?;
-        drained?;
-        inflated?;
-        index.tar = tar;
-        index.raw = raw?;
+        if plain {
+            index.raw = relayed;
+            index.tar = index.raw.clone();
+        } else {
+            index.raw = read;
+            index.tar = relayed;
+        }
         Ok(())
     })
 }
@@ -683,17 +650,8 @@ fn read_entries<S: TarSource>(
             let budget = opts
                 .max_capture
                 .min(opts.max_capture_total - captured_total);
-            let take = usize::try_from(size).unwrap_or(usize::MAX).min(budget);
-            let mut data = vec![0u8; take];
-            let mut filled = 0;
-            while filled < take {
-                let k = tr.read_data(&mut data[filled..])?;
-                if k == 0 {
-                    break;
-                }
-                filled += k;
-            }
-            data.truncate(filled);
+            let mut data = Vec::new();
+            tr.data().take(budget as u64).read_to_end(&mut data)?;
             captured_total += data.len();
             let truncated = (data.len() as u64) < size;
             if truncated {
@@ -705,26 +663,12 @@ fn read_entries<S: TarSource>(
             }
             content = Some(Box::new(Content { data, truncated }));
         }
-        let extra = if link.is_some() || caps.is_some() || content.is_some() {
-            index.extras.push(Extra {
-                link,
-                caps,
-                content,
-            });
-            (index.extras.len() - 1) as u32
-        } else {
-            NO_EXTRA
+        let extra = Extra {
+            link,
+            caps,
+            content,
         };
-        index.recs.push(Rec {
-            start: start as u32,
-            len: (index.paths.len() - start) as u32,
-            kind,
-            mode,
-            uid,
-            gid,
-            size,
-            extra,
-        });
+        index.push_rec(start, kind, mode, (uid, gid), size, extra);
     }
     Ok(())
 }

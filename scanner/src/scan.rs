@@ -175,9 +175,10 @@ fn sniffed_media_type(c: Compression) -> &'static str {
 /// scan blocks on I/O and channels and runs its own stage threads
 /// ([`crate::layer`]). That is not work for a work-stealing pool: rayon was
 /// used here first, and its idle workers spinning for work took CPU from
-/// the stages (70 `sched_yield` calls in a 4 ms busybox scan). This thread applies each layer to the final
-/// filesystem as soon as every layer below it is done, so applying overlaps
-/// scanning and a finished layer's index is freed early.
+/// the stages (70 `sched_yield` calls in a 4 ms busybox scan). This thread
+/// applies each layer to the final filesystem as soon as every layer below
+/// it is done, so applying overlaps scanning and a finished layer's index
+/// is freed early.
 pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) -> Result<Report> {
     let n = plan.layers.len();
     let mut order: Vec<usize> = (0..n).collect();

@@ -281,24 +281,14 @@ impl<S: TarSource> TarReader<S> {
             )));
         }
         let mut v = vec![0u8; size as usize];
-        self.read_data_exact(&mut v)?;
+        self.data().read_exact(&mut v)?;
         self.skip_rest()?;
         Ok(v)
     }
 
-    fn read_data_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = self.read_data(&mut buf[filled..])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "archive ends inside a member",
-                ));
-            }
-            filled += n;
-        }
-        Ok(())
+    /// The current member's data as a reader, which ends where the member does.
+    pub fn data(&mut self) -> MemberData<'_, S> {
+        MemberData(self)
     }
 
     /// Reads data of the current member (returns 0 at its end).
@@ -458,6 +448,15 @@ impl<S: TarSource> TarReader<S> {
             h.data_offset = self.pos;
             return Ok(Some(&self.hdr));
         }
+    }
+}
+
+/// The current member's data ([`TarReader::data`]).
+pub struct MemberData<'a, S>(&'a mut TarReader<S>);
+
+impl<S: TarSource> Read for MemberData<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_data(buf)
     }
 }
 

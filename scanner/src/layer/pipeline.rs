@@ -155,11 +155,6 @@ pub(crate) struct ChunkReceiver {
 }
 
 impl ChunkReceiver {
-    /// A receiver over a plain channel of chunks (the stream workers').
-    pub(crate) fn from_parts(rx: Receiver<Chunk>) -> Self {
-        Self { rx }
-    }
-
     fn recv(&self) -> io::Result<Option<Vec<u8>>> {
         match self.rx.recv() {
             Ok(Ok(c)) => Ok(Some(c)),
@@ -169,28 +164,23 @@ impl ChunkReceiver {
     }
 }
 
-/// Chunks read as one stream, optionally hashed as they arrive, with
-/// zero-copy skips: the parse side of the pipeline, and the decompressor's
-/// input.
+/// Chunks read as one stream, with zero-copy skips: the parse side of the
+/// pipeline, and the decompressor's input. Hashing is a stage of its own
+/// ([`relay`]).
 pub(crate) struct ChunkSource {
     rx: ChunkReceiver,
     cur: Vec<u8>,
     pos: usize,
-    hasher: Hasher,
     ended: bool,
 }
 
 impl ChunkSource {
-    /// Reads `rx`, hashing every chunk with `algorithms` (none: only counted).
-    /// `first` is served before anything received.
-    pub(crate) fn new(rx: ChunkReceiver, algorithms: &[Algorithm], first: Vec<u8>) -> Self {
-        let mut hasher = Hasher::new(algorithms);
-        hasher.update(&first);
+    /// Reads `rx`; `first` is served before anything received.
+    pub(crate) fn new(rx: ChunkReceiver, first: Vec<u8>) -> Self {
         Self {
             rx,
             cur: first,
             pos: 0,
-            hasher,
             ended: false,
         }
     }
@@ -203,7 +193,6 @@ impl ChunkSource {
             }
             match self.rx.recv()? {
                 Some(chunk) => {
-                    self.hasher.update(&chunk);
                     let old = std::mem::replace(&mut self.cur, chunk);
                     give_back(old);
                     self.pos = 0;
@@ -217,13 +206,14 @@ impl ChunkSource {
         Ok(true)
     }
 
-    /// Reads (and hashes) the rest of the stream; the digests of all of it.
-    pub(crate) fn drain(mut self) -> io::Result<Hashes> {
+    /// Reads the rest of the stream, so that every stage upstream (and its
+    /// hash) sees all of it.
+    pub(crate) fn drain(mut self) -> io::Result<()> {
         self.pos = self.cur.len();
         while self.advance()? {
             self.pos = self.cur.len();
         }
-        Ok(std::mem::take(&mut self.hasher).finish())
+        Ok(())
     }
 }
 
@@ -285,11 +275,13 @@ mod tests {
             .map(|i| (i % 253) as u8)
             .collect();
         let (tx, rx) = channel();
+        let (hash_tx, hash_rx) = channel();
         let producer = {
             let data = data.clone();
-            std::thread::spawn(move || tx.pump(&mut &data[10..], |_| {}))
+            std::thread::spawn(move || tx.pump(&mut &data[..], |_| {}))
         };
-        let mut src = ChunkSource::new(rx, &[Algorithm::Sha256], data[..10].to_vec());
+        let hasher = std::thread::spawn(move || relay(rx, hash_tx, &[Algorithm::Sha256]));
+        let mut src = ChunkSource::new(hash_rx, Vec::new());
         let mut head = [0u8; 20];
         src.read_exact(&mut head).unwrap();
         assert_eq!(&head[..], &data[..20]);
@@ -297,8 +289,9 @@ mod tests {
         let mut b = [0u8; 1];
         src.read_exact(&mut b).unwrap();
         assert_eq!(b[0], data[20 + CHUNK + 5]);
-        let h = src.drain().unwrap();
+        src.drain().unwrap();
         producer.join().unwrap().unwrap();
+        let h = hasher.join().unwrap();
         assert_eq!(h.len, data.len() as u64);
         assert_eq!(h.sha256.unwrap(), crate::digest::Digest::sha256_of(&data));
     }
@@ -307,7 +300,7 @@ mod tests {
     fn skip_past_the_end_is_an_error() {
         let (tx, rx) = channel();
         drop(tx);
-        let mut src = ChunkSource::new(rx, &[], vec![1, 2, 3]);
+        let mut src = ChunkSource::new(rx, vec![1, 2, 3]);
         assert!(src.skip(4).is_err());
     }
 }

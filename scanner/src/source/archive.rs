@@ -29,7 +29,6 @@ use crate::tarstream::{Kind, Seekable, Streaming, TarReader};
 const MAX_MEMBERS: usize = 1_000_000;
 /// Members up to this size that do not look like layers are kept in memory.
 const SMALL: u64 = 1 << 20;
-const CHUNK: usize = 256 * 1024;
 
 /// `busybox` → `docker.io/library/busybox:latest`, for comparing tags.
 pub fn normalize_tag(t: &str) -> String {
@@ -479,24 +478,13 @@ pub fn scan_stream(
                 _ => continue,
             }
             let mut prefix = vec![0u8; (h.size.min(512)) as usize];
-            let mut filled = 0;
-            while filled < prefix.len() {
-                let n = tr.read_data(&mut prefix[filled..]).map_err(read_err)?;
-                filled += n;
-            }
+            tr.data().read_exact(&mut prefix).map_err(read_err)?;
             let json = looks_like_json(&prefix) && h.size <= super::MAX_JSON;
             let layerish = looks_like_layer(&prefix) || (!json && h.size > SMALL);
             if !layerish {
                 let mut data = prefix;
                 data.reserve((h.size as usize).saturating_sub(data.len()));
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    let n = tr.read_data(&mut buf).map_err(read_err)?;
-                    if n == 0 {
-                        break;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                }
+                tr.data().read_to_end(&mut data).map_err(read_err)?;
                 members.insert(
                     path,
                     StreamMember {
@@ -516,44 +504,23 @@ pub fn scan_stream(
             token_tx
                 .send(())
                 .map_err(|_| Error::Usage("worker pool closed".into()))?;
-            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(16);
+            let (tx, rx) = layer::channel();
             let results = &results;
             let token_rx = token_rx.clone();
             let key = path.clone();
             scope.spawn(move || {
-                let r = layer::scan_layer(
-                    layer::ChunkSource::new(layer::ChunkReceiver::from_parts(rx), &[], prefix),
-                    &opts,
-                )
-                .map_err(|e| e.0);
+                let r =
+                    layer::scan_layer(layer::ChunkSource::new(rx, prefix), &opts).map_err(|e| e.0);
                 if let Ok(mut m) = results.lock() {
                     m.insert(key, r);
                 }
                 let _ = token_rx.recv();
             });
-            let mut failed = None;
-            loop {
-                let mut buf = vec![0u8; CHUNK];
-                match tr.read_data(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.send(Ok(buf)).is_err() {
-                            // The worker stopped early (bad layer): skip the rest.
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
+            // A worker that stopped early (a bad layer) makes `pump` return:
+            // the rest of the member is skipped by the next header read.
+            let pumped = tx.pump(&mut tr.data(), |_| {});
             drop(tx);
-            if let Some(e) = failed {
-                return Err(read_err(e));
-            }
+            pumped.map_err(read_err)?;
             members.insert(
                 path,
                 StreamMember {
