@@ -3,6 +3,8 @@
 
 mod util;
 
+mod go_oracle;
+
 mod cli;
 mod docs;
 mod edge;

@@ -122,6 +122,16 @@ pub enum Error {
         /// The platforms present.
         choices: String,
     },
+    /// Container runtimes would read these bytes differently from each other
+    /// or from imgscan (a tar header, a JSON key, a passwd line): the image is
+    /// refused rather than judged from a reading the runtime does not share.
+    #[error("ambiguous image: {what} is read differently by container runtimes: {why}")]
+    Ambiguous {
+        /// The document, member or layer.
+        what: String,
+        /// What is ambiguous.
+        why: String,
+    },
     /// A safety limit was exceeded.
     #[error("{what} exceeds the limit of {limit}: {why}")]
     Limit {
@@ -155,6 +165,14 @@ impl Error {
     /// A [`Error::Malformed`].
     pub fn malformed(what: impl Into<String>, why: impl Into<String>) -> Self {
         Self::Malformed {
+            what: what.into(),
+            why: why.into(),
+        }
+    }
+
+    /// An [`Error::Ambiguous`].
+    pub fn ambiguous(what: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::Ambiguous {
             what: what.into(),
             why: why.into(),
         }

@@ -1,0 +1,3 @@
+module imgscan.test/goracle
+
+go 1.19
