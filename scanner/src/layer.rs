@@ -253,6 +253,9 @@ pub struct LayerOptions {
     pub max_capture: usize,
     /// Most captured bytes in one layer.
     pub max_capture_total: usize,
+    /// The image-wide memory budget every structure that grows with the
+    /// input charges (shared by all layers of one scan; `--max-memory`).
+    pub budget: std::sync::Arc<crate::budget::MemoryBudget>,
 }
 
 impl Default for LayerOptions {
@@ -264,6 +267,7 @@ impl Default for LayerOptions {
             max_names: 256 << 20,
             max_capture: 16 << 20,
             max_capture_total: 96 << 20,
+            budget: std::sync::Arc::default(),
         }
     }
 }

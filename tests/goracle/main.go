@@ -10,6 +10,7 @@
 // Subcommands (input on standard input, output on standard output):
 //
 //	tar            one line per member, as archive/tar's Reader returns it (tar.go)
+//	tar-loop       the same for many tars, framed, for the differential fuzz target (loop.go)
 //	json KIND      the fields runtimes read from an image config, manifest,
 //	               index or docker manifest.json, as encoding/json decodes them (json.go)
 //
@@ -31,6 +32,8 @@ func main() {
 	switch os.Args[1] {
 	case "tar":
 		err = listTar(os.Stdin, os.Stdout)
+	case "tar-loop":
+		err = tarLoop(os.Stdin, os.Stdout)
 	case "json":
 		if len(os.Args) < 3 {
 			fmt.Fprintln(os.Stderr, "usage: goracle json config|manifest|index|docker-manifest")
