@@ -11,6 +11,7 @@ mod edge;
 mod errors;
 mod registry;
 mod registry_support;
+mod runtime_oracle;
 mod sample;
 mod serve;
 mod serve_support;
