@@ -974,6 +974,158 @@ fn repeated_and_symlinked_layers() {
     check(&case);
 }
 
+/// Member types Go's reader returns as they are and the appliers may not
+/// know: contiguous files (`7`), GNU dump directories (`D`), a regular file
+/// whose name ends in `/`.
+#[test]
+fn unusual_member_types() {
+    require_runtimes();
+    for (name, typeflag, member) in [
+        ("type-contiguous", b'7', &b"usr/bin/cont"[..]),
+        ("type-dumpdir", b'D', &b"usr/bin/dump/"[..]),
+        ("type-reg-slash", b'0', &b"usr/bin/slash/"[..]),
+    ] {
+        let layer = base()
+            .header(&Hdr::new(member, typeflag, 0o4755, 0))
+            .finish();
+        check(&Case::new(
+            name,
+            vec![layer],
+            json!({"User": "app"}),
+            Expect::Either,
+        ));
+    }
+}
+
+/// Hard links the appliers cannot make: to a missing target, to a
+/// directory; and one to a symlink (Linux links the symlink itself).
+#[test]
+fn unusual_hard_links() {
+    require_runtimes();
+    let link = |to: &'static [u8]| Hdr {
+        link: to,
+        ..Hdr::new(b"usr/bin/alias", b'1', 0o4755, 0)
+    };
+    let missing = base().header(&link(b"usr/bin/nothing")).finish();
+    let to_dir = base().header(&link(b"usr/bin")).finish();
+    let to_symlink = base()
+        .file(b"usr/bin/real", 0o4755, ELF)
+        .header(&Hdr {
+            link: b"real",
+            ..Hdr::new(b"usr/bin/sym", b'2', 0o777, 0)
+        })
+        .header(&link(b"usr/bin/sym"))
+        .finish();
+    check(&Case::new(
+        "hardlink-missing",
+        vec![missing],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+    check(&Case::new(
+        "hardlink-dir",
+        vec![to_dir],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+    check(&Case::new(
+        "hardlink-symlink",
+        vec![to_symlink],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// Ids written as PAX records that Go parses and the kernel then reads as
+/// 32-bit: `-1` (lchown leaves the extractor, root, as owner) and a big one.
+#[test]
+fn pax_ids_out_of_range() {
+    require_runtimes();
+    for (name, uid) in [
+        ("uid-minus-1", &b"-1"[..]),
+        ("uid-2-32-plus-1000", &b"4294968296"[..]),
+    ] {
+        let layer = base()
+            .pax(b'x', &[("uid", uid)])
+            .file(b"usr/bin/owned", 0o4755, ELF)
+            .finish();
+        check(&Case::new(
+            name,
+            vec![layer],
+            json!({"User": "app"}),
+            Expect::Either,
+        ));
+    }
+}
+
+/// A docker-archive whose config is `cfg`, written as given (raw JSON).
+fn archive_with_config(name: &str, layers: &[Vec<u8>], cfg: &[u8]) -> Vec<u8> {
+    let tag = format!("localhost/imgscan-oracle/{name}:test");
+    let mut members: Vec<(String, u8, Vec<u8>)> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("l{i}.tar"), b'0', l.clone()))
+        .collect();
+    let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
+    members.push(("config.json".into(), b'0', cfg.to_vec()));
+    let m =
+        serde_json::to_vec(&json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]))
+            .unwrap();
+    members.push(("manifest.json".into(), b'0', m));
+    let refs: Vec<(&str, u8, &[u8])> = members
+        .iter()
+        .map(|(n, t, d)| (n.as_str(), *t, d.as_slice()))
+        .collect();
+    outer(&refs)
+}
+
+/// Image configs whose keys Go matches in another case, or repeats: read
+/// the way encoding/json does, or refused.
+#[test]
+fn config_keys_in_other_cases() {
+    require_runtimes();
+    let layer = base().finish();
+    let diff = sha256(&layer);
+    for (name, expect, cfg) in [
+        (
+            "cfg-upper-keys",
+            Expect::Same,
+            format!(
+                r#"{{"Architecture":"amd64","OS":"linux","CONFIG":{{"user":"0"}},"RootFS":{{"Type":"layers","Diff_IDs":["{diff}"]}}}}"#
+            ),
+        ),
+        (
+            "cfg-null-user",
+            Expect::Same,
+            format!(
+                r#"{{"architecture":"amd64","os":"linux","config":{{"User":null}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+            ),
+        ),
+        (
+            "cfg-duplicate-user",
+            Expect::Refuse,
+            format!(
+                r#"{{"architecture":"amd64","os":"linux","config":{{"User":"app","User":"0"}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+            ),
+        ),
+        (
+            "cfg-two-configs",
+            Expect::Refuse,
+            format!(
+                r#"{{"architecture":"amd64","os":"linux","config":{{"User":"app"}},"Config":{{"User":"0"}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+            ),
+        ),
+    ] {
+        let mut case = Case::new(name, vec![], json!({}), expect);
+        case.archive = Some(archive_with_config(
+            name,
+            std::slice::from_ref(&layer),
+            cfg.as_bytes(),
+        ));
+        check(&case);
+    }
+}
+
 /// The sanity check of the harness: the config digest the archive names is
 /// the one written, so podman and umoci load the same image imgscan reads.
 #[test]
