@@ -1119,7 +1119,7 @@ fn parse_pax(data: &[u8], pax: &mut Pax) -> Result<(), &'static str> {
             b"GNU.sparse.minor" => &mut minor,
             b"GNU.sparse.map" => &mut map,
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
-                let want: &[u8] = if sparse_records % 2 == 0 {
+                let want: &[u8] = if sparse_records.is_multiple_of(2) {
                     b"GNU.sparse.offset"
                 } else {
                     b"GNU.sparse.numbytes"
