@@ -5,6 +5,8 @@ mod util;
 
 mod go_oracle;
 
+mod differential_tar;
+
 mod cli;
 mod docs;
 mod edge;
