@@ -861,6 +861,51 @@ c\u{feff}:x:4:4\n";
         assert!(matches!(e, Error::Limit { .. }), "{e}");
     }
 
+    /// The layer scan captures account files where symlinked layouts put
+    /// them, and names that are not ASCII do not panic it.
+    #[test]
+    fn account_files_are_captured_in_common_places() {
+        use crate::layer::wants_content;
+        for p in [
+            "etc/passwd",
+            "etc/group",
+            "etc/passwd-",
+            "usr/lib/passwd",
+            "usr/lib/group",
+            "lib/passwd",
+            "usr/etc/passwd",
+            "usr/share/base-passwd/passwd.master",
+            "usr/share/base-passwd/group.master",
+            "usr/share/defaults/etc/passwd",
+            "var/lib/extrausers/group",
+        ] {
+            assert!(wants_content(p), "{p}");
+        }
+        for p in [
+            "usr/bin/passwd",
+            "usr/share/doc/passwd",
+            "etc/passwd/x",
+            "xetc/passwd",
+            "etc/sudoers.d/",
+            "etc/sudoers.dx/y",
+            "var/lib/dpkg/info/x/y.list",
+            "var/lib/dpkg/status.d/x/y",
+        ] {
+            assert!(!wants_content(p), "{p}");
+        }
+        // A multi-byte first character right after each prefix.
+        for p in [
+            "var/lib/dpkg/status.d/é",
+            "var/lib/dpkg/status.d/日本",
+            "etc/sudoers.d/é",
+            "var/lib/dpkg/info/é.list",
+        ] {
+            assert!(wants_content(p), "{p}");
+        }
+        assert!(!wants_content("var/lib/dpkg/status.dé"));
+        assert!(!wants_content("var/lib/dpkg/info/é"));
+    }
+
     #[test]
     fn uid0_accounts_other_than_root() {
         let fs = fs_of(vec![
