@@ -279,21 +279,58 @@ impl LayerOptions {
     }
 }
 
-/// Whether a check needs this file's contents (normalised path).
+/// Whether a check needs this file's contents (normalised path). The
+/// account files are read as the runtime opens `/etc/passwd`, through
+/// symlinks and hard links: capturing them where they commonly really are
+/// keeps such images scannable (one whose `/etc/passwd` resolves to a file
+/// not captured here fails the scan, see `checks::accounts`).
 pub fn wants_content(path: &str) -> bool {
-    matches!(
+    /// Directories where account files (`passwd`, `group`) live in common
+    /// layouts, and so where a symlinked or hard-linked `/etc/passwd` points:
+    /// Debian's `base-passwd` templates, `/usr/lib` (rpm-ostree and bootc
+    /// images, nss-altfiles), `/usr/etc` (openSUSE), Clear Linux's
+    /// `/usr/share/defaults/etc`, Ubuntu's `libnss-extrausers`.
+    const ACCOUNT_DIRS: &[&str] = &[
+        "etc",
+        "lib",
+        "usr/etc",
+        "usr/lib",
+        "usr/share/base-passwd",
+        "usr/share/defaults/etc",
+        "var/lib/extrausers",
+    ];
+
+    /// Account file names captured in `ACCOUNT_DIRS` (with the shadow-utils
+    /// backups and the `base-passwd` templates).
+    const ACCOUNT_NAMES: &[&str] = &[
+        "passwd",
+        "group",
+        "passwd-",
+        "group-",
+        "passwd.master",
+        "group.master",
+    ];
+    /// `path` is a direct child of `dir` (a name without `/`).
+    fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
+        path.strip_prefix(dir)?
+            .strip_prefix('/')
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+    if matches!(
         path,
-        "etc/passwd"
-            | "etc/group"
-            | "etc/sudoers"
-            | "var/lib/dpkg/status"
-            | "lib/apk/db/installed"
-            | "usr/lib/apk/db/installed"
-    ) || (path.starts_with("etc/sudoers.d/") && !path[14..].contains('/'))
-        || (path.starts_with("var/lib/dpkg/info/")
-            && path.ends_with(".list")
-            && !path[18..].contains('/'))
-        || (path.starts_with("var/lib/dpkg/status.d/") && !path[23..].contains('/'))
+        "etc/sudoers" | "var/lib/dpkg/status" | "lib/apk/db/installed" | "usr/lib/apk/db/installed"
+    ) {
+        return true;
+    }
+    if let Some((dir, name)) = path.rsplit_once('/')
+        && ACCOUNT_NAMES.contains(&name)
+        && ACCOUNT_DIRS.contains(&dir)
+    {
+        return true;
+    }
+    child_of(path, "etc/sudoers.d").is_some()
+        || child_of(path, "var/lib/dpkg/info").is_some_and(|n| n.ends_with(".list"))
+        || child_of(path, "var/lib/dpkg/status.d").is_some()
 }
 
 /// Normalises a member name: strips `./` and leading `/`, folds `.` and

@@ -256,7 +256,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         );
     }
     warnings.extend(fs.warnings().iter().cloned());
-    let out = checks::run_all(&fs, &plan.config, &layers);
+    let out = checks::run_all(&fs, &plan.config, &layers)?;
     warnings.extend(out.warnings);
     let image = ImageInfo {
         source: input.source.clone(),

@@ -119,11 +119,17 @@ pub fn details<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Va
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// Runs every check over an image.
-pub fn run_all(fs: &FinalFs, config: &ImageConfig, layers: &[LayerInfo]) -> Findings {
+/// Runs every check over an image. Fails when a file the runtime reads to
+/// set up the container (`/etc/passwd`, `/etc/group`) cannot be read as the
+/// runtime reads it.
+pub fn run_all(
+    fs: &FinalFs,
+    config: &ImageConfig,
+    layers: &[LayerInfo],
+) -> crate::error::Result<Findings> {
     let mut out = Findings::default();
     let packages = packages::PackageDb::load(fs, &mut out.warnings);
-    let accounts = accounts::Accounts::load(fs, &mut out.warnings);
+    let accounts = accounts::Accounts::load(fs, &mut out.warnings)?;
     let ctx = Context {
         fs,
         config,
@@ -134,7 +140,7 @@ pub fn run_all(fs: &FinalFs, config: &ImageConfig, layers: &[LayerInfo]) -> Find
     for check in CHECKS {
         check.run(&ctx, &mut out);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

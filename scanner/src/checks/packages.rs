@@ -551,7 +551,7 @@ pub(crate) mod test_support {
     pub(crate) fn run(check: &dyn Check, fs: &FinalFs, config: &ImageConfig) -> Findings {
         let mut out = Findings::default();
         let packages = PackageDb::load(fs, &mut out.warnings);
-        let accounts = Accounts::load(fs, &mut out.warnings);
+        let accounts = Accounts::load(fs, &mut out.warnings).expect("account files are readable");
         let layers = layer_infos(8);
         let ctx = Context {
             fs,

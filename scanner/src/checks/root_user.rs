@@ -3,20 +3,26 @@
 //! ## What it does
 //! Reads `config.User` (`user`, `uid`, `user:group`, `uid:gid`, `uid:group`,
 //! `user:gid`, image-spec `config.md`) and resolves it against the image's own
-//! final `/etc/passwd` and `/etc/group`, as the runtime will:
+//! final `/etc/passwd` and `/etc/group` ([`super::accounts`]), as the runtime
+//! will:
 //!
 //! - `root-user` (high): `User` missing or empty (the runtime default is
-//!   root), an empty user part (`:1000`), uid `0`, or a name that
-//!   `/etc/passwd` maps to uid 0 (`toor:x:0:0` counts). `root` is uid 0 even
-//!   without an `/etc/passwd`.
+//!   root), an empty user part (`:1000`), uid 0 however Go's `strconv.Atoi`
+//!   spells it (`0`, `+0`, `-0`, `00`), a name that `/etc/passwd` maps to
+//!   uid 0 (`toor:x:0:0` counts, and so does a uid field runc reads as 0,
+//!   such as `1000x`), or a number that a runtime truncates to uid 0
+//!   (`4294967296`). `root` is uid 0 even without an `/etc/passwd`.
 //! - `unresolved-user` (medium): a user name (not a number) that
 //!   `/etc/passwd` does not list, or a group name missing from `/etc/group`
 //!   (`root` always resolves). An unresolved user is not also reported as root:
 //!   imgscan cannot know what the platform will substitute.
 //! - `root-group` (low): a user that is not root whose group is gid 0: an
-//!   explicit `:0` or `:root` (or a name `/etc/group` maps to 0), or, with no
+//!   explicit `:0` or `:root` (or a name `/etc/group` maps to 0); with no
 //!   group part, the primary gid of the user's `/etc/passwd` line (found by
-//!   name, or by uid for a numeric user).
+//!   name, or by uid for a numeric user), or gid 0 for a uid `/etc/passwd`
+//!   does not list (what runtimes do); an empty group part (`app:`, gid 0
+//!   under containerd); or a supplementary group with gid 0 (`/etc/group`
+//!   lists the user as a member of it).
 //!
 //! These findings are about the config, so they have no path; their subject
 //! is the `User` string (for a group that does not resolve, the string plus
@@ -36,15 +42,48 @@
 //! ## References
 //! - <https://github.com/opencontainers/image-spec/blob/main/config.md> (`User`)
 //! - <https://docs.docker.com/reference/dockerfile/#user>
+//!
+//! # Runtime fidelity
+//!
+//! The `User` string is resolved as moby (`daemon/oci_linux.go` `getUser`,
+//! runc's `libcontainer/user` `GetExecUser`, vendored as moby/sys/user),
+//! podman (the same `GetExecUser`) and containerd (`pkg/oci/spec_opts.go`
+//! `WithUser`, `WithUserID`, `WithUsername`, `WithAdditionalGIDs`) resolve
+//! it. Where they differ, the worst case is reported and the message says
+//! which runtime does it:
+//!
+//! - Splitting: `GetExecUser` (`parseLine`) takes the first two `:` fields
+//!   and ignores the rest; containerd refuses three or more.
+//! - A part is a number when `strconv.Atoi` takes it: a sign is accepted
+//!   (`+0`, `-0` are uid 0), white space is not (` 0` is a name). Current
+//!   runtimes refuse numbers outside `0..=2147483647`; containerd before
+//!   1.6.38, 1.7.27 and 2.0.4 stored `uint32(v)` (CVE-2024-40635:
+//!   `4294967296` runs as uid 0), and runc's `libcontainer/user` before
+//!   moby/sys/user 0.4.1 took a passwd entry with that uid unchecked. A
+//!   number beyond 64 bits is refused by current runtimes and looked up as a
+//!   name by older ones.
+//! - A uid without a passwd entry gets gid 0 (runc's default `ExecUser`,
+//!   containerd's `WithUserID`); `user:` gets gid 0 from containerd (its
+//!   empty group part is a group name that is never looked up) and the
+//!   passwd gid from runc.
+//! - Ids read from the files are Go `int`s stored in the OCI spec's
+//!   `uint32`: truncated to 32 bits.
+//! - Supplementary groups: runc adds the groups whose member list names the
+//!   matched user when no group is given; containerd's CRI adds them even
+//!   with a group.
 
 use serde_json::Value;
 
+use super::accounts::{Accounts, GoAtoi, PasswdEntry, go_atoi};
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::model::Severity;
 use crate::rules::RuleId;
 
 /// Reports `root-user`, `unresolved-user` and `root-group`.
 pub struct RootUser;
+
+/// The largest uid or gid current runtimes accept (`math.MaxInt32`).
+const MAX_ID: i64 = i32::MAX as i64;
 
 /// How a uid or gid was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,11 +109,181 @@ impl Via {
     }
 }
 
-fn numeric(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// One uid some runtime may run the process as.
+#[derive(Debug, Clone)]
+struct UserRun<'a> {
+    uid: u32,
+    via: Via,
+    /// The passwd entry the runtime took (primary gid, supplementary groups).
+    entry: Option<&'a PasswdEntry>,
+    /// Which runtimes do this, when they do not all agree.
+    note: Option<String>,
+}
+
+/// One gid some runtime may run the process with.
+#[derive(Debug, Clone)]
+struct GroupRun {
+    gid: u32,
+    via: Via,
+    /// How the gid came about, for the message.
+    how: String,
+    note: Option<String>,
+}
+
+/// The uids the user part may run as (worst cases included), or why no
+/// runtime resolves it.
+fn resolve_user<'a>(user: &str, acc: &'a Accounts) -> Result<Vec<UserRun<'a>>, String> {
+    if user.is_empty() {
+        return Ok(vec![UserRun {
+            uid: 0,
+            via: Via::Default,
+            entry: acc.user_by_uid(0),
+            note: None,
+        }]);
     }
-    s.parse().ok()
+    match go_atoi(user.as_bytes()) {
+        GoAtoi::Int(v) if (0..=MAX_ID).contains(&v) => Ok(vec![UserRun {
+            uid: v as u32,
+            via: Via::Config,
+            entry: acc.user_by_uid(v),
+            note: (user != v.to_string())
+                .then(|| format!("runtimes read `{user}` with Go's strconv.Atoi, as {v}")),
+        }]),
+        GoAtoi::Int(v) => {
+            let t = v as u32;
+            let mut runs = vec![UserRun {
+                uid: t,
+                via: Via::Config,
+                entry: acc.user_by_uid(i64::from(t)),
+                note: Some(format!(
+                    "containerd before 1.6.38, 1.7.27 and 2.0.4 stores {v} in the OCI spec's \
+                     32-bit uid as {t} (CVE-2024-40635); current moby, podman and containerd \
+                     refuse a uid outside 0..={MAX_ID}"
+                )),
+            }];
+            if let Some(e) = acc.user_by_uid(v) {
+                runs.push(UserRun {
+                    uid: e.runtime_uid(),
+                    via: Via::Passwd,
+                    entry: Some(e),
+                    note: Some(format!(
+                        "runc's libcontainer/user (moby/sys/user before 0.4.1) takes the \
+                         /etc/passwd entry with uid {v} (line {}) unchecked, which the runtime \
+                         stores as uid {}",
+                        e.line,
+                        e.runtime_uid()
+                    )),
+                });
+            }
+            Ok(runs)
+        }
+        atoi => {
+            let beyond = matches!(atoi, GoAtoi::Range(_)).then(|| {
+                format!(
+                    "`{user}` is a number beyond 64 bits: current runtimes refuse it, older \
+                     ones look it up as a name"
+                )
+            });
+            if let Some(e) = acc.user_by_name(user) {
+                Ok(vec![UserRun {
+                    uid: e.runtime_uid(),
+                    via: Via::Passwd,
+                    entry: Some(e),
+                    note: beyond.or_else(|| e.odd_uid0()),
+                }])
+            } else if user == "root" {
+                Ok(vec![UserRun {
+                    uid: 0,
+                    via: Via::Config,
+                    entry: None,
+                    note: None,
+                }])
+            } else if acc.has_passwd() {
+                Err(format!("no user named `{user}` in /etc/passwd"))
+            } else {
+                Err("the image has no /etc/passwd".to_owned())
+            }
+        }
+    }
+}
+
+/// The gids an explicit, non-empty group part may give, or why no runtime
+/// resolves it.
+fn resolve_group(group: &str, acc: &Accounts) -> Result<Vec<GroupRun>, String> {
+    match go_atoi(group.as_bytes()) {
+        GoAtoi::Int(v) if (0..=MAX_ID).contains(&v) => Ok(vec![GroupRun {
+            gid: v as u32,
+            via: Via::Config,
+            how: "its configured group".into(),
+            note: (group != v.to_string())
+                .then(|| format!("runtimes read `{group}` with Go's strconv.Atoi, as {v}")),
+        }]),
+        GoAtoi::Int(v) => {
+            let t = v as u32;
+            let mut runs = vec![GroupRun {
+                gid: t,
+                via: Via::Config,
+                how: "its configured group".into(),
+                note: Some(format!(
+                    "containerd before 1.6.38, 1.7.27 and 2.0.4 stores {v} in the OCI spec's \
+                     32-bit gid as {t} (CVE-2024-40635); current runtimes refuse it"
+                )),
+            }];
+            if let Some(g) = acc.group_by_gid(v) {
+                runs.push(GroupRun {
+                    gid: g.runtime_gid(),
+                    via: Via::Group,
+                    how: "its group in /etc/group".into(),
+                    note: Some(format!(
+                        "runc's libcontainer/user (moby/sys/user before 0.4.1) takes the \
+                         /etc/group entry with gid {v} unchecked, stored as gid {}",
+                        g.runtime_gid()
+                    )),
+                });
+            }
+            Ok(runs)
+        }
+        _ => {
+            if let Some(g) = acc.group_by_name(group) {
+                Ok(vec![GroupRun {
+                    gid: g.runtime_gid(),
+                    via: Via::Group,
+                    how: "its group in /etc/group".into(),
+                    note: None,
+                }])
+            } else if group == "root" {
+                Ok(vec![GroupRun {
+                    gid: 0,
+                    via: Via::Config,
+                    how: "its configured group".into(),
+                    note: None,
+                }])
+            } else if acc.has_group() {
+                Err(format!("no group named `{group}` in /etc/group"))
+            } else {
+                Err("the image has no /etc/group".to_owned())
+            }
+        }
+    }
+}
+
+/// The primary gid without an explicit group: the passwd entry's, or 0
+/// when the uid has none (runc's default, containerd's `WithUserID`).
+fn implicit_gid(run: &UserRun<'_>) -> GroupRun {
+    match run.entry {
+        Some(e) => GroupRun {
+            gid: e.runtime_gid(),
+            via: Via::Passwd,
+            how: "its primary group in /etc/passwd".into(),
+            note: None,
+        },
+        None => GroupRun {
+            gid: 0,
+            via: Via::Default,
+            how: "the runtime's default: its uid has no /etc/passwd entry".into(),
+            note: None,
+        },
+    }
 }
 
 impl Check for RootUser {
@@ -85,127 +294,165 @@ impl Check for RootUser {
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let accounts = ctx.accounts;
         let raw = ctx.config.user.as_deref().unwrap_or("");
-        let (user, group) = match raw.split_once(':') {
-            Some((u, g)) => (u, (!g.is_empty()).then_some(g)),
-            None => (raw, None),
-        };
-        let config_finding =
-            |rule, severity, message: String, details, subject: String| NewFinding {
-                rule,
-                severity,
-                at: None,
-                message,
-                details,
-                subject,
+        // moby's runc parser (`parseLine`) takes the first two `:` fields
+        // and ignores the rest; containerd and moby/sys/user 0.5 refuse
+        // more: the worst case is the one that runs.
+        let parts: Vec<&str> = raw.split(':').collect();
+        let user = parts.first().copied().unwrap_or("");
+        let group = parts.get(1).copied();
+        let split_note = (parts.len() > 2).then(|| {
+            format!(
+                "moby's runc parser reads it as `{user}:{}` (containerd refuses it)",
+                group.unwrap_or("")
+            )
+        });
+        let resolved = resolve_user(user, accounts);
+        let runs = resolved.as_deref().unwrap_or(&[]);
+
+        if let Some(run) = runs.iter().find(|r| r.uid == 0) {
+            let mut message = match run.via {
+                Via::Default if raw.is_empty() => {
+                    "the image config sets no User: the container runs as root".to_owned()
+                }
+                Via::Default => {
+                    format!("User `{raw}` has no user part: the container runs as root (uid 0)")
+                }
+                Via::Passwd if user != "root" => format!(
+                    "User `{raw}` is uid 0 in the image's /etc/passwd: the container runs as root"
+                ),
+                _ => format!("User `{raw}` is root (uid 0)"),
             };
-
-        // The user part: Some((uid, via, primary gid from passwd)) or None
-        // when it does not resolve.
-        let resolved: Option<(u64, Via, Option<u64>)> = if user.is_empty() {
-            Some((0, Via::Default, None))
-        } else if let Some(uid) = numeric(user) {
-            Some((uid, Via::Config, accounts.user_by_uid(uid).map(|u| u.gid)))
-        } else if let Some(u) = accounts.user_by_name(user) {
-            Some((u.uid, Via::Passwd, Some(u.gid)))
-        } else if user == "root" {
-            Some((0, Via::Config, None))
-        } else {
-            None
-        };
-
-        match resolved {
-            Some((0, via, _)) => {
-                let message = match via {
-                    Via::Default if raw.is_empty() => {
-                        "the image config sets no User: the container runs as root".to_owned()
-                    }
-                    Via::Default => {
-                        format!("User `{raw}` has no user part: the container runs as root (uid 0)")
-                    }
-                    Via::Passwd if user != "root" => format!(
-                        "User `{raw}` is uid 0 in the image's /etc/passwd: the container runs as root"
-                    ),
-                    _ => format!("User `{raw}` is root (uid 0)"),
-                };
-                let user_value = if ctx.config.user.is_some() {
-                    Value::from(raw)
-                } else {
-                    Value::Null
-                };
-                out.push(
-                    ctx,
-                    config_finding(
-                        RuleId::RootUser,
-                        Severity::High,
-                        message,
-                        details([
-                            ("user", user_value),
-                            ("uid", Value::from(0)),
-                            ("resolved_by", Value::from(via.as_str())),
-                        ]),
-                        raw.to_owned(),
-                    ),
-                );
-                // Root has every group's access already.
-                return;
+            let notes: Vec<&str> = [run.note.as_deref(), split_note.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if !notes.is_empty() {
+                message = format!("{message} ({})", notes.join("; "));
             }
-            Some(_) => {}
-            None => {
-                let reason = if accounts.has_passwd() {
-                    format!("no user named `{user}` in /etc/passwd")
-                } else {
-                    "the image has no /etc/passwd".to_owned()
-                };
-                out.push(ctx, unresolved(raw, user, "user", &reason, raw.to_owned()));
+            let user_value = if ctx.config.user.is_some() {
+                Value::from(raw)
+            } else {
+                Value::Null
+            };
+            let mut d = details([
+                ("user", user_value),
+                ("uid", Value::from(0)),
+                ("resolved_by", Value::from(run.via.as_str())),
+            ]);
+            if !notes.is_empty() {
+                d.insert("note".into(), Value::from(notes.join("; ")));
             }
+            out.push(
+                ctx,
+                config_finding(RuleId::RootUser, Severity::High, message, d, raw),
+            );
+            // Root has every group's access already.
+            return;
+        }
+        if let Err(reason) = &resolved {
+            out.push(ctx, unresolved(raw, user, "user", reason, raw.to_owned()));
         }
 
-        // The group: explicit, or the primary group from /etc/passwd.
-        let gid: Option<(u64, Via)> = match group {
-            Some(g) => {
-                if let Some(gid) = numeric(g) {
-                    Some((gid, Via::Config))
-                } else if let Some(e) = accounts.group_by_name(g) {
-                    Some((e.gid, Via::Group))
-                } else if g == "root" {
-                    Some((0, Via::Config))
-                } else {
-                    let reason = if accounts.has_group() {
-                        format!("no group named `{g}` in /etc/group")
-                    } else {
-                        "the image has no /etc/group".to_owned()
-                    };
-                    out.push(
-                        ctx,
-                        unresolved(raw, g, "group", &reason, format!("{raw} (group)")),
-                    );
-                    None
+        // The gids the process may get: explicit, or implicit from the user.
+        let mut gids: Vec<GroupRun> = Vec::new();
+        match group {
+            Some(g) if !g.is_empty() => match resolve_group(g, accounts) {
+                Ok(r) => gids.extend(r),
+                Err(reason) => out.push(
+                    ctx,
+                    unresolved(raw, g, "group", &reason, format!("{raw} (group)")),
+                ),
+            },
+            Some(_) => {
+                // `user:`: runc takes the passwd gid; containerd's `WithUser`
+                // leaves the gid at 0.
+                gids.extend(runs.iter().map(implicit_gid));
+                if !runs.is_empty() {
+                    gids.push(GroupRun {
+                        gid: 0,
+                        via: Via::Default,
+                        how: "an empty group part".into(),
+                        note: Some(
+                            "containerd's WithUser leaves the gid at 0 when the group part is \
+                             empty; runc's libcontainer/user takes the passwd entry's"
+                                .into(),
+                        ),
+                    });
                 }
             }
-            None => resolved.and_then(|(_, _, gid)| gid.map(|g| (g, Via::Passwd))),
-        };
-        if let Some((0, via)) = gid {
-            let how = match via {
-                Via::Passwd => "its primary group in /etc/passwd",
-                Via::Group => "its group in /etc/group",
-                _ => "its configured group",
-            };
+            None => gids.extend(runs.iter().map(implicit_gid)),
+        }
+        if let Some(g) = gids.iter().find(|g| g.gid == 0) {
+            let mut message = format!("User `{raw}` runs with the root group (gid 0, {})", g.how);
+            let notes: Vec<&str> = [g.note.as_deref(), split_note.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut d = details([
+                ("user", Value::from(raw)),
+                ("group", group.map_or(Value::Null, Value::from)),
+                ("gid", Value::from(0)),
+                ("resolved_by", Value::from(g.via.as_str())),
+            ]);
+            if !notes.is_empty() {
+                message = format!("{message} ({})", notes.join("; "));
+                d.insert("note".into(), Value::from(notes.join("; ")));
+            }
+            out.push(
+                ctx,
+                config_finding(RuleId::RootGroup, Severity::Low, message, d, raw),
+            );
+            return;
+        }
+        // Supplementary groups: runc adds the groups listing the user when
+        // no group is given; containerd's CRI adds them (those not named
+        // after the user) even with one. The worst case is the union.
+        let sup = runs.iter().find_map(|r| {
+            let e = r.entry?;
+            accounts
+                .groups_of(e.name_bytes())
+                .find(|g| g.runtime_gid() == 0)
+                .map(|g| (e, g))
+        });
+        if let Some((e, g)) = sup {
             out.push(
                 ctx,
                 config_finding(
                     RuleId::RootGroup,
                     Severity::Low,
-                    format!("User `{raw}` runs with the root group (gid 0, {how})"),
+                    format!(
+                        "User `{raw}` runs with the root group (gid 0) as a supplementary group: \
+                         /etc/group lists {} as a member of {} (line {})",
+                        e.name, g.name, g.line
+                    ),
                     details([
                         ("user", Value::from(raw)),
-                        ("group", group.map_or(Value::Null, Value::from)),
+                        ("group", Value::from(g.name.as_str())),
                         ("gid", Value::from(0)),
-                        ("resolved_by", Value::from(via.as_str())),
+                        ("resolved_by", Value::from("supplementary")),
                     ]),
-                    raw.to_owned(),
+                    raw,
                 ),
             );
         }
+    }
+}
+
+/// A finding about the config (no path).
+fn config_finding(
+    rule: RuleId,
+    severity: Severity,
+    message: String,
+    details: std::collections::BTreeMap<String, Value>,
+    raw: &str,
+) -> NewFinding<'static> {
+    NewFinding {
+        rule,
+        severity,
+        at: None,
+        message,
+        details,
+        subject: raw.to_owned(),
     }
 }
 
@@ -309,9 +556,131 @@ ops:x:1001:0::/home/ops:/bin/sh\n";
         assert!(check(&fs, Some("app")).is_empty());
         assert!(check(&fs, Some("app:staff")).is_empty());
         assert!(check(&fs, Some("1000:1000")).is_empty());
-        assert!(check(&fs, Some("app:")).is_empty());
-        // A numeric uid needs no passwd entry.
-        assert!(check(&fs_of(vec![]), Some("10001")).is_empty());
+        assert!(check(&fs, Some("10001:10001")).is_empty());
+        assert!(check(&fs_of(vec![]), Some("10001:10001")).is_empty());
+    }
+
+    /// A uid `/etc/passwd` does not list runs with gid 0, as runtimes do.
+    #[test]
+    fn unlisted_uid_gets_gid_0() {
+        assert_eq!(
+            check(&fs_of(vec![]), Some("10001")),
+            ["root-group low default"]
+        );
+        assert_eq!(check(&image(), Some("4242")), ["root-group low default"]);
+    }
+
+    /// `app:` is gid 0 under containerd (its empty group part is never
+    /// looked up), the passwd gid under runc: the worst case is reported.
+    #[test]
+    fn empty_group_part_is_gid_0_under_containerd() {
+        let out = run(&RootUser, &image(), &config_user(Some("app:")));
+        assert_eq!(brief(&out.findings), ["root-group low -"]);
+        assert!(out.findings[0].message.contains("containerd"));
+        assert_eq!(check(&image(), Some("1000:")), ["root-group low default"]);
+    }
+
+    /// Go's `strconv.Atoi` takes a sign and leading zeros: `+0`, `-0` and
+    /// `00` are uid 0.
+    #[test]
+    fn signed_and_padded_zero_are_root() {
+        for u in ["+0", "-0", "00", "+0:app", "-0:1000"] {
+            let out = run(&RootUser, &image(), &config_user(Some(u)));
+            assert_eq!(brief(&out.findings), ["root-user high -"], "{u}");
+            assert!(out.findings[0].message.contains("strconv.Atoi"), "{u}");
+        }
+        // White space is not a number: ` 0` is a name no one has.
+        assert_eq!(check(&image(), Some(" 0")), ["unresolved-user medium user"]);
+    }
+
+    /// A uid of 2^32 or more is truncated to 32 bits by older containerd
+    /// (CVE-2024-40635): `4294967296` is root; current runtimes refuse it.
+    #[test]
+    fn uids_beyond_32_bits_are_judged_truncated() {
+        let out = run(&RootUser, &image(), &config_user(Some("4294967296")));
+        assert_eq!(brief(&out.findings), ["root-user high -"]);
+        assert!(out.findings[0].message.contains("CVE-2024-40635"));
+        assert_eq!(
+            check(&image(), Some("-4294967296")),
+            ["root-user high config"]
+        );
+        assert_eq!(
+            check(&image(), Some("-9223372036854775808")),
+            ["root-user high config"]
+        );
+        // 2^32 + 1000 truncates to app's uid, and so to app's gid.
+        assert!(check(&image(), Some("4294968296")).is_empty());
+        // -1 is uid 4294967295: not root, and unlisted, so gid 0.
+        assert_eq!(check(&image(), Some("-1")), ["root-group low default"]);
+        // A gid of 2^32 is gid 0 the same way.
+        let out = run(&RootUser, &image(), &config_user(Some("app:4294967296")));
+        assert_eq!(brief(&out.findings), ["root-group low -"]);
+        assert!(out.findings[0].message.contains("CVE-2024-40635"));
+        // Beyond 64 bits: refused, or looked up as a name (older runtimes).
+        assert_eq!(
+            check(&image(), Some("99999999999999999999")),
+            ["unresolved-user medium user"]
+        );
+        // A passwd entry with that very uid (old runc takes it unchecked).
+        let fs = fs_of(vec![vec![text(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/sh\nbig:x:8589934592:5::/:/bin/sh\n",
+        )]]);
+        assert_eq!(check(&fs, Some("8589934592")), ["root-user high config"]);
+        assert_eq!(check(&fs, Some("big")), ["root-user high passwd"]);
+    }
+
+    /// runc reads an unparsable uid field (`1000x`, ` 1000`, empty) as 0:
+    /// that account is root.
+    #[test]
+    fn user_with_unparsable_uid_field_is_root() {
+        let fs = fs_of(vec![vec![text(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/sh\napp:x:1000x:1000::/home/app:/bin/sh\n\
+             sp:x: 1000:1000::/:/bin/sh\ne:x::1000::/:/bin/sh\nok:x:1000:1000::/:/bin/sh\n",
+        )]]);
+        for u in ["app", "sp", "e", "app:1000"] {
+            let out = run(&RootUser, &fs, &config_user(Some(u)));
+            assert_eq!(brief(&out.findings), ["root-user high -"], "{u}");
+            assert!(out.findings[0].message.contains("reads as 0"), "{u}");
+        }
+        assert!(check(&fs, Some("ok")).is_empty());
+        // The numeric user 1000 is the first entry whose uid parses as 1000.
+        assert!(check(&fs, Some("1000")).is_empty());
+    }
+
+    /// `a:b:c`: moby's parser takes `a:b`, containerd refuses it.
+    #[test]
+    fn extra_fields_are_ignored_as_moby_does() {
+        assert!(check(&image(), Some("app:staff:junk")).is_empty());
+        let out = run(&RootUser, &image(), &config_user(Some("app:root:junk")));
+        assert_eq!(brief(&out.findings), ["root-group low -"]);
+        assert!(out.findings[0].message.contains("`app:root`"));
+        assert_eq!(check(&image(), Some("root:x:y")), ["root-user high passwd"]);
+    }
+
+    /// A member of a gid-0 group gets it as a supplementary group.
+    #[test]
+    fn supplementary_root_group() {
+        let fs = fs_of(vec![vec![
+            text("etc/passwd", PASSWD),
+            text("etc/group", "root:x:0:\nwheel:x:0:ops2,app\nstaff:x:50:\n"),
+        ]]);
+        let out = run(&RootUser, &fs, &config_user(Some("app")));
+        assert_eq!(brief(&out.findings), ["root-group low -"]);
+        assert!(out.findings[0].message.contains("member of wheel"));
+        // By uid too, and even with an explicit group (containerd's CRI).
+        assert_eq!(check(&fs, Some("1000")), ["root-group low supplementary"]);
+        assert_eq!(
+            check(&fs, Some("app:staff")),
+            ["root-group low supplementary"]
+        );
+        // Members are compared exactly (` app` is not `app`).
+        let fs = fs_of(vec![vec![
+            text("etc/passwd", PASSWD),
+            text("etc/group", "wheel:x:0:ops2, app\n"),
+        ]]);
+        assert!(check(&fs, Some("app")).is_empty());
     }
 
     #[test]

@@ -197,9 +197,10 @@ pub(crate) fn pick_platform<'a>(
     if candidates.len() == 1 && (!sel.platform_explicit || candidates[0].platform.is_none()) {
         return Ok(candidates[0]);
     }
-    if let Some(d) = candidates
-        .iter()
-        .find(|d| d.platform().is_some_and(|p| sel.platform.matches(&p)))
+    // The best-ranked match, as containerd picks (`Platform::best`).
+    if let Some(d) = sel
+        .platform
+        .best(candidates.iter().map(|d| (*d, d.platform())))
     {
         return Ok(d);
     }
