@@ -1,9 +1,20 @@
 //! The image config (`application/vnd.oci.image.config.v1+json` and Docker's
 //! `application/vnd.docker.container.image.v1+json`): the fields imgscan reads.
 //!
-//! Parsing is lenient where real images are sloppy (`null` lists, a string
-//! where a list belongs) and strict where the scan depends on it
+//! Parsing is lenient where the Go types runtimes decode into are (`null`
+//! leaves a field empty, moby's `strslice.StrSlice` takes a string for
+//! `Entrypoint`/`Cmd`) and strict where the scan depends on it
 //! (`rootfs.diff_ids` must be valid digests, one per layer).
+//!
+//! # Runtime fidelity
+//!
+//! The config is read the way Go's `encoding/json` decodes it into
+//! image-spec `specs-go/v1` `Image` and moby's `Image` / `container.Config`
+//! (see [`crate::gojson`]): `"user"` is `User`, `"RootFS"` is `rootfs`; an
+//! object where two keys reach one field (`"User"` and `"user"`, which Go
+//! resolves to the last) is refused as ambiguous; a value of a type Go
+//! refuses (`"User": 5`) is refused as malformed, since no runtime would run
+//! the image.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +23,7 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::gojson;
 
 /// The parts of an image config imgscan uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,9 +72,9 @@ struct RawContainer {
     #[serde(rename = "ExposedPorts", default)]
     exposed_ports: Option<BTreeMap<String, Value>>,
     #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Value>,
+    entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default)]
-    cmd: Option<Value>,
+    cmd: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -81,25 +93,10 @@ struct RawHistory {
     empty_layer: Option<bool>,
 }
 
-fn string_list(v: Option<Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|i| match i {
-                Value::String(s) => s,
-                other => other.to_string(),
-            })
-            .collect(),
-        Some(Value::String(s)) => vec![s],
-        _ => Vec::new(),
-    }
-}
-
 impl ImageConfig {
     /// Parses a config blob; `what` names it in errors.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self> {
-        let raw: Raw = serde_json::from_slice(bytes)
-            .map_err(|e| Error::malformed(what, format!("not an image config: {e}")))?;
+        let raw: Raw = gojson::decode(bytes, &gojson::IMAGE, what)?;
         let rootfs = raw
             .rootfs
             .ok_or_else(|| Error::malformed(what, "no `rootfs` (is this an image config?)"))?;
@@ -130,8 +127,8 @@ impl ImageConfig {
                 c.exposed_ports
                     .map(|m| m.into_keys().collect())
                     .unwrap_or_default(),
-                string_list(c.entrypoint),
-                string_list(c.cmd),
+                c.entrypoint.unwrap_or_default(),
+                c.cmd.unwrap_or_default(),
             ),
             None => (None, Vec::new(), Vec::new(), Vec::new()),
         };

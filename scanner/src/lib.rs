@@ -22,6 +22,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod gojson;
 pub mod layer;
 pub mod model;
 pub mod rules;

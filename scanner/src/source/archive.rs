@@ -8,20 +8,47 @@
 //! so every member that looks like a layer is scanned as it goes by, on a
 //! worker thread fed through a bounded channel, and keyed by member name;
 //! once the stream ends the manifest puts them in order. Nothing is spooled
-//! to disk and memory is bounded by the channel sizes plus the layer indexes.
+//! to disk; memory is bounded by the channel sizes, the layer indexes and the
+//! small members held, which are charged to the image's
+//! [`MemoryBudget`](crate::budget::MemoryBudget).
+//!
+//! # Runtime fidelity
+//!
+//! - **One member name twice** (or a name twice after cleaning, `./x` and
+//!   `x`): containers/image `docker/internal/tarfile/reader.go`
+//!   `findTarComponent` reads the first match; moby
+//!   `image/tarexport/load.go` extracts the archive and reads the file, which
+//!   the last copy overwrote; containerd `images/archive/importer.go` keeps
+//!   the last blob per name. The archive is refused ([`Error::Ambiguous`])
+//!   unless every copy is a directory.
+//! - **A member under a non-directory member** (`x` a symlink, then
+//!   `x/manifest.json`): extraction (moby) writes through the symlink,
+//!   name-matching readers (containers/image, containerd) do not. Refused.
+//! - **Symlinked members** (`docker save` links a repeated layer's
+//!   `layer.tar` to the first copy) resolve relative to the link's directory,
+//!   as moby's extraction and containerd's `path.Join(path.Dir(name),
+//!   linkname)` do. A layer may be used more than once (listed twice, or
+//!   through a link), from a file or a stream.
+//! - `manifest.json` is read as Go's `encoding/json` decodes it into moby's
+//!   `manifestItem` / containers/image `ManifestItem` (`Config`, `RepoTags`,
+//!   `Layers`, `Parent`, `LayerSources`; see [`crate::gojson`]): `"layers"` is
+//!   `Layers`, two keys for one field are ambiguous.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
 use super::{Container, LayerPlan, Plan, digest_from_path, read_verified};
+use crate::budget::MemoryBudget;
 use crate::config::ImageConfig;
-use crate::digest::Algorithm;
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
+use crate::gojson;
 use crate::layer::{self, Compression, LayerIndex, LayerOptions, normalize};
 use crate::tarstream::{Kind, Seekable, Streaming, TarReader};
 
@@ -85,6 +112,56 @@ fn follow<'a, T>(
     None
 }
 
+/// Records member `name` (a directory or not) in `names`, refusing a name
+/// seen before unless both copies are directories.
+fn note_name(
+    names: &mut BTreeMap<String, bool>,
+    name: &str,
+    is_dir: bool,
+    archive: &str,
+) -> Result<()> {
+    match names.get(name) {
+        Some(&was_dir) if was_dir && is_dir => Ok(()),
+        Some(_) => Err(Error::ambiguous(
+            format!("member {} of {archive}", shown(name)),
+            "the archive holds it twice; containers/image reads the first copy, \
+             moby's and containerd's extraction keep the last",
+        )),
+        None => {
+            names.insert(name.to_owned(), is_dir);
+            Ok(())
+        }
+    }
+}
+
+/// Refuses a member below a member that is not a directory.
+fn check_parents(names: &BTreeMap<String, bool>, archive: &str) -> Result<()> {
+    for name in names.keys() {
+        for (i, _) in name.match_indices('/') {
+            let parent = &name[..i];
+            if names.get(parent) == Some(&false) {
+                return Err(Error::ambiguous(
+                    format!("member {} of {archive}", shown(name)),
+                    format!(
+                        "it lies under member {}, which is not a directory; extracting \
+                         runtimes (moby) follow a symlink there, others do not",
+                        shown(parent)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A member name for messages: bounded, control characters escaped.
+fn shown(name: &str) -> String {
+    name.chars()
+        .take(200)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
 /// A seekable tar file, indexed by member name.
 pub struct ArchiveContainer {
     path: PathBuf,
@@ -99,9 +176,18 @@ impl ArchiveContainer {
             source,
         };
         let file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(Error::not_an_image(
+                path.display().to_string(),
+                "not a regular file (a pipe or device is read as a stream, from standard input)",
+            ));
+        }
+        let len = meta.len();
         let mut tr = TarReader::new(Seekable::new(file, len, 64 * 1024));
         let mut members = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        let archive = path.display().to_string();
         loop {
             let h = match tr.next_header() {
                 Ok(Some(h)) => h,
@@ -121,6 +207,7 @@ impl ArchiveContainer {
                 });
             }
             let name = normalize(&h.path);
+            note_name(&mut names, &name, h.kind == Kind::Dir, &archive)?;
             let link = matches!(h.kind, Kind::Symlink | Kind::Hardlink)
                 .then(|| link_target(&name, h.kind, &h.link));
             if h.data_offset
@@ -142,6 +229,7 @@ impl ArchiveContainer {
                 },
             );
         }
+        check_parents(&names, &archive)?;
         Ok(Self {
             path: path.to_owned(),
             members,
@@ -217,12 +305,33 @@ struct DockerManifestItem {
     layers: Vec<String>,
 }
 
+/// Parses a docker-archive `manifest.json` as Go's `encoding/json` does.
+fn parse_docker_manifest(bytes: &[u8], what: &str) -> Result<Vec<DockerManifestItem>> {
+    gojson::decode(bytes, &gojson::DOCKER_MANIFEST, what)
+}
+
+/// What imgscan reads from a docker-archive `manifest.json` (see
+/// [`gojson::view`]).
+pub fn view_docker_manifest(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
+    let items = parse_docker_manifest(bytes, what)?;
+    Ok(serde_json::Value::Array(
+        items
+            .iter()
+            .map(|it| {
+                serde_json::json!({
+                    "Config": it.config,
+                    "RepoTags": it.repo_tags.clone().unwrap_or_default(),
+                    "Layers": it.layers,
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// Resolves the image of a docker-archive from its `manifest.json`.
 pub fn resolve_docker(c: &dyn Container, reference: Option<&str>) -> Result<Plan> {
     let raw = c.read_small("manifest.json", super::MAX_JSON)?;
-    let items: Vec<DockerManifestItem> = serde_json::from_slice(&raw).map_err(|e| {
-        Error::malformed(format!("manifest.json in {}", c.describe()), e.to_string())
-    })?;
+    let items = parse_docker_manifest(&raw, &format!("manifest.json in {}", c.describe()))?;
     if items.is_empty() {
         return Err(Error::not_an_image(
             c.describe(),
@@ -339,11 +448,110 @@ struct StreamMember {
     held: Option<Held>,
 }
 
+/// A layer scanned on the way, and how many times the archive's manifests
+/// may still ask for it.
+struct Taken {
+    uses_left: usize,
+    result: std::result::Result<LayerIndex, String>,
+}
+
 /// An archive read once from a stream; layers were scanned on the way.
 pub struct StreamContainer {
     name: String,
     members: BTreeMap<String, StreamMember>,
-    taken: Mutex<BTreeMap<String, std::result::Result<LayerIndex, String>>>,
+    taken: Mutex<BTreeMap<String, Taken>>,
+    budget: Arc<MemoryBudget>,
+    /// Bytes charged to `budget` for what this container holds.
+    charged: AtomicU64,
+}
+
+impl Drop for StreamContainer {
+    fn drop(&mut self) {
+        self.budget.release(*self.charged.get_mut());
+    }
+}
+
+/// Charges `n` bytes for `what` to `budget`, counting them in `charged`.
+fn charge(
+    budget: &MemoryBudget,
+    charged: &AtomicU64,
+    n: u64,
+    what: &str,
+    archive: &str,
+) -> Result<()> {
+    budget.charge(n, what).map_err(|e| Error::Limit {
+        what: format!("{what} in {archive}"),
+        limit: format!("the memory budget of {} MiB", e.limit >> 20),
+        why: "an image archive read from a stream keeps its small members in memory; \
+              raise --max-memory if this image is genuine"
+            .into(),
+    })?;
+    charged.fetch_add(n, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Heap bytes a layer index holds, roughly.
+fn index_bytes(idx: &LayerIndex) -> u64 {
+    let extras: usize = idx
+        .extras
+        .iter()
+        .map(|e| {
+            std::mem::size_of_val(e)
+                + e.link.as_ref().map_or(0, |l| l.len())
+                + e.caps.as_ref().map_or(0, |c| c.len())
+                + e.content.as_ref().map_or(0, |c| c.data.len() + 32)
+        })
+        .sum();
+    let boxed = |v: &[Box<str>]| v.iter().map(|s| s.len() + 16).sum::<usize>();
+    (idx.paths.len()
+        + std::mem::size_of_val(idx.recs.as_slice())
+        + extras
+        + boxed(&idx.whiteouts)
+        + boxed(&idx.opaques)
+        + idx.warnings.iter().map(|w| w.len() + 24).sum::<usize>()) as u64
+}
+
+/// How many times the manifests held in `members` name each layer member
+/// (after links): a layer listed twice, or linked to by another layer's
+/// `layer.tar`, is handed out that many times. Documents that do not parse
+/// count nothing (resolution reports them).
+fn count_uses(members: &BTreeMap<String, StreamMember>) -> BTreeMap<String, usize> {
+    let resolve = |p: &str| follow(members, |m| m.link.as_deref(), p).map(|(k, _)| k);
+    let docker_manifest = resolve("manifest.json");
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    let mut add = |p: &str| {
+        if let Some(k) = resolve(p) {
+            *uses.entry(k).or_insert(0) += 1;
+        }
+    };
+    for (name, m) in members {
+        let Some(Held::Small(bytes)) = &m.held else {
+            continue;
+        };
+        if !looks_like_json(bytes) {
+            continue;
+        }
+        if docker_manifest.as_deref() == Some(name.as_str()) {
+            if let Ok(items) = parse_docker_manifest(bytes, name) {
+                for l in items.iter().flat_map(|it| &it.layers) {
+                    add(&normalize(l.as_bytes()));
+                }
+            }
+        } else if let Ok(v) = gojson::canonical(bytes, &gojson::MANIFEST_OR_INDEX, name)
+            && let Some(layers) = v.get("layers").and_then(|l| l.as_array())
+        {
+            for d in layers {
+                if let Some(dg) = d
+                    .get("digest")
+                    .and_then(|x| x.as_str())
+                    .and_then(|s| Digest::parse(s).ok())
+                {
+                    add(&super::oci::blob_path(&dg));
+                }
+            }
+        }
+    }
+    uses
 }
 
 impl StreamContainer {
@@ -399,21 +607,40 @@ impl Container for StreamContainer {
                 layer::scan_layer(&bytes[..], opts).map_err(|e| super::layer_error(plan, e))
             }
             Some(Held::Scanned) => {
-                let r = self
+                let mut taken = self
                     .taken
                     .lock()
-                    .map_err(|_| Error::Usage("a layer worker panicked".into()))?
-                    .remove(&resolved);
+                    .map_err(|_| Error::Usage("a layer worker panicked".into()))?;
+                let r = match taken.get_mut(&resolved) {
+                    // Wanted again later: hand out a copy, charged.
+                    Some(t) if t.uses_left > 1 => {
+                        t.uses_left -= 1;
+                        if let Ok(idx) = &t.result {
+                            charge(
+                                &self.budget,
+                                &self.charged,
+                                index_bytes(idx),
+                                "a copy of a layer used more than once",
+                                &self.name,
+                            )?;
+                        }
+                        Some(t.result.clone())
+                    }
+                    Some(_) => taken.remove(&resolved).map(|t| t.result),
+                    None => None,
+                };
+                drop(taken);
                 match r {
                     Some(Ok(idx)) => Ok(idx),
                     Some(Err(why)) => Err(Error::BadLayer {
                         layer: format!("{} ({})", plan.index, plan.path),
                         why,
                     }),
-                    // Used twice by one manifest: scan results are consumed once.
+                    // More uses than the manifests have: never for a plan
+                    // resolved from this container's own documents.
                     None => Err(Error::malformed(
                         format!("manifest in {}", self.name),
-                        format!("layer {} is listed twice", plan.path),
+                        format!("layer {} is used more times than listed", plan.path),
                     )),
                 }
             }
@@ -437,7 +664,14 @@ fn looks_like_layer(prefix: &[u8]) -> bool {
     Compression::sniff(prefix) != Compression::None || prefix.get(257..262) == Some(&b"ustar"[..])
 }
 
+/// Bytes charged per member name kept (map node and string header).
+const NAME_OVERHEAD: u64 = 96;
+
 /// Reads an image archive from a stream, scanning layers as they pass.
+///
+/// Member names and the small members kept (JSON documents, tiny layers) are
+/// charged to `base_opts.budget`, and given back when the container is
+/// dropped.
 pub fn scan_stream(
     reader: impl Read,
     name: &str,
@@ -447,6 +681,11 @@ pub fn scan_stream(
     let results: Mutex<BTreeMap<String, std::result::Result<LayerIndex, String>>> =
         Mutex::new(BTreeMap::new());
     let mut members: BTreeMap<String, StreamMember> = BTreeMap::new();
+    let mut names: BTreeMap<String, bool> = BTreeMap::new();
+    let budget = base_opts.budget.clone();
+    // Charged so far; moved into the container, or given back on error.
+    let charged = AtomicU64::new(0);
+    let give_back = |charged: &AtomicU64| budget.release(charged.load(Ordering::Relaxed));
     let workers = workers.max(1);
     let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(workers);
     let outcome: Result<()> = std::thread::scope(|scope| {
@@ -454,7 +693,7 @@ pub fn scan_stream(
         let read_err =
             |e: io::Error| Error::not_an_image(name, format!("reading the archive: {e}"));
         while let Some(h) = tr.next_header().map_err(read_err)? {
-            if members.len() >= MAX_MEMBERS {
+            if names.len() >= MAX_MEMBERS {
                 return Err(Error::Limit {
                     what: name.to_owned(),
                     limit: format!("{MAX_MEMBERS} members"),
@@ -462,9 +701,24 @@ pub fn scan_stream(
                 });
             }
             let path = normalize(&h.path);
+            charge(
+                &budget,
+                &charged,
+                path.len() as u64 + NAME_OVERHEAD,
+                "member names",
+                name,
+            )?;
+            note_name(&mut names, &path, h.kind == Kind::Dir, name)?;
             match h.kind {
                 Kind::Symlink | Kind::Hardlink => {
                     let link = link_target(&path, h.kind, &h.link);
+                    charge(
+                        &budget,
+                        &charged,
+                        link.len() as u64 + NAME_OVERHEAD,
+                        "member names",
+                        name,
+                    )?;
                     members.insert(
                         path,
                         StreamMember {
@@ -482,6 +736,15 @@ pub fn scan_stream(
             let json = looks_like_json(&prefix) && h.size <= super::MAX_JSON;
             let layerish = looks_like_layer(&prefix) || (!json && h.size > SMALL);
             if !layerish {
+                // Charged before it is read: a stream of many documents
+                // stops at the budget, not at the OOM killer.
+                charge(
+                    &budget,
+                    &charged,
+                    h.size,
+                    &format!("small members kept while streaming (at {})", shown(&path)),
+                    name,
+                )?;
                 let mut data = prefix;
                 data.reserve((h.size as usize).saturating_sub(data.len()));
                 tr.data().read_to_end(&mut data).map_err(read_err)?;
@@ -529,20 +792,38 @@ pub fn scan_stream(
                 },
             );
         }
+        check_parents(&names, name)?;
         // Read what follows the end-of-archive marker, so that a gzip or
         // zstd wrapper is checked to its end.
         let mut rest = tr.into_inner().into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::read(name, e))?;
         Ok(())
     });
-    outcome?;
-    let taken = results
+    let results = results
         .into_inner()
-        .map_err(|_| Error::Usage("a layer worker panicked".into()))?;
+        .map_err(|_| Error::Usage("a layer worker panicked".into()));
+    let (Ok(()), Ok(results)) = (outcome.as_ref().map(drop), results) else {
+        give_back(&charged);
+        return Err(match outcome {
+            Err(e) => e,
+            Ok(()) => Error::Usage("a layer worker panicked".into()),
+        });
+    };
+    drop(names);
+    let uses = count_uses(&members);
+    let taken = results
+        .into_iter()
+        .map(|(k, result)| {
+            let uses_left = uses.get(&k).copied().unwrap_or(1).max(1);
+            (k, Taken { uses_left, result })
+        })
+        .collect();
     Ok(StreamContainer {
         name: name.to_owned(),
         members,
         taken: Mutex::new(taken),
+        budget: budget.clone(),
+        charged,
     })
 }
 

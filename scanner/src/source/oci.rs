@@ -1,6 +1,17 @@
 //! OCI image layouts (`index.json`, `blobs/`), in a directory or an archive:
 //! picking the image by reference and platform, and verifying the manifest
 //! and config against their digests.
+//!
+//! # Runtime fidelity
+//!
+//! `index.json`, indexes and manifests (from a layout, an archive or a
+//! registry) are read the way Go's `encoding/json` decodes them into
+//! image-spec `specs-go/v1` `Index`, `Manifest`, `Descriptor` and `Platform`
+//! (see [`crate::gojson`]): `"Layers"` is `layers`, `"MediaType"` is
+//! `mediaType`; two keys for one field (which Go resolves to the last) make
+//! the document ambiguous; a type Go refuses (`"size": "1"`) makes it
+//! malformed. Whether a document is an index is decided on the keys as Go
+//! maps them.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +21,7 @@ use super::{Container, LayerPlan, Plan, Platform, Selection, read_verified};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::gojson;
 
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -135,19 +147,16 @@ pub(crate) fn parse_document(
     media_type: Option<&str>,
     what: &str,
 ) -> Result<Document> {
-    let json: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e.to_string()))?;
+    let json = gojson::canonical(bytes, &gojson::MANIFEST_OR_INDEX, what)?;
     let own = json
         .get("mediaType")
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     if is_index(media_type.or(own.as_deref()), &json) {
-        let child: Index =
-            serde_json::from_value(json).map_err(|e| Error::malformed(what, e.to_string()))?;
+        let child: Index = gojson::from_canonical(json, what)?;
         return Ok(Document::Index(child.manifests.unwrap_or_default()));
     }
-    let manifest: Manifest =
-        serde_json::from_value(json).map_err(|e| Error::malformed(what, e.to_string()))?;
+    let manifest: Manifest = gojson::from_canonical(json, what)?;
     if let Some(v) = manifest.schema_version
         && v != 2
     {
@@ -232,6 +241,43 @@ fn is_index(media_type: Option<&str>, json: &serde_json::Value) -> bool {
     }
 }
 
+fn view_descriptor(d: &Descriptor) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": d.media_type.clone().unwrap_or_default(),
+        "digest": d.digest,
+        "size": d.size.unwrap_or_default(),
+        "platform": d.platform.as_ref().map(|p| serde_json::json!({
+            "os": p.os,
+            "architecture": p.architecture,
+            "variant": p.variant.clone().unwrap_or_default(),
+        })),
+        "annotations": d.annotations.clone().unwrap_or_default(),
+    })
+}
+
+/// What imgscan reads from an image manifest (see [`gojson::view`]).
+pub fn view_manifest(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
+    match parse_document(bytes, Some(MANIFEST_TYPES[0]), what)? {
+        Document::Manifest(m) => Ok(serde_json::json!({
+            "schemaVersion": m.schema_version.unwrap_or_default(),
+            "mediaType": m.media_type.clone().unwrap_or_default(),
+            "config": view_descriptor(&m.config),
+            "layers": m.layers.iter().map(view_descriptor).collect::<Vec<_>>(),
+        })),
+        Document::Index(_) => Err(Error::malformed(what, "an index, not a manifest")),
+    }
+}
+
+/// What imgscan reads from an image index (see [`gojson::view`]).
+pub fn view_index(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
+    match parse_document(bytes, Some(INDEX_TYPES[0]), what)? {
+        Document::Index(entries) => Ok(serde_json::json!({
+            "manifests": entries.iter().map(view_descriptor).collect::<Vec<_>>(),
+        })),
+        Document::Manifest(_) => Err(Error::malformed(what, "a manifest, not an index")),
+    }
+}
+
 /// Resolves the image in an OCI layout.
 pub fn resolve_oci(
     c: &dyn Container,
@@ -240,8 +286,11 @@ pub fn resolve_oci(
     format: &'static str,
 ) -> Result<Plan> {
     let raw = c.read_small("index.json", super::MAX_JSON)?;
-    let index: Index = serde_json::from_slice(&raw)
-        .map_err(|e| Error::malformed(format!("index.json in {}", c.describe()), e.to_string()))?;
+    let index: Index = gojson::decode(
+        &raw,
+        &gojson::MANIFEST_OR_INDEX,
+        &format!("index.json in {}", c.describe()),
+    )?;
     let manifests = index.manifests.unwrap_or_default();
     if manifests.is_empty() {
         return Err(Error::not_an_image(
