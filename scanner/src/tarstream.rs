@@ -1288,6 +1288,7 @@ mod tests {
         entry(b, b"\x7fELF")
     }
 
+    /// Ordinary archives: files, GNU long names and PAX xattrs read as written.
     #[test]
     fn reads_files_long_names_and_pax_xattrs() {
         let long = format!("usr/{}/bin/x", "d".repeat(200));
@@ -1323,6 +1324,7 @@ mod tests {
         );
     }
 
+    /// A stream cut inside a header or member data, or garbage, is an error.
     #[test]
     fn truncated_and_garbage_are_errors() {
         let data = build(|b| file(b, "a", 0o644, &[1u8; 3000]));
@@ -1360,6 +1362,7 @@ mod tests {
         assert!(all(&one).is_err(), "a partial block after a zero block");
     }
 
+    /// Extension data over 1 MiB is refused (Go `maxSpecialFileSize`), before it is read.
     #[test]
     fn oversized_extension_is_refused() {
         let mut h = tar::Header::new_gnu();
@@ -1458,7 +1461,7 @@ mod tests {
 
     /// `GNU.sparse.*` records on a member Go does not read as sparse are ignored; sparse members are refused.
     #[test]
-    fn gnu_sparse_records() {
+    fn gnu_sparse_records_are_ignored_unless_go_reads_the_member_as_sparse() {
         let member = || entry(raw(b"a", b'0', 0), b"");
         let with = |recs: &[(&[u8], &[u8])]| end([pax(recs), member()].concat());
         assert_eq!(names(&with(&[(b"GNU.sparse.name", b"usr/bin/su")])), ["a"]);
@@ -1501,7 +1504,7 @@ mod tests {
 
     /// A NUL-typeflag member named `x/` is a directory (no data); a `0` one stays a file, V7 too.
     #[test]
-    fn trailing_slash() {
+    fn nul_typeflag_with_trailing_slash_is_a_dir_but_zero_typeflag_stays_a_file() {
         let hidden = setuid_su();
         let mut data = entry(raw(b"d/", 0, hidden.len() as u64), b"");
         data.extend_from_slice(&hidden);
@@ -1554,7 +1557,7 @@ mod tests {
 
     /// Checksums: the unsigned or the signed sum, the field parsed as Go's octal.
     #[test]
-    fn checksums() {
+    fn checksum_is_go_octal_and_the_unsigned_or_signed_sum() {
         let mut b = raw(b"\xc3\xa9t\xc3\xa9", b'0', 0);
         b[148..156].fill(b' ');
         let signed: i32 = b.iter().map(|v| i32::from(*v as i8)).sum();
@@ -1567,7 +1570,7 @@ mod tests {
 
     /// Numeric fields parse as Go `parseNumeric`: trimmed, cut at a NUL, all octal, or base-256.
     #[test]
-    fn numbers() {
+    fn numeric_fields_parse_as_go_parse_numeric() {
         assert_eq!(parse_numeric(b"0000755\0"), Some(0o755));
         assert_eq!(parse_numeric(b"  755 \0\0"), Some(0o755));
         assert_eq!(parse_numeric(b"75\x005    "), Some(0o75));
@@ -1640,7 +1643,7 @@ mod tests {
 
     /// PAX records as Go `parsePAXRecord`/`validPAXRecord`/`mergePAX` read them.
     #[test]
-    fn pax_records() {
+    fn pax_records_parse_validate_and_merge_as_go() {
         let one = |recs: &[u8]| {
             let x = entry(raw(b"PaxHeaders/a", b'x', recs.len() as u64), recs);
             all(&end([x, entry(raw(b"a", b'0', 0), b"")].concat()))
