@@ -872,6 +872,12 @@ fn unknown_member_type() {
     ));
 }
 
+/// A config's member name in a docker-archive: its digest, as `docker save`
+/// writes it (imgscan verifies the config by its name).
+fn cfg_name(cfg: &[u8]) -> String {
+    format!("{}.json", &sha256(cfg)[7..])
+}
+
 /// An outer docker-archive written by hand: `(name, typeflag, data or link)`.
 fn outer(members: &[(&str, u8, &[u8])]) -> Vec<u8> {
     let mut t = RawTar::default();
@@ -893,8 +899,9 @@ fn docker_manifest_lower_case_keys() {
     require_runtimes();
     let l0 = base().file(b"usr/bin/su", 0o4755, ELF).finish();
     let cfg = config(std::slice::from_ref(&l0), json!({"User": "app"}));
+    let cfg_name = cfg_name(&cfg);
     let manifest = serde_json::to_vec(&json!([{
-        "config": "config.json",
+        "config": cfg_name,
         "repotags": ["localhost/imgscan-oracle/manifest-case:test"],
         "layers": ["l0.tar"],
     }]))
@@ -902,7 +909,7 @@ fn docker_manifest_lower_case_keys() {
     let mut case = Case::new("manifest-case", vec![], json!({}), Expect::Same);
     case.archive = Some(outer(&[
         ("l0.tar", b'0', &l0),
-        ("config.json", b'0', &cfg),
+        (&cfg_name, b'0', &cfg),
         ("manifest.json", b'0', &manifest),
     ]));
     check(&case);
@@ -919,19 +926,19 @@ fn two_manifests_in_one_archive() {
     let cfg_evil = config(std::slice::from_ref(&evil), json!({"User": "app"}));
     let tag = "localhost/imgscan-oracle/two-manifests:test";
     let m1 = serde_json::to_vec(
-        &json!([{"Config": "c1.json", "RepoTags": [tag], "Layers": ["clean.tar"]}]),
+        &json!([{"Config": cfg_name(&cfg_clean), "RepoTags": [tag], "Layers": ["clean.tar"]}]),
     )
     .unwrap();
     let m2 = serde_json::to_vec(
-        &json!([{"Config": "c2.json", "RepoTags": [tag], "Layers": ["evil.tar"]}]),
+        &json!([{"Config": cfg_name(&cfg_evil), "RepoTags": [tag], "Layers": ["evil.tar"]}]),
     )
     .unwrap();
     let mut case = Case::new("two-manifests", vec![], json!({}), Expect::Refuse);
     case.archive = Some(outer(&[
         ("clean.tar", b'0', &clean),
         ("evil.tar", b'0', &evil),
-        ("c1.json", b'0', &cfg_clean),
-        ("c2.json", b'0', &cfg_evil),
+        (&cfg_name(&cfg_clean), b'0', &cfg_clean),
+        (&cfg_name(&cfg_evil), b'0', &cfg_evil),
         ("manifest.json", b'0', &m1),
         ("manifest.json", b'0', &m2),
     ]));
@@ -948,19 +955,19 @@ fn repeated_and_symlinked_layers() {
     let layers = vec![l0.clone(), empty.clone(), empty.clone()];
     let cfg = config(&layers, json!({"User": "app"}));
     let tag = "localhost/imgscan-oracle/repeated:test";
-    let m = serde_json::to_vec(&json!([{"Config": "c.json", "RepoTags": [tag],
+    let m = serde_json::to_vec(&json!([{"Config": cfg_name(&cfg), "RepoTags": [tag],
         "Layers": ["a/layer.tar", "b/layer.tar", "b/layer.tar"]}]))
     .unwrap();
     let mut case = Case::new("repeated", vec![], json!({}), Expect::Same);
     case.archive = Some(outer(&[
         ("a/layer.tar", b'0', &l0),
         ("b/layer.tar", b'0', &empty),
-        ("c.json", b'0', &cfg),
+        (&cfg_name(&cfg), b'0', &cfg),
         ("manifest.json", b'0', &m),
     ]));
     check(&case);
     let tag = "localhost/imgscan-oracle/symlinked:test";
-    let m = serde_json::to_vec(&json!([{"Config": "c.json", "RepoTags": [tag],
+    let m = serde_json::to_vec(&json!([{"Config": cfg_name(&cfg), "RepoTags": [tag],
         "Layers": ["a/layer.tar", "b/layer.tar", "c/layer.tar"]}]))
     .unwrap();
     let mut case = Case::new("symlinked", vec![], json!({}), Expect::Same);
@@ -968,7 +975,7 @@ fn repeated_and_symlinked_layers() {
         ("a/layer.tar", b'0', &l0),
         ("b/layer.tar", b'0', &empty),
         ("c/layer.tar", b'2', b"../b/layer.tar"),
-        ("c.json", b'0', &cfg),
+        (&cfg_name(&cfg), b'0', &cfg),
         ("manifest.json", b'0', &m),
     ]));
     check(&case);
@@ -1067,9 +1074,9 @@ fn archive_with_config(name: &str, layers: &[Vec<u8>], cfg: &[u8]) -> Vec<u8> {
         .map(|(i, l)| (format!("l{i}.tar"), b'0', l.clone()))
         .collect();
     let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
-    members.push(("config.json".into(), b'0', cfg.to_vec()));
+    members.push((cfg_name(cfg), b'0', cfg.to_vec()));
     let m =
-        serde_json::to_vec(&json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]))
+        serde_json::to_vec(&json!([{"Config": cfg_name(cfg), "RepoTags": [tag], "Layers": names}]))
             .unwrap();
     members.push(("manifest.json".into(), b'0', m));
     let refs: Vec<(&str, u8, &[u8])> = members
