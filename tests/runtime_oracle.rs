@@ -24,21 +24,21 @@ use crate::util::{config, imgscan, require_tool, sha256};
 /// A tar written header by header, so that fields can disagree with each
 /// other the way an attacker makes them.
 #[derive(Default)]
-struct RawTar(Vec<u8>);
+pub(crate) struct RawTar(pub(crate) Vec<u8>);
 
 /// One ustar header's fields.
-struct Hdr<'a> {
-    name: &'a [u8],
-    typeflag: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    link: &'a [u8],
+pub(crate) struct Hdr<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) typeflag: u8,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) size: u64,
+    pub(crate) link: &'a [u8],
 }
 
 impl<'a> Hdr<'a> {
-    fn new(name: &'a [u8], typeflag: u8, mode: u32, size: u64) -> Self {
+    pub(crate) fn new(name: &'a [u8], typeflag: u8, mode: u32, size: u64) -> Self {
         Self {
             name,
             typeflag,
@@ -51,7 +51,7 @@ impl<'a> Hdr<'a> {
     }
 }
 
-fn octal(field: &mut [u8], v: u64) {
+pub(crate) fn octal(field: &mut [u8], v: u64) {
     let s = format!("{v:0width$o}", width = field.len() - 1);
     assert_eq!(s.len(), field.len() - 1, "{v} does not fit the field");
     field[..s.len()].copy_from_slice(s.as_bytes());
@@ -59,7 +59,7 @@ fn octal(field: &mut [u8], v: u64) {
 }
 
 impl RawTar {
-    fn header(mut self, h: &Hdr<'_>) -> Self {
+    pub(crate) fn header(mut self, h: &Hdr<'_>) -> Self {
         let mut b = [0u8; 512];
         assert!(h.name.len() <= 100 && h.link.len() <= 100);
         b[..h.name.len()].copy_from_slice(h.name);
@@ -81,24 +81,24 @@ impl RawTar {
     }
 
     /// Member data, padded to the block size.
-    fn data(mut self, d: &[u8]) -> Self {
+    pub(crate) fn data(mut self, d: &[u8]) -> Self {
         self.0.extend_from_slice(d);
         let pad = (512 - d.len() % 512) % 512;
         self.0.extend(std::iter::repeat_n(0, pad));
         self
     }
 
-    fn file(self, name: &[u8], mode: u32, d: &[u8]) -> Self {
+    pub(crate) fn file(self, name: &[u8], mode: u32, d: &[u8]) -> Self {
         self.header(&Hdr::new(name, b'0', mode, d.len() as u64))
             .data(d)
     }
 
-    fn dir(self, name: &[u8]) -> Self {
+    pub(crate) fn dir(self, name: &[u8]) -> Self {
         self.header(&Hdr::new(name, b'5', 0o755, 0))
     }
 
     /// A PAX header (`x`, or `g` for a global one) holding `records`.
-    fn pax(self, typeflag: u8, records: &[(&str, &[u8])]) -> Self {
+    pub(crate) fn pax(self, typeflag: u8, records: &[(&str, &[u8])]) -> Self {
         let mut body = Vec::new();
         for (k, v) in records {
             let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
@@ -120,23 +120,23 @@ impl RawTar {
     }
 
     /// A GNU long name (`L`) or long link (`K`).
-    fn gnu_long(self, typeflag: u8, name: &[u8]) -> Self {
+    pub(crate) fn gnu_long(self, typeflag: u8, name: &[u8]) -> Self {
         let mut d = name.to_vec();
         d.push(0);
         self.header(&Hdr::new(b"././@LongLink", typeflag, 0o644, d.len() as u64))
             .data(&d)
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         self.0.extend(std::iter::repeat_n(0, 1024));
         self.0
     }
 }
 
-const ELF: &[u8] = b"\x7fELF-imgscan-test";
+pub(crate) const ELF: &[u8] = b"\x7fELF-imgscan-test";
 
 /// A base layer every case builds on: a passwd, a group, the usual dirs.
-fn base() -> RawTar {
+pub(crate) fn base() -> RawTar {
     RawTar::default()
         .dir(b"etc/")
         .file(
@@ -151,7 +151,7 @@ fn base() -> RawTar {
 
 /// What one reader (a runtime or imgscan) saw.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Facts {
+pub(crate) struct Facts {
     /// `(path, uid)` of regular files with S_ISUID.
     setuid: BTreeSet<(String, u64)>,
     /// `(path, gid)` of regular files with S_ISGID.
@@ -165,7 +165,7 @@ struct Facts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     /// imgscan reads it as every runtime that loads it does.
     Same,
     /// imgscan refuses it (exit 2): runtimes read it differently from each
@@ -176,18 +176,23 @@ enum Expect {
     Either,
 }
 
-struct Case {
-    name: &'static str,
-    layers: Vec<Vec<u8>>,
-    container: Value,
-    expect: Expect,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) layers: Vec<Vec<u8>>,
+    pub(crate) container: Value,
+    pub(crate) expect: Expect,
     /// A docker-archive written by hand (outer-archive tricks): loaded by
     /// podman only, as umoci reads OCI layouts.
-    archive: Option<Vec<u8>>,
+    pub(crate) archive: Option<Vec<u8>>,
 }
 
 impl Case {
-    fn new(name: &'static str, layers: Vec<Vec<u8>>, container: Value, expect: Expect) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        layers: Vec<Vec<u8>>,
+        container: Value,
+        expect: Expect,
+    ) -> Self {
         Self {
             name,
             layers,
@@ -360,7 +365,7 @@ fn imgscan_facts(case: &Case, archive: &Path) -> Option<Facts> {
     Some(facts)
 }
 
-fn check(case: &Case) {
+pub(crate) fn check(case: &Case) {
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("image.tar");
     let bytes = case.archive.clone().unwrap_or_else(|| {
@@ -447,7 +452,7 @@ fn check(case: &Case) {
     }
 }
 
-fn require_runtimes() {
+pub(crate) fn require_runtimes() {
     for t in ["umoci", "podman", "getcap"] {
         require_tool(t);
     }
@@ -874,12 +879,12 @@ fn unknown_member_type() {
 
 /// A config's member name in a docker-archive: its digest, as `docker save`
 /// writes it (imgscan verifies the config by its name).
-fn cfg_name(cfg: &[u8]) -> String {
+pub(crate) fn cfg_name(cfg: &[u8]) -> String {
     format!("{}.json", &sha256(cfg)[7..])
 }
 
 /// An outer docker-archive written by hand: `(name, typeflag, data or link)`.
-fn outer(members: &[(&str, u8, &[u8])]) -> Vec<u8> {
+pub(crate) fn outer(members: &[(&str, u8, &[u8])]) -> Vec<u8> {
     let mut t = RawTar::default();
     for (name, typeflag, data) in members {
         t = match typeflag {
@@ -1066,7 +1071,7 @@ fn pax_ids_out_of_range() {
 }
 
 /// A docker-archive whose config is `cfg`, written as given (raw JSON).
-fn archive_with_config(name: &str, layers: &[Vec<u8>], cfg: &[u8]) -> Vec<u8> {
+pub(crate) fn archive_with_config(name: &str, layers: &[Vec<u8>], cfg: &[u8]) -> Vec<u8> {
     let tag = format!("localhost/imgscan-oracle/{name}:test");
     let mut members: Vec<(String, u8, Vec<u8>)> = layers
         .iter()
