@@ -14,3 +14,4 @@ mod registry_support;
 mod sample;
 mod serve;
 mod serve_support;
+mod users;
