@@ -17,3 +17,4 @@ mod runtime_oracle;
 mod sample;
 mod serve;
 mod serve_support;
+mod users;

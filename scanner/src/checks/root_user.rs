@@ -275,13 +275,13 @@ fn implicit_gid(run: &UserRun<'_>) -> GroupRun {
             gid: e.runtime_gid(),
             via: Via::Passwd,
             how: "its primary group in /etc/passwd".into(),
-            note: None,
+            note: run.note.clone(),
         },
         None => GroupRun {
             gid: 0,
             via: Via::Default,
             how: "the runtime's default: its uid has no /etc/passwd entry".into(),
-            note: None,
+            note: run.note.clone(),
         },
     }
 }
@@ -612,6 +612,9 @@ ops:x:1001:0::/home/ops:/bin/sh\n";
         assert!(check(&image(), Some("4294968296")).is_empty());
         // -1 is uid 4294967295: not root, and unlisted, so gid 0.
         assert_eq!(check(&image(), Some("-1")), ["root-group low default"]);
+        let out = run(&RootUser, &image(), &config_user(Some("2147483648")));
+        assert_eq!(brief(&out.findings), ["root-group low -"]);
+        assert!(out.findings[0].message.contains("refuse"));
         // A gid of 2^32 is gid 0 the same way.
         let out = run(&RootUser, &image(), &config_user(Some("app:4294967296")));
         assert_eq!(brief(&out.findings), ["root-group low -"]);
