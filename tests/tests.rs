@@ -6,6 +6,7 @@ mod util;
 mod go_oracle;
 
 mod cli;
+mod differential_json;
 mod docs;
 mod edge;
 mod errors;
