@@ -5,6 +5,7 @@ mod util;
 
 mod go_oracle;
 
+mod archive_fidelity;
 mod cli;
 mod differential_json;
 mod docs;

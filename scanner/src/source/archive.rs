@@ -853,4 +853,98 @@ mod tests {
         );
         assert_eq!(link_target("x", Kind::Hardlink, b"./y/z"), "y/z");
     }
+
+    fn tar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, p, &d[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn opts_with_budget(limit: u64) -> (LayerOptions, Arc<MemoryBudget>) {
+        let budget = Arc::new(MemoryBudget::new(limit));
+        let opts = LayerOptions {
+            budget: budget.clone(),
+            ..LayerOptions::default()
+        };
+        (opts, budget)
+    }
+
+    /// The JSON-looking members a stream keeps are charged to the memory
+    /// budget: many of them stop at it (naming it), and a container gives its
+    /// charge back when dropped.
+    #[test]
+    fn stream_of_many_json_members_stops_at_the_memory_budget() {
+        let doc = format!("{{\"a\":\"{}\"}}", "x".repeat(8 << 10)).into_bytes();
+        let names: Vec<String> = (0..300).map(|i| format!("doc{i}.json")).collect();
+        let members: Vec<(&str, Vec<u8>)> =
+            names.iter().map(|n| (n.as_str(), doc.clone())).collect();
+        let tar = tar_of(&members);
+        let (opts, budget) = opts_with_budget(1 << 20);
+        let Err(err) = scan_stream(&tar[..], "standard input", &opts, 1) else {
+            panic!("2.4 MiB of documents fit a 1 MiB budget")
+        };
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert!(err.to_string().contains("memory budget of 1 MiB"), "{err}");
+        assert_eq!(budget.used(), 0, "a failed stream gives its charge back");
+        let (opts, budget) = opts_with_budget(64 << 20);
+        let c = scan_stream(&tar[..], "standard input", &opts, 1).unwrap();
+        assert!(budget.used() >= 300 * doc.len() as u64);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// Duplicate member names (after cleaning) are refused in both readers;
+    /// duplicate directories are fine.
+    #[test]
+    fn duplicate_members_are_ambiguous() {
+        let tar = tar_of(&[
+            ("manifest.json", b"[]".to_vec()),
+            ("./manifest.json", b"[1]".to_vec()),
+        ]);
+        let (opts, _) = opts_with_budget(1 << 30);
+        assert!(matches!(
+            scan_stream(&tar[..], "s", &opts, 1),
+            Err(Error::Ambiguous { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, &tar).unwrap();
+        assert!(matches!(
+            ArchiveContainer::open(&p),
+            Err(Error::Ambiguous { .. })
+        ));
+        let mut names = BTreeMap::new();
+        note_name(&mut names, "blobs", true, "a").unwrap();
+        note_name(&mut names, "blobs", true, "a").unwrap();
+        assert!(note_name(&mut names, "blobs", false, "a").is_err());
+    }
+
+    /// manifest.json keys map to moby's manifestItem fields the Go way.
+    #[test]
+    fn docker_manifest_keys_are_read_as_go_reads_them() {
+        let items = parse_docker_manifest(
+            br#"[{"config":"c.json","LAYERS":["l"],"repotags":["t"]}]"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(items[0].config, "c.json");
+        assert_eq!(items[0].layers, ["l"]);
+        assert_eq!(items[0].repo_tags.as_deref(), Some(&["t".to_owned()][..]));
+        assert!(matches!(
+            parse_docker_manifest(br#"[{"Config":"c","Layers":[],"layers":["l"]}]"#, "m"),
+            Err(Error::Ambiguous { .. })
+        ));
+    }
+
+    /// The archive file must be a regular file (a FIFO would be read twice).
+    #[test]
+    fn archive_container_wants_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ArchiveContainer::open(dir.path()).is_err());
+    }
 }
