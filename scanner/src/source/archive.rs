@@ -112,34 +112,36 @@ fn follow<'a, T>(
     None
 }
 
-/// Records member `name` (a directory or not) in `names`, refusing a name
-/// seen before unless both copies are directories.
-fn note_name(
-    names: &mut BTreeMap<String, bool>,
+/// Refuses member `name` when `names` already has it, unless both copies
+/// are directories; `was_dir` tells whether a recorded entry is one.
+fn check_new_name<T>(
+    names: &BTreeMap<String, T>,
+    was_dir: impl Fn(&T) -> bool,
     name: &str,
     is_dir: bool,
     archive: &str,
 ) -> Result<()> {
     match names.get(name) {
-        Some(&was_dir) if was_dir && is_dir => Ok(()),
+        Some(old) if was_dir(old) && is_dir => Ok(()),
         Some(_) => Err(Error::ambiguous(
             format!("member {} of {archive}", shown(name)),
             "the archive holds it twice; containers/image reads the first copy, \
              moby's and containerd's extraction keep the last",
         )),
-        None => {
-            names.insert(name.to_owned(), is_dir);
-            Ok(())
-        }
+        None => Ok(()),
     }
 }
 
 /// Refuses a member below a member that is not a directory.
-fn check_parents(names: &BTreeMap<String, bool>, archive: &str) -> Result<()> {
+fn check_parents<T>(
+    names: &BTreeMap<String, T>,
+    is_dir: impl Fn(&T) -> bool,
+    archive: &str,
+) -> Result<()> {
     for name in names.keys() {
         for (i, _) in name.match_indices('/') {
             let parent = &name[..i];
-            if names.get(parent) == Some(&false) {
+            if names.get(parent).is_some_and(|p| !is_dir(p)) {
                 return Err(Error::ambiguous(
                     format!("member {} of {archive}", shown(name)),
                     format!(
@@ -185,8 +187,7 @@ impl ArchiveContainer {
         }
         let len = meta.len();
         let mut tr = TarReader::new(Seekable::new(file, len, 64 * 1024));
-        let mut members = BTreeMap::new();
-        let mut names = BTreeMap::new();
+        let mut members: BTreeMap<String, Member> = BTreeMap::new();
         let archive = path.display().to_string();
         loop {
             let h = match tr.next_header() {
@@ -207,7 +208,13 @@ impl ArchiveContainer {
                 });
             }
             let name = normalize(&h.path);
-            note_name(&mut names, &name, h.kind == Kind::Dir, &archive)?;
+            check_new_name(
+                &members,
+                |m| m.kind == Kind::Dir,
+                &name,
+                h.kind == Kind::Dir,
+                &archive,
+            )?;
             let link = matches!(h.kind, Kind::Symlink | Kind::Hardlink)
                 .then(|| link_target(&name, h.kind, &h.link));
             if h.data_offset
@@ -229,7 +236,7 @@ impl ArchiveContainer {
                 },
             );
         }
-        check_parents(&names, &archive)?;
+        check_parents(&members, |m| m.kind == Kind::Dir, &archive)?;
         Ok(Self {
             path: path.to_owned(),
             members,
@@ -708,7 +715,9 @@ pub fn scan_stream(
                 "member names",
                 name,
             )?;
-            note_name(&mut names, &path, h.kind == Kind::Dir, name)?;
+            let is_dir = h.kind == Kind::Dir;
+            check_new_name(&names, |d| *d, &path, is_dir, name)?;
+            names.insert(path.clone(), is_dir);
             match h.kind {
                 Kind::Symlink | Kind::Hardlink => {
                     let link = link_target(&path, h.kind, &h.link);
@@ -792,7 +801,7 @@ pub fn scan_stream(
                 },
             );
         }
-        check_parents(&names, name)?;
+        check_parents(&names, |d| *d, name)?;
         // Read what follows the end-of-archive marker, so that a gzip or
         // zstd wrapper is checked to its end.
         let mut rest = tr.into_inner().into_inner();
@@ -918,10 +927,9 @@ mod tests {
             ArchiveContainer::open(&p),
             Err(Error::Ambiguous { .. })
         ));
-        let mut names = BTreeMap::new();
-        note_name(&mut names, "blobs", true, "a").unwrap();
-        note_name(&mut names, "blobs", true, "a").unwrap();
-        assert!(note_name(&mut names, "blobs", false, "a").is_err());
+        let names = BTreeMap::from([("blobs".to_owned(), true)]);
+        check_new_name(&names, |d| *d, "blobs", true, "a").unwrap();
+        assert!(check_new_name(&names, |d| *d, "blobs", false, "a").is_err());
     }
 
     /// manifest.json keys map to moby's manifestItem fields the Go way.
