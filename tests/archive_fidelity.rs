@@ -275,3 +275,25 @@ fn manifest_json_keys_are_read_as_go_reads_them() {
         }
     }
 }
+
+/// An oci-archive whose manifest lists one gzip layer blob twice (builders
+/// emit this for repeated identical layers) scans from a file and a stream.
+#[test]
+fn oci_archive_listing_a_blob_twice_scans_from_file_and_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = suid_layer();
+    crate::util::write_oci_layout(dir.path(), &[l.clone(), l], Comp::Gzip, json!({}));
+    let mut names = walk(dir.path());
+    names.sort();
+    let files: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(dir.path().join(n)).unwrap()))
+        .collect();
+    let members: Vec<M<'_>> = files.iter().map(|(n, d)| M::File(n, d.clone())).collect();
+    let tar = archive(&members);
+    for (how, out) in scan_three_ways(&tar) {
+        let r = report(how, &out);
+        assert_eq!(r["image"]["layers"].as_array().unwrap().len(), 2, "{how}");
+        assert_eq!(findings_of(&r, "setuid-binary").len(), 1, "{how}");
+    }
+}
