@@ -5,9 +5,10 @@ mod util;
 
 mod go_oracle;
 
-mod differential_tar;
-
+mod archive_fidelity;
 mod cli;
+mod differential_json;
+mod differential_tar;
 mod docs;
 mod edge;
 mod errors;

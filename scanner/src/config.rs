@@ -183,4 +183,53 @@ mod tests {
                 .is_err()
         );
     }
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn parse(doc: &str) -> Result<ImageConfig> {
+        ImageConfig::parse(doc.replace("DIFF", D).as_bytes(), "config")
+    }
+
+    /// A lone `user` (any case) is `User` to Go, and so to imgscan.
+    #[test]
+    fn lowercase_keys_are_the_go_fields() {
+        let c = parse(
+            r#"{"CONFIG":{"user":"0","cmd":"sh"},"RootFS":{"TYPE":"layers","Diff_IDs":["DIFF"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("0"));
+        assert_eq!(c.cmd, ["sh"]);
+        assert_eq!(c.diff_ids.len(), 1);
+    }
+
+    /// Two keys for `User` (Go keeps the last, serde the first): refused.
+    #[test]
+    fn two_spellings_of_a_field_are_ambiguous() {
+        for doc in [
+            r#"{"config":{"User":"app","user":"0"},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"config":{"User":"app"},"Config":{"User":"0"},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"rootfs":{"type":"layers","diff_ids":[]},"rootFS":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"rootfs":{"type":"layers","diff_ids":["DIFF"],"Diff_Ids":[]}}"#,
+            r#"{"history":[{"created_by":"a","Created_By":"b"}],"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+        ] {
+            assert!(matches!(parse(doc), Err(Error::Ambiguous { .. })), "{doc}");
+        }
+    }
+
+    /// Values Go cannot decode make every runtime fail: refused.
+    #[test]
+    fn go_type_errors_are_refused() {
+        for doc in [
+            r#"{"config":{"User":5},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"config":{"Cmd":[1]},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"config":{"Entrypoint":{}},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#,
+            r#"{"rootfs":{"type":"layers","diff_ids":"DIFF"}}"#,
+        ] {
+            assert!(matches!(parse(doc), Err(Error::Malformed { .. })), "{doc}");
+        }
+        let c = parse(r#"{"config":{"Cmd":["a",null],"User":null},"rootfs":{"type":"layers","diff_ids":["DIFF"]}}"#)
+            .unwrap();
+        assert_eq!(c.cmd, ["a", ""], "a null element is Go's empty string");
+        assert_eq!(c.user, None);
+    }
 }

@@ -112,34 +112,36 @@ fn follow<'a, T>(
     None
 }
 
-/// Records member `name` (a directory or not) in `names`, refusing a name
-/// seen before unless both copies are directories.
-fn note_name(
-    names: &mut BTreeMap<String, bool>,
+/// Refuses member `name` when `names` already has it, unless both copies
+/// are directories; `was_dir` tells whether a recorded entry is one.
+fn check_new_name<T>(
+    names: &BTreeMap<String, T>,
+    was_dir: impl Fn(&T) -> bool,
     name: &str,
     is_dir: bool,
     archive: &str,
 ) -> Result<()> {
     match names.get(name) {
-        Some(&was_dir) if was_dir && is_dir => Ok(()),
+        Some(old) if was_dir(old) && is_dir => Ok(()),
         Some(_) => Err(Error::ambiguous(
             format!("member {} of {archive}", shown(name)),
             "the archive holds it twice; containers/image reads the first copy, \
              moby's and containerd's extraction keep the last",
         )),
-        None => {
-            names.insert(name.to_owned(), is_dir);
-            Ok(())
-        }
+        None => Ok(()),
     }
 }
 
 /// Refuses a member below a member that is not a directory.
-fn check_parents(names: &BTreeMap<String, bool>, archive: &str) -> Result<()> {
+fn check_parents<T>(
+    names: &BTreeMap<String, T>,
+    is_dir: impl Fn(&T) -> bool,
+    archive: &str,
+) -> Result<()> {
     for name in names.keys() {
         for (i, _) in name.match_indices('/') {
             let parent = &name[..i];
-            if names.get(parent) == Some(&false) {
+            if names.get(parent).is_some_and(|p| !is_dir(p)) {
                 return Err(Error::ambiguous(
                     format!("member {} of {archive}", shown(name)),
                     format!(
@@ -185,8 +187,7 @@ impl ArchiveContainer {
         }
         let len = meta.len();
         let mut tr = TarReader::new(Seekable::new(file, len, 64 * 1024));
-        let mut members = BTreeMap::new();
-        let mut names = BTreeMap::new();
+        let mut members: BTreeMap<String, Member> = BTreeMap::new();
         let archive = path.display().to_string();
         loop {
             let h = match tr.next_header() {
@@ -207,7 +208,13 @@ impl ArchiveContainer {
                 });
             }
             let name = normalize(&h.path);
-            note_name(&mut names, &name, h.kind == Kind::Dir, &archive)?;
+            check_new_name(
+                &members,
+                |m| m.kind == Kind::Dir,
+                &name,
+                h.kind == Kind::Dir,
+                &archive,
+            )?;
             let link = matches!(h.kind, Kind::Symlink | Kind::Hardlink)
                 .then(|| link_target(&name, h.kind, &h.link));
             if h.data_offset
@@ -229,7 +236,7 @@ impl ArchiveContainer {
                 },
             );
         }
-        check_parents(&names, &archive)?;
+        check_parents(&members, |m| m.kind == Kind::Dir, &archive)?;
         Ok(Self {
             path: path.to_owned(),
             members,
@@ -708,7 +715,9 @@ pub fn scan_stream(
                 "member names",
                 name,
             )?;
-            note_name(&mut names, &path, h.kind == Kind::Dir, name)?;
+            let is_dir = h.kind == Kind::Dir;
+            check_new_name(&names, |d| *d, &path, is_dir, name)?;
+            names.insert(path.clone(), is_dir);
             match h.kind {
                 Kind::Symlink | Kind::Hardlink => {
                     let link = link_target(&path, h.kind, &h.link);
@@ -792,7 +801,7 @@ pub fn scan_stream(
                 },
             );
         }
-        check_parents(&names, name)?;
+        check_parents(&names, |d| *d, name)?;
         // Read what follows the end-of-archive marker, so that a gzip or
         // zstd wrapper is checked to its end.
         let mut rest = tr.into_inner().into_inner();
@@ -852,5 +861,98 @@ mod tests {
             "def.tar"
         );
         assert_eq!(link_target("x", Kind::Hardlink, b"./y/z"), "y/z");
+    }
+
+    fn tar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, p, &d[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn opts_with_budget(limit: u64) -> (LayerOptions, Arc<MemoryBudget>) {
+        let budget = Arc::new(MemoryBudget::new(limit));
+        let opts = LayerOptions {
+            budget: budget.clone(),
+            ..LayerOptions::default()
+        };
+        (opts, budget)
+    }
+
+    /// The JSON-looking members a stream keeps are charged to the memory
+    /// budget: many of them stop at it (naming it), and a container gives its
+    /// charge back when dropped.
+    #[test]
+    fn stream_of_many_json_members_stops_at_the_memory_budget() {
+        let doc = format!("{{\"a\":\"{}\"}}", "x".repeat(8 << 10)).into_bytes();
+        let names: Vec<String> = (0..300).map(|i| format!("doc{i}.json")).collect();
+        let members: Vec<(&str, Vec<u8>)> =
+            names.iter().map(|n| (n.as_str(), doc.clone())).collect();
+        let tar = tar_of(&members);
+        let (opts, budget) = opts_with_budget(1 << 20);
+        let Err(err) = scan_stream(&tar[..], "standard input", &opts, 1) else {
+            panic!("2.4 MiB of documents fit a 1 MiB budget")
+        };
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert!(err.to_string().contains("memory budget of 1 MiB"), "{err}");
+        assert_eq!(budget.used(), 0, "a failed stream gives its charge back");
+        let (opts, budget) = opts_with_budget(64 << 20);
+        let c = scan_stream(&tar[..], "standard input", &opts, 1).unwrap();
+        assert!(budget.used() >= 300 * doc.len() as u64);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// Duplicate member names (after cleaning) are refused in both readers;
+    /// duplicate directories are fine.
+    #[test]
+    fn duplicate_members_are_ambiguous() {
+        let tar = tar_of(&[
+            ("manifest.json", b"[]".to_vec()),
+            ("./manifest.json", b"[1]".to_vec()),
+        ]);
+        let (opts, _) = opts_with_budget(1 << 30);
+        assert!(matches!(
+            scan_stream(&tar[..], "s", &opts, 1),
+            Err(Error::Ambiguous { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, &tar).unwrap();
+        assert!(matches!(
+            ArchiveContainer::open(&p),
+            Err(Error::Ambiguous { .. })
+        ));
+        let names = BTreeMap::from([("blobs".to_owned(), true)]);
+        check_new_name(&names, |d| *d, "blobs", true, "a").unwrap();
+        assert!(check_new_name(&names, |d| *d, "blobs", false, "a").is_err());
+    }
+
+    /// manifest.json keys map to moby's manifestItem fields the Go way.
+    #[test]
+    fn docker_manifest_keys_are_read_as_go_reads_them() {
+        let items = parse_docker_manifest(
+            br#"[{"config":"c.json","LAYERS":["l"],"repotags":["t"]}]"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(items[0].config, "c.json");
+        assert_eq!(items[0].layers, ["l"]);
+        assert_eq!(items[0].repo_tags.as_deref(), Some(&["t".to_owned()][..]));
+        assert!(matches!(
+            parse_docker_manifest(br#"[{"Config":"c","Layers":[],"layers":["l"]}]"#, "m"),
+            Err(Error::Ambiguous { .. })
+        ));
+    }
+
+    /// The archive file must be a regular file (a FIFO would be read twice).
+    #[test]
+    fn archive_container_wants_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ArchiveContainer::open(dir.path()).is_err());
     }
 }

@@ -469,3 +469,75 @@ pub(crate) fn plan_from_config(
         layers,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn doc(s: &str) -> Vec<u8> {
+        s.replace("DIG", D).into_bytes()
+    }
+
+    /// `Layers`, `Config`, `Digest` are the manifest's fields to Go.
+    #[test]
+    fn manifest_keys_are_read_as_go_reads_them() {
+        let m = doc(
+            r#"{"SchemaVersion":2,"Config":{"Digest":"DIG"},"Layers":[{"digest":"DIG","SIZE":3,"MediaType":"application/vnd.oci.image.layer.v1.tar"}]}"#,
+        );
+        let Document::Manifest(m) = parse_document(&m, None, "m").unwrap() else {
+            panic!("a manifest")
+        };
+        assert_eq!(m.config.digest, D);
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].size, Some(3));
+        assert_eq!(
+            m.layers[0].media_type.as_deref(),
+            Some("application/vnd.oci.image.layer.v1.tar")
+        );
+    }
+
+    /// Two spellings of `layers` (or of a descriptor field) are refused.
+    #[test]
+    fn manifest_duplicates_are_ambiguous() {
+        for s in [
+            r#"{"config":{"digest":"DIG"},"layers":[],"Layers":[{"digest":"DIG"}]}"#,
+            r#"{"config":{"digest":"DIG","Digest":"DIG"},"layers":[]}"#,
+            r#"{"config":{"digest":"DIG"},"layers":[{"digest":"DIG","size":1,"size":2}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_document(&doc(s), None, "m"),
+                    Err(Error::Ambiguous { .. })
+                ),
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            parse_document(&doc(r#"{"config":{"digest":"DIG","size":"1"}}"#), None, "m"),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    /// An index whose keys are capitalised is still an index, with its
+    /// platforms; a doubled platform field is refused.
+    #[test]
+    fn index_keys_are_read_as_go_reads_them() {
+        let ix = doc(
+            r#"{"Manifests":[{"Digest":"DIG","Platform":{"OS":"linux","Architecture":"arm","Variant":"v7"}}]}"#,
+        );
+        let Document::Index(entries) = parse_document(&ix, None, "i").unwrap() else {
+            panic!("an index")
+        };
+        let p = entries[0].platform().unwrap();
+        assert_eq!(p.to_string(), "linux/arm/v7");
+        let dup = doc(
+            r#"{"manifests":[{"digest":"DIG","platform":{"os":"linux","architecture":"amd64","ARCHITECTURE":"arm64"}}]}"#,
+        );
+        assert!(matches!(
+            parse_document(&dup, None, "i"),
+            Err(Error::Ambiguous { .. })
+        ));
+    }
+}
