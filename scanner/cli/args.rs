@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// A `--max-memory` size.
+fn parse_size(s: &str) -> Result<u64, String> {
+    scanner::budget::parse_size(s)
+}
+
 /// Static container-image scanner for root and privilege problems.
 ///
 /// Reads a docker-save tarball, an OCI layout or an oci-archive without
@@ -119,6 +124,14 @@ pub(crate) struct ScanArgs {
     /// Most tar entries accepted in one layer (a safety limit on memory).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     pub(crate) max_entries: u64,
+
+    /// Most memory one image may make imgscan hold, all layers together:
+    /// member records and names, symlink targets, whiteouts, captured files,
+    /// buffered documents and the final filesystem. A size in bytes or with a
+    /// binary suffix: 512M, 1G, 2048K. Going over is an error (exit 2) naming
+    /// the limit, never an out-of-memory kill. Each image of a run has its own.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub(crate) max_memory: u64,
 
     /// Do not verify layer digests: for trusted local files only (a
     /// docker-archive, oci-archive or OCI layout on this machine). Uncompressed

@@ -133,6 +133,7 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         };
     }
     opts.layer.max_entries = args.max_entries;
+    opts.max_memory = args.max_memory;
     if args.no_verify {
         if let Some(i) = args
             .images

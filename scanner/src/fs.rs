@@ -1,7 +1,10 @@
 //! The final filesystem: layers applied in order, without touching disk.
 //!
 //! Semantics follow the OCI image spec (`layer.md`, "Whiteouts") and what
-//! containerd's `applyNaive` and `umoci unpack` do:
+//! container runtimes do when they extract a layer (containerd
+//! `archive/tar.go` `applyNaive` and `createTarFile`, moby
+//! `pkg/archive/diff.go` `UnpackLayer` and `archive.go` `createTarFile`,
+//! containers/storage `pkg/archive`, umoci `oci/layer/tar_extract.go`):
 //!
 //! 1. A layer's opaque markers (`D/.wh..wh..opq`) hide everything below `D`
 //!    from lower layers, and its `.wh.NAME` files delete `NAME` and its
@@ -15,12 +18,68 @@
 //!    `/bin -> usr/bin` in a lower layer, a later `bin/su` lands at `/usr/bin/su`.
 //!    Missing parents are created (as extraction does), but only as
 //!    structure: a path no member named does not show up in lookups.
+//!    Whiteouts and opaque markers resolve their directory the same way.
 //! 4. A hard link shares the inode of its (root-relative) target: the link
-//!    header's mode and owner apply to both paths, and the link carries the
-//!    target's capabilities unless it has its own.
+//!    header's mode and owner apply to the inode, that is to every name of
+//!    it (the original and every earlier link), and the link carries the
+//!    inode's capabilities unless it has its own.
 //!
 //! Every node remembers the layer that last set its metadata: that is the
 //! layer a finding is attributed to.
+//!
+//! # Runtime fidelity
+//!
+//! Where the appliers fail, the layer is refused; where they disagree, the
+//! worst case is modelled or the layer refused (messages starting
+//! "ambiguous image: "):
+//!
+//! - A member, whiteout or opaque marker whose parent is not a directory
+//!   (a file, or a symlink to one): containerd's `mkparent` and moby fail
+//!   with `ENOTDIR`, umoci's `mkdirAll` replaces the file by a directory.
+//!   Refused.
+//! - A parent path through a symlink loop or more than 255 symlinks
+//!   (continuity `fs.RootPath` and filepath-securejoin give up there; the
+//!   kernel, for moby's chrooted extraction, at 40): refused. Between 40 and
+//!   255 hops the path is resolved (containerd's reading, the worst case).
+//! - A hard link to a missing path (`link(2)` fails with `ENOENT`) or to a
+//!   directory (`EPERM`): refused. A hard link to a symlink links the
+//!   symlink itself (Go's `os.Link` is `linkat(2)` without
+//!   `AT_SYMLINK_FOLLOW`): the new name is the same symlink.
+//! - A hard link's header: containerd and containers/storage apply its
+//!   owner (`Lchown`), xattrs (`Lsetxattr`) and mode (`lchmod`) to the
+//!   inode; moby's `handleLChmod` chmods unless the target is a symlink (moby
+//!   28 and earlier: unless `os.Lstat(hdr.Linkname)`, relative to the
+//!   working directory, fails); umoci applies nothing to a link. So the
+//!   header's mode and owner are applied to every name of the inode (a
+//!   setuid bit only a link header sets is reported, as containerd leaves
+//!   it); the inode keeps its capabilities unless the header has its own
+//!   (the `chown` of the other runtimes drops them, umoci keeps them). When
+//!   the inode already had a setuid, setgid or world-writable bit, or
+//!   capabilities, and the header clears one of those bits, changes the
+//!   owner or changes the capabilities, umoci's reading and containerd's
+//!   differ in ways neither covers: refused.
+//! - An opaque marker in a directory that is itself a symlink
+//!   (`lib -> usr/lib`, `lib/.wh..wh..opq`): containerd, moby's
+//!   `go-archive` and umoci clear the symlink's target, moby 28 and
+//!   earlier (`filepath.WalkDir` of the link) clears nothing: refused.
+//! - Regular whiteouts follow the parent's symlinks in every runtime and
+//!   remove the last component itself (`os.RemoveAll`), a symlink included.
+//!   containerd also lets a whiteout remove an entry of its own layer that
+//!   comes before it, which umoci and the OCI spec do not; the entry is kept
+//!   (the worst case).
+//!
+//! # Availability and memory
+//!
+//! Resolving a path costs time linear in its bytes and in the bytes of the
+//! symlink targets it passes (no component list is rescanned or rebuilt),
+//! with at most 255 hops; all resolution while applying an image is bounded
+//! in total steps, in proportion to the members applied, so crafted chains
+//! of symlinks end in an error rather than hours of work. Every node, name
+//! and table slot (the implicit parent directories of long paths too) is
+//! charged to the image's [`MemoryBudget`] before the buffers grow, as
+//! their capacity in bytes, and every link target, capability set and
+//! captured file as its size; hard links share their inode's captured
+//! contents instead of copying them.
 //!
 //! # Representation
 //!
@@ -33,15 +92,33 @@
 //! per path. The table is seeded per process, so names chosen to collide
 //! cannot slow it down.
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::layer::{Content, Extra, LayerIndex, NO_EXTRA, Rec};
+use crate::budget::{Charge, MemoryBudget};
+use crate::layer::{Content, Extra, LayerError, LayerIndex, NO_EXTRA, Rec};
 use crate::tarstream::Kind;
 
-/// Most symlinks followed while resolving one path (Linux's limit).
+/// Most symlinks followed while resolving one path at run time (Linux's
+/// limit), in [`FinalFs::canonical`].
 const MAX_HOPS: usize = 40;
+
+/// Most symlinks followed while resolving a member's parent directory, as
+/// extraction does (continuity `fs.RootPath`, filepath-securejoin).
+const MAX_EXTRACT_HOPS: usize = 255;
+
+/// Resolution steps (path components, hard link names) allowed for
+/// applying an image, before the per-member allowance.
+const BASE_WORK: u64 = 1 << 21;
+
+/// Resolution steps allowed per member and per byte of member names.
+const WORK_PER_ITEM: u64 = 16;
+
+/// Mode bits whose loss or gain a finding depends on.
+const PRIVILEGED_BITS: u32 = 0o6002;
 
 /// A path in the final filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +183,9 @@ struct Slot {
     next: Id,
     name_start: u32,
     name_len: u32,
+    /// The hard link group (index into `FinalFs::groups`) of this inode, or
+    /// [`NIL`].
+    group: Id,
     flags: u8,
 }
 
@@ -114,6 +194,134 @@ impl Slot {
     fn name<'a>(&self, names: &'a str) -> &'a str {
         &names[self.name_start as usize..(self.name_start + self.name_len) as usize]
     }
+}
+
+/// Why resolving a path stopped short.
+enum Stop {
+    /// A component is missing (only without `create`).
+    Missing,
+    /// A component that has more below it is not a directory.
+    NotDir(Id),
+    /// A symlink loop, or too many symlinks.
+    Loop,
+    /// A limit (memory, work) was reached.
+    Limit(LayerError),
+}
+
+impl From<LayerError> for Stop {
+    fn from(e: LayerError) -> Self {
+        Self::Limit(e)
+    }
+}
+
+impl From<crate::budget::BudgetExceeded> for Stop {
+    fn from(e: crate::budget::BudgetExceeded) -> Self {
+        Self::Limit(e.into())
+    }
+}
+
+/// One string being walked component by component: the path, or a symlink
+/// target spliced in front of what is left of it.
+struct Frame<'a> {
+    text: Cow<'a, str>,
+    pos: usize,
+    /// End of the last component that is not `""` or `.`: past it, only
+    /// trivial components are left.
+    real_end: usize,
+    /// Whether every frame below this one has only trivial components left.
+    rest_trivial: bool,
+    /// The symlink whose target this is (or [`NIL`]), and the hops taken
+    /// when it was spliced in: when the frame ends, the walk is where the
+    /// symlink leads.
+    tag: Id,
+    hops_at: usize,
+}
+
+impl<'a> Frame<'a> {
+    fn new(text: Cow<'a, str>, rest_trivial: bool, tag: Id, hops_at: usize) -> Self {
+        let (mut off, mut real_end) = (0, 0);
+        for c in text.split('/') {
+            let end = off + c.len();
+            if !(c.is_empty() || c == ".") {
+                real_end = end;
+            }
+            off = end + 1;
+        }
+        Self {
+            text,
+            pos: 0,
+            real_end,
+            rest_trivial,
+            tag,
+            hops_at,
+        }
+    }
+
+    /// Whether only trivial components are left, here and below.
+    fn trivial(&self) -> bool {
+        self.pos >= self.real_end && self.rest_trivial
+    }
+}
+
+/// The components of a path with symlink targets spliced in, in linear time.
+struct Walker<'a> {
+    frames: Vec<Frame<'a>>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(path: &'a str) -> Self {
+        Self {
+            frames: vec![Frame::new(Cow::Borrowed(path), true, NIL, 0)],
+        }
+    }
+
+    /// The next non-trivial component (`..` included), as a byte range of
+    /// the top frame, and whether it is the last one; or the end of a tagged
+    /// symlink's target.
+    fn next(&mut self) -> Option<Step> {
+        loop {
+            let f = self.frames.last_mut()?;
+            if f.pos > f.text.len() {
+                let (tag, hops_at) = (f.tag, f.hops_at);
+                self.frames.pop();
+                if tag != NIL {
+                    return Some(Step::Resolved(tag, hops_at));
+                }
+                continue;
+            }
+            let rest = &f.text[f.pos..];
+            let len = rest.find('/').unwrap_or(rest.len());
+            let (a, b) = (f.pos, f.pos + len);
+            f.pos = b + 1;
+            let c = &f.text[a..b];
+            if c.is_empty() || c == "." {
+                continue;
+            }
+            return Some(Step::Component(a, b, f.trivial()));
+        }
+    }
+
+    fn component(&self, (a, b): (usize, usize)) -> &str {
+        self.frames.last().map_or("", |f| &f.text[a..b])
+    }
+
+    /// Splices `target` (of symlink `tag`, or [`NIL`]) in front of what is
+    /// left.
+    fn push(&mut self, target: Cow<'a, str>, tag: Id, hops: usize) {
+        let rest_trivial = self.frames.last().is_none_or(Frame::trivial);
+        self.frames
+            .push(Frame::new(target, rest_trivial, tag, hops));
+    }
+}
+
+/// What [`Walker::next`] found.
+enum Step {
+    /// A component (a byte range of the top frame) and whether it is the
+    /// last one.
+    Component(usize, usize, bool),
+    /// The target of this symlink, spliced in after that many hops, is
+    /// walked.
+    Resolved(Id, usize),
 }
 
 /// The merged view of all layers applied so far.
@@ -126,8 +334,18 @@ pub struct FinalFs {
     /// The last parent directory resolved: members come grouped by directory.
     cache: Option<(String, Id, u64)>,
     /// Bumped whenever a cached resolution may have become wrong (a symlink
-    /// or directory added or removed).
+    /// or directory removed or replaced; a new name breaks none).
     generation: u64,
+    /// Hard link groups: the names of one inode (some may be dead).
+    groups: Vec<Vec<Id>>,
+    /// What the nodes charged to the image's memory budget.
+    charge: Charge,
+    /// Resolution steps taken, and allowed so far.
+    work: u64,
+    work_limit: u64,
+    /// Where a symlink followed while extracting leads, the hops that took,
+    /// and the generation that is valid for.
+    memo: hashbrown::HashMap<Id, (Id, usize, u64), foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for FinalFs {
@@ -189,9 +407,25 @@ fn node_of(r: &Rec, extra: Option<Extra>, layer: usize) -> Node {
     }
 }
 
+/// Bytes a table of `cap` entries holds (buckets of an id and a control byte).
+fn table_bytes(cap: usize) -> u64 {
+    let buckets = if cap < 8 {
+        cap.next_power_of_two().max(4)
+    } else {
+        (cap * 8 / 7).next_power_of_two()
+    };
+    (buckets * (std::mem::size_of::<Id>() + 1)) as u64
+}
+
 impl FinalFs {
-    /// An empty filesystem (just the root directory).
+    /// An empty filesystem (just the root directory), charging a budget of
+    /// its own (the default size).
     pub fn new() -> Self {
+        Self::with_budget(Arc::default())
+    }
+
+    /// An empty filesystem charging the image's memory budget.
+    pub fn with_budget(budget: Arc<MemoryBudget>) -> Self {
         let mut fs = Self {
             slots: Vec::new(),
             names: String::new(),
@@ -200,6 +434,11 @@ impl FinalFs {
             warnings: Vec::new(),
             cache: None,
             generation: 0,
+            groups: Vec::new(),
+            charge: Charge::new(budget),
+            work: 0,
+            work_limit: BASE_WORK,
+            memo: hashbrown::HashMap::default(),
         };
         fs.slots.push(Slot {
             node: implicit_dir(0),
@@ -209,12 +448,13 @@ impl FinalFs {
             next: NIL,
             name_start: 0,
             name_len: 0,
+            group: NIL,
             flags: IMPLICIT,
         });
         fs
     }
 
-    /// Notes found while applying layers (hard links to missing targets...).
+    /// Notes found while applying layers.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -268,7 +508,7 @@ impl FinalFs {
     /// The path of a node, relative, without a leading `/`.
     fn path_of(&self, mut id: Id) -> String {
         let mut parts = Vec::new();
-        while id != ROOT {
+        while id != ROOT && id != NIL {
             parts.push(self.name(id));
             id = self.slots[id as usize].parent;
         }
@@ -295,16 +535,51 @@ impl FinalFs {
         (table, slots, names, seed)
     }
 
-    fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
+    /// Makes room for `nodes` more nodes with `name_bytes` more name bytes,
+    /// charging the budget for whatever has to grow before it grows. One
+    /// comparison each when there is room.
+    #[inline]
+    fn reserve(&mut self, nodes: usize, name_bytes: usize) -> Result<(), LayerError> {
+        if self.slots.capacity() - self.slots.len() < nodes {
+            let cap = self.slots.capacity();
+            let new_cap = (cap * 2).max(self.slots.len() + nodes);
+            self.charge.add(
+                ((new_cap - cap) * std::mem::size_of::<Slot>()) as u64,
+                "the final filesystem's nodes",
+            )?;
+            self.slots.reserve_exact(new_cap - self.slots.len());
+        }
+        if self.names.capacity() - self.names.len() < name_bytes {
+            let cap = self.names.capacity();
+            let new_cap = (cap * 2).max(self.names.len() + name_bytes).max(4096);
+            self.charge
+                .add((new_cap - cap) as u64, "the final filesystem's names")?;
+            self.names.reserve_exact(new_cap - self.names.len());
+        }
+        if self.table.capacity() - self.table.len() < nodes {
+            let cap = self.table.capacity();
+            let want = (cap * 2).max(self.table.len() + nodes);
+            self.charge.add(
+                table_bytes(want).saturating_sub(table_bytes(cap)),
+                "the final filesystem's table",
+            )?;
+            let (table, slots, names, seed) = self.table_parts();
+            table.reserve(want - table.len(), rehasher(seed, slots, names));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Result<Id, LayerError> {
+        self.reserve(1, name.len())?;
         let id = self.link_slot(parent, name, node, flags);
         let h = self.hash(parent, name);
         let (table, slots, names, seed) = self.table_parts();
         table.insert_unique(h, id, rehasher(seed, slots, names));
-        id
+        Ok(id)
     }
 
     /// A new node under `parent`, linked as its first child but not yet in
-    /// the table.
+    /// the table. Room was made by [`FinalFs::reserve`].
     fn link_slot(&mut self, parent: Id, name: &str, node: Node, flags: u8) -> Id {
         let id = self.slots.len() as Id;
         let name_start = self.names.len() as u32;
@@ -318,6 +593,7 @@ impl FinalFs {
             next,
             name_start,
             name_len: name.len() as u32,
+            group: NIL,
             flags,
         });
         if next != NIL {
@@ -375,76 +651,132 @@ impl FinalFs {
         }
     }
 
-    /// Resolves `path` from the root through symlinks: every component, and
-    /// the last one too when `follow_last`. With `create`, missing
-    /// components are made (as structure, [`IMPLICIT`]). `None` on a loop,
-    /// or (without `create`) when a component is missing.
-    fn lookup(&mut self, path: &str, follow_last: bool, create: bool, layer: usize) -> Option<Id> {
-        let mut stack: Vec<String> = Vec::new();
-        let mut pending: Vec<&str> = path.rsplit('/').collect();
+    /// Counts `n` resolution steps against the image's allowance.
+    #[inline]
+    fn step(&mut self, n: u64) -> Result<(), LayerError> {
+        self.work += n;
+        if self.work > self.work_limit {
+            return Err(LayerError(format!(
+                "resolving paths through symlinks and hard links takes more than {} steps \
+                 for this image (symlink chains built to be slow)",
+                self.work_limit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Resolves `path` from the root through symlinks, as extraction does:
+    /// every component, and the last one too when `follow_last`. With
+    /// `create`, missing components are made (as structure, [`IMPLICIT`]).
+    /// Linear in the bytes of the path and of the targets followed.
+    fn lookup(
+        &mut self,
+        path: &str,
+        follow_last: bool,
+        create: bool,
+        layer: usize,
+    ) -> Result<Id, Stop> {
+        let mut w = Walker::new(path);
         let mut cur = ROOT;
         let mut hops = 0;
-        loop {
-            // Components of `path` are borrowed; only symlink targets are copied.
-            let c: std::borrow::Cow<'_, str> = match pending.pop() {
-                Some(c) => c.into(),
-                None => match stack.pop() {
-                    Some(c) => c.into(),
-                    None => return Some(cur),
-                },
-            };
-            match &*c {
-                "" | "." => continue,
-                ".." => {
-                    if cur != ROOT {
-                        cur = self.slots[cur as usize].parent;
+        while let Some(step) = w.next() {
+            self.step(1)?;
+            let (a, b, last) = match step {
+                Step::Component(a, b, last) => (a, b, last),
+                Step::Resolved(link, hops_at) => {
+                    if self.memo.len() == self.memo.capacity() {
+                        self.charge.add(
+                            (self.memo.capacity().max(16) * 32) as u64,
+                            "symlink resolutions",
+                        )?;
                     }
+                    self.memo
+                        .insert(link, (cur, hops - hops_at, self.generation));
                     continue;
                 }
-                _ => {}
+            };
+            let c = w.component((a, b));
+            if c == ".." {
+                if cur != ROOT {
+                    cur = self.slots[cur as usize].parent;
+                }
+                continue;
             }
-            let last = pending.iter().all(|c| c.is_empty() || *c == ".")
-                && stack.iter().all(|c| c.is_empty() || c == ".");
-            let next = match self.child(cur, &c) {
+            let kind = self.slots[cur as usize].node.kind;
+            if kind != Kind::Dir {
+                return Err(Stop::NotDir(cur));
+            }
+            let next = match self.child(cur, c) {
                 Some(n) => n,
-                None if create => self.insert(cur, &c, implicit_dir(layer), IMPLICIT),
-                None => return None,
+                None if create => self.insert(cur, c, implicit_dir(layer), IMPLICIT)?,
+                None => return Err(Stop::Missing),
             };
             let node = &self.slots[next as usize].node;
             if node.kind == Kind::Symlink && (!last || follow_last) {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return None;
+                // Followed before, and nothing removed since: where it led.
+                if let Some(&(to, n, g)) = self.memo.get(&next)
+                    && g == self.generation
+                {
+                    hops += n;
+                    if hops > MAX_EXTRACT_HOPS {
+                        return Err(Stop::Loop);
+                    }
+                    cur = to;
+                    continue;
                 }
-                let target = node.link().unwrap_or("");
+                hops += 1;
+                if hops > MAX_EXTRACT_HOPS {
+                    return Err(Stop::Loop);
+                }
+                let target = node.link().unwrap_or("").to_owned();
+                self.step(target.len() as u64 / 2)?;
                 if target.starts_with('/') {
                     cur = ROOT;
                 }
-                // The target's components go before what is left.
-                let rest: Vec<String> = pending.drain(..).map(str::to_owned).collect();
-                stack.extend(rest);
-                stack.extend(target.rsplit('/').map(str::to_owned));
+                w.push(Cow::Owned(target), next, hops - 1);
                 continue;
             }
             cur = next;
         }
+        Ok(cur)
+    }
+
+    /// The error for a member whose parent could not be resolved.
+    fn refusal(&self, what: &str, path: &str, stop: Stop) -> LayerError {
+        match stop {
+            Stop::Limit(e) => e,
+            Stop::Loop => LayerError(format!(
+                "{what} /{path}: its parent directory is behind a symlink loop or more than \
+                 {MAX_EXTRACT_HOPS} symlinks: container runtimes fail to extract it (ELOOP)"
+            )),
+            Stop::NotDir(id) => LayerError(format!(
+                "ambiguous image: {what} /{path}: its parent /{} is a {}, not a directory: \
+                 containerd and moby fail to extract it (ENOTDIR), umoci replaces the {} by a \
+                 directory",
+                self.path_of(id),
+                self.slots[id as usize].node.kind.as_str(),
+                self.slots[id as usize].node.kind.as_str(),
+            )),
+            Stop::Missing => LayerError(format!("{what} /{path}: its parent is missing")),
+        }
     }
 
     /// The directory a member's parent path names, created if missing.
-    fn parent_dir(&mut self, dir: &str, layer: usize) -> Id {
+    fn parent_dir(&mut self, path: &str, dir: &str, layer: usize) -> Result<Id, LayerError> {
         if dir.is_empty() {
-            return ROOT;
+            return Ok(ROOT);
         }
         if let Some((raw, id, generation)) = &self.cache
             && raw == dir
             && *generation == self.generation
         {
-            return *id;
+            return Ok(*id);
         }
-        // A loop: the member lands where the raw path says, symlinks not followed.
-        let id = self
-            .lookup(dir, true, true, layer)
-            .unwrap_or_else(|| self.lookup_raw(dir, layer));
+        let id = match self.lookup(dir, true, true, layer) {
+            Ok(id) if self.slots[id as usize].node.kind == Kind::Dir => id,
+            Ok(id) => return Err(self.refusal("member", path, Stop::NotDir(id))),
+            Err(stop) => return Err(self.refusal("member", path, stop)),
+        };
         let generation = self.generation;
         match &mut self.cache {
             Some((raw, cid, g)) => {
@@ -455,62 +787,65 @@ impl FinalFs {
             }
             None => self.cache = Some((dir.to_owned(), id, generation)),
         }
-        id
+        Ok(id)
     }
 
-    /// Creates `dir` component by component without following anything.
-    fn lookup_raw(&mut self, dir: &str, layer: usize) -> Id {
-        let mut cur = ROOT;
-        for c in dir.split('/').filter(|c| !c.is_empty()) {
-            cur = match self.child(cur, c) {
-                Some(n) => n,
-                None => self.insert(cur, c, implicit_dir(layer), IMPLICIT),
-            };
-        }
-        cur
-    }
-
-    /// The node a member path names (parents through symlinks, the last
-    /// component not followed), if it exists; nothing is created.
-    fn member_node(&mut self, path: &str) -> Option<Id> {
+    /// The node a path names (parents through symlinks, the last component
+    /// not followed), if it exists; nothing is created. `what` names the
+    /// path in errors (a whiteout, a hard link target).
+    fn member_node(&mut self, what: &str, path: &str) -> Result<Option<Id>, LayerError> {
         let (dir, base) = split(path);
         let parent = if dir.is_empty() {
             ROOT
         } else {
-            self.lookup(dir, true, false, 0)?
+            match self.lookup(dir, true, false, 0) {
+                Ok(id) => id,
+                Err(Stop::Missing) => return Ok(None),
+                Err(stop) => return Err(self.refusal(what, path, stop)),
+            }
         };
-        if base.is_empty() {
-            return Some(parent);
+        if self.slots[parent as usize].node.kind != Kind::Dir {
+            return Err(self.refusal(what, path, Stop::NotDir(parent)));
         }
-        self.child(parent, base)
+        if base.is_empty() {
+            return Ok(Some(parent));
+        }
+        Ok(self.child(parent, base))
     }
 
-    /// Applies one layer on top of what is there.
+    /// Applies one layer on top of what is there. A layer container
+    /// runtimes would fail to extract is recorded as a warning (and the rest
+    /// of it not applied); scans use [`FinalFs::try_apply`].
     pub fn apply(&mut self, layer: usize, index: LayerIndex) {
+        if let Err(e) = self.try_apply(layer, index) {
+            self.warnings
+                .push(format!("layer {layer} was not applied whole: {}", e.0));
+        }
+    }
+
+    /// Applies one layer on top of what is there, or says why container
+    /// runtimes would not extract it (or would disagree about it), or that
+    /// the memory budget is exhausted.
+    pub fn try_apply(&mut self, layer: usize, index: LayerIndex) -> Result<(), LayerError> {
+        // The index's charge is given back when it goes, at the end.
         let LayerIndex {
             paths,
             recs,
             mut extras,
             whiteouts,
             opaques,
+            charge: _index_charge,
             ..
         } = index;
-        self.slots.reserve(recs.len());
-        self.names.reserve(paths.len() / 2);
-        let (table, slots, names, seed) = self.table_parts();
-        table.reserve(recs.len(), rehasher(seed, slots, names));
+        self.work_limit = self
+            .work_limit
+            .saturating_add(WORK_PER_ITEM * (recs.len() + paths.len()) as u64);
+        self.reserve(recs.len(), paths.len())?;
         for dir in &opaques {
-            let id = if dir.is_empty() {
-                Some(ROOT)
-            } else {
-                self.lookup(dir, true, false, layer)
-            };
-            if let Some(id) = id {
-                self.clear_children(id);
-            }
+            self.opaque(dir)?;
         }
         for w in &whiteouts {
-            if let Some(id) = self.member_node(w)
+            if let Some(id) = self.member_node("whiteout of", w)?
                 && id != ROOT
             {
                 self.remove(id);
@@ -521,11 +856,50 @@ impl FinalFs {
             let extra = (r.extra != NO_EXTRA)
                 .then(|| extras.get_mut(r.extra as usize).map(std::mem::take))
                 .flatten();
-            self.add(layer, path, r, extra);
+            self.add(layer, path, r, extra)?;
+        }
+        self.charge.flush("the final filesystem")?;
+        Ok(())
+    }
+
+    /// An opaque marker in `dir`: the directory's lower-layer children go.
+    fn opaque(&mut self, dir: &str) -> Result<(), LayerError> {
+        let id = if dir.is_empty() {
+            Some(ROOT)
+        } else {
+            self.member_node("opaque directory", dir)?
+        };
+        let Some(id) = id else { return Ok(()) };
+        match self.slots[id as usize].node.kind {
+            Kind::Dir => {
+                self.clear_children(id);
+                Ok(())
+            }
+            Kind::Symlink => Err(LayerError(format!(
+                "ambiguous image: the opaque marker /{dir}/.wh..wh..opq is in a symlink \
+                 (-> {}): containerd, moby's go-archive and umoci clear the symlink's target, \
+                 moby 28 and earlier clears nothing",
+                self.slots[id as usize].node.link().unwrap_or("")
+            ))),
+            k => Err(LayerError(format!(
+                "ambiguous image: the opaque marker /{dir}/.wh..wh..opq is in a {}, not a \
+                 directory: containerd fails to extract it (ENOTDIR)",
+                k.as_str()
+            ))),
         }
     }
 
-    fn add(&mut self, layer: usize, path: &str, r: &Rec, extra: Option<Extra>) {
+    fn add(
+        &mut self,
+        layer: usize,
+        path: &str,
+        r: &Rec,
+        extra: Option<Extra>,
+    ) -> Result<(), LayerError> {
+        if let Some(x) = &extra {
+            self.charge
+                .add(x.cost(), "symlink targets and captured files")?;
+        }
         let mut node = node_of(r, extra, layer);
         if path.is_empty() {
             // `./` itself: the root keeps being a directory.
@@ -534,13 +908,26 @@ impl FinalFs {
                 root.node = node;
                 root.flags &= !IMPLICIT;
             }
-            return;
+            return Ok(());
         }
         let (dir, base) = split(path);
+        let parent = self.parent_dir(path, dir, layer)?;
+        self.reserve(1, base.len())?;
         if node.kind == Kind::Hardlink {
-            self.link_inode(layer, path, &mut node);
+            // The old path goes first (`os.RemoveAll`), then the link is
+            // made: a link to itself or into what it replaces finds nothing.
+            if let Some(old) = self.child(parent, base) {
+                self.remove(old);
+            }
+            let group = self.link_inode(layer, path, &mut node)?;
+            let id = self.insert(parent, base, node, 0)?;
+            if let Some(g) = group {
+                self.slots[id as usize].group = g;
+                self.groups[g as usize].push(id);
+                self.charge.add(8, "hard links")?;
+            }
+            return Ok(());
         }
-        let parent = self.parent_dir(dir, layer);
         // One probe finds the old node or the place for the new one: most
         // members add a path no layer had.
         let h = self.hash(parent, base);
@@ -556,12 +943,11 @@ impl FinalFs {
         let old = match entry {
             hashbrown::hash_table::Entry::Vacant(v) => {
                 let id = slots.len() as Id;
+                // A new name changes no resolution made so far (each went
+                // through names that existed): nothing cached goes stale.
                 v.insert(id);
-                if node.kind == Kind::Symlink {
-                    self.generation += 1;
-                }
                 self.link_slot(parent, base, node, 0);
-                return;
+                return Ok(());
             }
             hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
         };
@@ -570,59 +956,121 @@ impl FinalFs {
             if slot.node.kind == Kind::Dir && node.kind == Kind::Dir {
                 slot.node = node;
                 slot.flags &= !IMPLICIT;
-                return;
+                return Ok(());
             }
         }
         self.remove(old);
-        if node.kind == Kind::Symlink {
-            self.generation += 1;
-        }
-        self.insert(parent, base, node, 0);
+        self.insert(parent, base, node, 0)?;
+        Ok(())
     }
 
-    /// A hard link shares its target's inode: metadata flows both ways.
-    fn link_inode(&mut self, layer: usize, path: &str, node: &mut Node) {
+    /// A hard link shares its target's inode: the link header's mode and
+    /// owner go to every name of it, and the new name takes the inode's
+    /// size, capabilities and contents. Returns the inode's link group.
+    fn link_inode(
+        &mut self,
+        layer: usize,
+        path: &str,
+        node: &mut Node,
+    ) -> Result<Option<Id>, LayerError> {
         let raw_target = node.link().unwrap_or("").to_owned();
-        let Some(t) = self.member_node(&raw_target) else {
-            self.warnings.push(format!(
-                "hard link /{path} points to /{raw_target}, which does not exist; judged by its own header"
-            ));
-            return;
+        let what = format!("hard link /{path} to");
+        let Some(t) = self.member_node(&what, &raw_target)? else {
+            return Err(LayerError(format!(
+                "hard link /{path} points to /{raw_target}, which does not exist: container \
+                 runtimes fail to extract it (ENOENT)"
+            )));
         };
         let target = self.path_of(t);
-        let tn = &mut self.slots[t as usize].node;
-        if tn.is_regular() {
-            let caps = node.caps().map(Box::<[u8]>::from);
-            if (tn.mode, tn.uid, tn.gid) != (node.mode, node.uid, node.gid)
-                || (caps.is_some() && caps.as_deref() != tn.caps())
-            {
-                tn.mode = node.mode;
-                tn.uid = node.uid;
-                tn.gid = node.gid;
-                if let Some(c) = &caps {
-                    tn.extra_mut().caps = Some(c.clone());
-                }
-                tn.layer = layer;
+        let tkind = self.slots[t as usize].node.kind;
+        match tkind {
+            Kind::Dir => {
+                return Err(LayerError(format!(
+                    "hard link /{path} points to /{target}, a directory: container runtimes \
+                     fail to extract it (link(2) gives EPERM)"
+                )));
             }
-            node.size = tn.size;
-            let (tcaps, tcontent) = (
-                tn.caps().map(Box::<[u8]>::from),
-                tn.content().cloned().map(Box::new),
-            );
-            let x = node.extra_mut();
-            if x.caps.is_none() {
-                x.caps = tcaps;
+            Kind::Symlink => {
+                // `linkat(2)` without AT_SYMLINK_FOLLOW: the same symlink.
+                let tn = &self.slots[t as usize].node;
+                node.kind = Kind::Symlink;
+                node.size = tn.size;
+                node.extra_mut().link = tn.link().map(Box::from);
+                node.mode = tn.mode;
+                return Ok(None);
             }
-            if x.content.is_none() {
-                x.content = tcontent;
-            }
-        } else {
-            let kind = tn.kind.as_str();
-            self.warnings.push(format!(
-                "hard link /{path} points to /{target}, which is a {kind}, not a file"
-            ));
+            _ => {}
         }
-        node.extra_mut().link = Some(target.into());
+        let tn = &self.slots[t as usize].node;
+        let (old_mode, old_uid, old_gid) = (tn.mode, tn.uid, tn.gid);
+        let old_caps = tn.caps().map(Box::<[u8]>::from);
+        let new_caps = node.caps().map(Box::<[u8]>::from);
+        let changes_owner_or_mode = (old_mode, old_uid, old_gid) != (node.mode, node.uid, node.gid);
+        let changes_caps = new_caps.is_some() && new_caps != old_caps;
+        // umoci leaves the file as it was, the others apply the header: when
+        // the file was privileged and the header takes some of that away,
+        // neither reading is the worst case.
+        let privileged_before = old_mode & PRIVILEGED_BITS != 0 || old_caps.is_some();
+        let loses_bits = old_mode & PRIVILEGED_BITS & !node.mode != 0;
+        let changes_owner = (old_uid, old_gid) != (node.uid, node.gid);
+        if privileged_before && (loses_bits || changes_owner || changes_caps) {
+            return Err(LayerError(format!(
+                "ambiguous image: hard link /{path} to /{target} takes privilege from the file \
+                 (mode {old_mode:o} owner {old_uid}:{old_gid} to {:o} {}:{}, or its \
+                 capabilities): \
+                 containerd, moby and containers/storage apply the link's header to the file \
+                 (every name of it), umoci keeps the file as it was",
+                node.mode, node.uid, node.gid
+            )));
+        }
+        // The inode's link group, made on first use.
+        let g = match self.slots[t as usize].group {
+            NIL => {
+                let g = self.groups.len() as Id;
+                self.groups.push(vec![t]);
+                self.charge.add(64, "hard links")?;
+                self.slots[t as usize].group = g;
+                g
+            }
+            g => g,
+        };
+        if changes_owner_or_mode || changes_caps {
+            let mut names = std::mem::take(&mut self.groups[g as usize]);
+            self.step(names.len() as u64)?;
+            names.retain(|&id| self.slots[id as usize].flags & DEAD == 0);
+            for &id in &names {
+                let n = &mut self.slots[id as usize].node;
+                n.mode = node.mode;
+                n.uid = node.uid;
+                n.gid = node.gid;
+                if let Some(c) = &new_caps {
+                    n.extra_mut().caps = Some(c.clone());
+                }
+                n.layer = layer;
+            }
+            self.groups[g as usize] = names;
+        }
+        let tn = &self.slots[t as usize].node;
+        node.kind = if tn.is_regular() {
+            Kind::Hardlink
+        } else {
+            tn.kind
+        };
+        node.size = tn.size;
+        let (tcaps, tcontent) = (
+            tn.caps().map(Box::<[u8]>::from),
+            tn.extra.as_ref().and_then(|x| x.content.clone()),
+        );
+        let x = node.extra_mut();
+        if x.caps.is_none() {
+            x.caps = tcaps;
+        }
+        if x.content.is_none() {
+            // Shared, not copied.
+            x.content = tcontent;
+        }
+        x.link = Some(target.into());
+        Ok(Some(g))
     }
 
     /// The node at exactly `path` (no symlink resolution).
@@ -679,58 +1127,61 @@ impl FinalFs {
         out.into_iter()
     }
 
-    /// Resolves every component of `path` through symlinks; the last one too
-    /// when `follow_last`. Components that do not exist are kept as written.
-    /// `None` on a symlink loop.
+    /// Resolves every component of `path` through symlinks, as the kernel
+    /// does at run time (at most 40 hops); the last one too when
+    /// `follow_last`. Components that do not exist are kept as written.
+    /// `None` on a symlink loop. Linear in the bytes of the path and of the
+    /// targets followed.
     pub fn canonical(&self, path: &str, follow_last: bool) -> Option<String> {
-        // `out` is the resolved path so far; `at` its node while it exists.
-        let mut out: Vec<String> = Vec::new();
+        // `buf` is the resolved path so far; `stack` holds, per component in
+        // it, where it starts in `buf` and its node while it exists.
+        let mut buf = String::new();
+        let mut stack: Vec<(usize, Option<Id>)> = Vec::new();
         let mut at: Option<Id> = Some(ROOT);
-        let mut queue: std::collections::VecDeque<String> =
-            path.split('/').map(str::to_owned).collect();
+        let mut w = Walker::new(path);
         let mut hops = 0;
-        let node_at = |fs: &Self, out: &[String]| -> Option<Id> {
-            let mut cur = ROOT;
-            for c in out {
-                cur = fs.child(cur, c)?;
-            }
-            Some(cur)
-        };
-        while let Some(c) = queue.pop_front() {
-            match c.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    out.pop();
-                    at = node_at(self, &out);
-                    continue;
+        while let Some(step) = w.next() {
+            let Step::Component(a, b, last) = step else {
+                continue;
+            };
+            let c = w.component((a, b));
+            if c == ".." {
+                if let Some((len, _)) = stack.pop() {
+                    buf.truncate(len);
                 }
-                _ => {}
+                at = stack.last().map_or(Some(ROOT), |e| e.1);
+                continue;
             }
-            let next = at.and_then(|a| self.child(a, &c));
-            out.push(c);
-            at = next;
-            if queue.iter().all(|c| c.is_empty() || c == ".") && !follow_last {
+            let next = at.and_then(|a| self.child(a, c));
+            let before = buf.len();
+            if !buf.is_empty() {
+                buf.push('/');
+            }
+            buf.push_str(c);
+            if last && !follow_last {
                 break;
             }
-            if let Some(id) = at
+            if let Some(id) = next
                 && self.slots[id as usize].node.kind == Kind::Symlink
             {
                 hops += 1;
                 if hops > MAX_HOPS {
                     return None;
                 }
-                out.pop();
+                buf.truncate(before);
                 let target = self.slots[id as usize].node.link().unwrap_or("");
                 if target.starts_with('/') {
-                    out.clear();
+                    buf.clear();
+                    stack.clear();
                 }
-                for (i, t) in target.split('/').enumerate() {
-                    queue.insert(i, t.to_owned());
-                }
-                at = node_at(self, &out);
+                at = stack.last().map_or(Some(ROOT), |e| e.1);
+                w.push(Cow::Borrowed(target), NIL, 0);
+                continue;
             }
+            stack.push((before, next));
+            at = next;
         }
-        Some(out.join("/"))
+        Some(buf)
     }
 
     /// Follows symlinks (all components) to the node a path names.
@@ -903,5 +1354,183 @@ mod tests {
         assert!(fs.canonical("a/x", true).is_none());
         fs.apply(1, layer(vec![entry("a/x", Kind::File, 0o644)], &[], &[]));
         assert!(fs.resolve("a").is_none());
+    }
+
+    fn try_layer(fs: &mut FinalFs, i: usize, entries: Vec<Entry>) -> Result<(), String> {
+        fs.try_apply(i, layer(entries, &[], &[])).map_err(|e| e.0)
+    }
+
+    /// A link header's mode and owner reach every name of the inode, earlier
+    /// links included; the names share one copy of the captured contents.
+    #[test]
+    fn link_headers_change_every_name_and_share_contents() {
+        let mut fs = FinalFs::new();
+        let mut f = entry("etc/passwd", Kind::File, 0o644);
+        f.content = Some(Box::new(Content {
+            data: b"root:x:0:0::/:/bin/sh\n".to_vec(),
+            truncated: false,
+        }));
+        let mut l1 = link("etc/passwd-", Kind::Hardlink, "etc/passwd");
+        l1.mode = 0o644;
+        try_layer(&mut fs, 0, vec![f, l1]).unwrap();
+        let mut l2 = link("backup/passwd", Kind::Hardlink, "etc/passwd-");
+        l2.mode = 0o4755;
+        l2.uid = 0;
+        try_layer(&mut fs, 1, vec![l2]).unwrap();
+        for p in ["etc/passwd", "etc/passwd-", "backup/passwd"] {
+            let n = fs.get(p).unwrap();
+            assert_eq!((n.mode, n.layer), (0o4755, 1), "{p}");
+        }
+        let a = fs.get("etc/passwd").unwrap().extra.as_ref().unwrap();
+        let b = fs.get("backup/passwd").unwrap().extra.as_ref().unwrap();
+        assert!(Arc::ptr_eq(
+            a.content.as_ref().unwrap(),
+            b.content.as_ref().unwrap()
+        ));
+        // A replaced name is a new inode: later link headers leave it alone.
+        try_layer(&mut fs, 2, vec![entry("etc/passwd", Kind::File, 0o600)]).unwrap();
+        let mut l3 = link("x", Kind::Hardlink, "etc/passwd-");
+        l3.mode = 0o4755;
+        try_layer(&mut fs, 3, vec![l3]).unwrap();
+        assert_eq!(fs.get("etc/passwd").unwrap().mode, 0o600);
+    }
+
+    /// Links runtimes cannot make are refused; a link to a symlink is that
+    /// symlink; a header taking privilege from a file is ambiguous.
+    #[test]
+    fn impossible_and_ambiguous_links() {
+        let mut fs = FinalFs::new();
+        try_layer(
+            &mut fs,
+            0,
+            vec![
+                entry("d", Kind::Dir, 0o755),
+                entry("su", Kind::File, 0o4755),
+                link("sh", Kind::Symlink, "busybox"),
+            ],
+        )
+        .unwrap();
+        let e = try_layer(&mut fs, 1, vec![link("x", Kind::Hardlink, "d")]).unwrap_err();
+        assert!(e.contains("a directory"), "{e}");
+        let e = try_layer(&mut fs, 1, vec![link("x", Kind::Hardlink, "nope")]).unwrap_err();
+        assert!(e.contains("ENOENT"), "{e}");
+        let mut weaker = link("su2", Kind::Hardlink, "su");
+        weaker.mode = 0o755;
+        let e = try_layer(&mut fs, 1, vec![weaker]).unwrap_err();
+        assert!(e.starts_with("ambiguous image: "), "{e}");
+        try_layer(&mut fs, 1, vec![link("sh2", Kind::Hardlink, "sh")]).unwrap();
+        let sh2 = fs.get("sh2").unwrap();
+        assert_eq!((sh2.kind, sh2.link()), (Kind::Symlink, Some("busybox")));
+        // A link to itself: the old name goes first, so there is nothing to
+        // link to.
+        let e = try_layer(&mut fs, 2, vec![link("su", Kind::Hardlink, "su")]).unwrap_err();
+        assert!(e.contains("ENOENT"), "{e}");
+    }
+
+    /// Parents that are files, symlink loops and opaque markers in
+    /// symlinks are refused; whiteouts and markers follow parent symlinks.
+    #[test]
+    fn refusals_and_symlinked_whiteouts() {
+        let mut fs = FinalFs::new();
+        try_layer(
+            &mut fs,
+            0,
+            vec![
+                entry("usr/lib/sub/x", Kind::File, 0o4755),
+                entry("usr/lib/y", Kind::File, 0o4755),
+                link("lib", Kind::Symlink, "usr/lib"),
+                entry("f", Kind::File, 0o644),
+                link("loop", Kind::Symlink, "loop"),
+            ],
+        )
+        .unwrap();
+        let e = try_layer(&mut fs, 1, vec![entry("f/x", Kind::File, 0o644)]).unwrap_err();
+        assert!(e.contains("ENOTDIR"), "{e}");
+        let e = try_layer(&mut fs, 1, vec![entry("loop/x", Kind::File, 0o644)]).unwrap_err();
+        assert!(e.contains("ELOOP"), "{e}");
+        let e = fs.try_apply(1, layer(vec![], &[], &["lib"])).unwrap_err().0;
+        assert!(
+            e.starts_with("ambiguous image: the opaque marker /lib/"),
+            "{e}"
+        );
+        fs.try_apply(1, layer(vec![], &["lib/y"], &["lib/sub"]))
+            .unwrap();
+        assert!(fs.get("usr/lib/y").is_none());
+        assert!(fs.get("usr/lib/sub/x").is_none());
+    }
+
+    /// Resolution is linear: a megabyte of `.` and `..` components in
+    /// symlink targets (which the layer reader would refuse, over 4095
+    /// bytes) resolves at once, and a replaced symlink is not remembered.
+    #[test]
+    fn huge_targets_resolve_in_linear_time() {
+        let mut fs = FinalFs::new();
+        let dots = format!("{}d", "./".repeat(500_000));
+        let ups = format!("{}d/", "d/../".repeat(200_000));
+        try_layer(
+            &mut fs,
+            0,
+            vec![
+                entry("d/e", Kind::Dir, 0o755),
+                link("a", Kind::Symlink, &dots),
+                link("b", Kind::Symlink, &ups),
+                link("c", Kind::Symlink, &format!("a/e/{}", "./".repeat(500_000))),
+            ],
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(fs.canonical("a/e", true).as_deref(), Some("d/e"));
+        assert_eq!(fs.canonical("b/e", true).as_deref(), Some("d/e"));
+        assert_eq!(fs.canonical("c", true).as_deref(), Some("d/e"));
+        assert_eq!(fs.canonical("c", false).as_deref(), Some("c"));
+        try_layer(
+            &mut fs,
+            1,
+            vec![
+                entry("c/f1", Kind::File, 0o644),
+                entry("b/e/f2", Kind::File, 0o644),
+                entry("c/f3", Kind::File, 0o644),
+            ],
+        )
+        .unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(fs.get("d/e/f1").is_some() && fs.get("d/e/f3").is_some());
+        assert!(fs.get("d/e/f2").is_some());
+        // `a` now leads elsewhere: the remembered resolution is dropped.
+        try_layer(
+            &mut fs,
+            2,
+            vec![entry("z", Kind::Dir, 0o755), link("a", Kind::Symlink, "z")],
+        )
+        .unwrap();
+        try_layer(&mut fs, 3, vec![entry("a/f4", Kind::File, 0o644)]).unwrap();
+        assert!(fs.get("z/f4").is_some());
+    }
+
+    /// Nodes, names and the implicit directories of a long path are charged
+    /// to the budget; going over is an error naming it.
+    #[test]
+    fn implicit_directories_are_charged() {
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let mut fs = FinalFs::with_budget(budget.clone());
+        let deep = "a/".repeat(1000);
+        try_layer(
+            &mut fs,
+            0,
+            vec![entry(&format!("{deep}f"), Kind::File, 0o644)],
+        )
+        .unwrap();
+        assert!(budget.used() >= 1000 * std::mem::size_of::<Slot>() as u64);
+        let many: Vec<Entry> = (0..20)
+            .map(|k| entry(&format!("x{k}/{deep}f"), Kind::File, 0o644))
+            .collect();
+        let e = try_layer(&mut fs, 1, many).unwrap_err();
+        assert!(e.contains("memory budget of 1 MiB"), "{e}");
+        drop(fs);
+        assert_eq!(
+            budget.used(),
+            0,
+            "a dropped filesystem gives its charge back"
+        );
     }
 }

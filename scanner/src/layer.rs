@@ -15,11 +15,39 @@
 //! [`crate::tarstream::MAX_EXTENSION`], members by
 //! [`LayerOptions::max_entries`], the bytes of all member names by
 //! [`LayerOptions::max_names`], captured files by
-//! [`LayerOptions::max_capture`] and [`LayerOptions::max_capture_total`].
+//! [`LayerOptions::max_capture`] each and [`LayerOptions::max_capture_total`]
+//! for the whole image. Above those, everything an index keeps charges the
+//! image-wide [`LayerOptions::budget`] (`--max-memory`): the member records
+//! and the path buffer as they grow (their capacity, in bytes), and per item
+//! the symlink and hard link targets, capabilities, captured contents,
+//! whiteout and opaque paths (their bytes plus a fixed overhead). An index
+//! gives its charge back when it is dropped, once applied to the final
+//! filesystem, which charges its own nodes ([`crate::fs`]).
+//!
+//! # Runtime fidelity
+//!
+//! A member enters the index as container runtimes extract it (containerd
+//! `archive/tar.go` `createTarFile`, moby `pkg/archive/archive.go`
+//! `createTarFile`, umoci `oci/layer/tar_extract.go` `UnpackEntry`):
+//!
+//! - Owners are what `lchown(2)` leaves: Go's `os.Lchown` passes the tar
+//!   uid and gid (an `int`) through the system call as a 32-bit `uid_t`, so
+//!   they are truncated to 32 bits, and `0xFFFFFFFF` (`-1`) means "leave
+//!   unchanged": the file keeps the extracting user's id, root for a rootful
+//!   runtime. Such members are judged as root's.
+//! - A member type the appliers do not handle (the `default:` branch of
+//!   `createTarFile` in containerd and moby, "unhandled tar header type";
+//!   umoci's "unknown typeflag") fails extraction: the layer is refused.
+//!   PAX global headers (`g`) are ignored, as all of them do.
+//! - A symlink whose target is empty or longer than `PATH_MAX - 1` (4095)
+//!   bytes cannot be created (`symlink(2)` fails with `ENOENT` or
+//!   `ENAMETOOLONG`): the layer is refused.
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::Arc;
 
+use crate::budget::Charge;
 use crate::capability;
 use crate::digest::{Algorithm, Hasher, Hashes, HashingReader};
 use crate::tarstream::{Kind, Seekable, Streaming, TarReader, TarSource};
@@ -118,7 +146,35 @@ pub(crate) const NO_EXTRA: u32 = u32::MAX;
 pub(crate) struct Extra {
     pub(crate) link: Option<Box<str>>,
     pub(crate) caps: Option<Box<[u8]>>,
-    pub(crate) content: Option<Box<Content>>,
+    /// Shared, never copied: every name of a hard-linked file holds the same.
+    pub(crate) content: Option<Arc<Content>>,
+}
+
+impl Extra {
+    /// Heap bytes this side-table entry accounts for (its slot counted twice
+    /// for the table's growth).
+    pub(crate) fn cost(&self) -> u64 {
+        (2 * std::mem::size_of::<Self>()
+            + self.link.as_ref().map_or(0, |l| l.len())
+            + self.caps.as_ref().map_or(0, |c| c.len())
+            + self.content.as_ref().map_or(0, |c| {
+                c.data.capacity() + std::mem::size_of::<Content>() + 16
+            })) as u64
+    }
+}
+
+/// Bytes accounted per whiteout or opaque path besides its own bytes: its
+/// box and its slot in the list (twice, for the list's growth).
+const PATH_ITEM_COST: u64 = 48;
+
+/// The owner a runtime leaves after `lchown(path, id, id)` with a tar id:
+/// truncated to the 32-bit `uid_t`, and `-1` (`0xFFFFFFFF`, "unchanged")
+/// is the extracting user, root.
+pub(crate) fn runtime_id(id: u64) -> u64 {
+    match id as u32 {
+        u32::MAX => 0,
+        t => u64::from(t),
+    }
 }
 
 /// What scanning one layer produced.
@@ -146,6 +202,9 @@ pub struct LayerIndex {
     pub tar: Hashes,
     /// Non-fatal notes (a captured file over its limit, ...).
     pub warnings: Vec<String>,
+    /// What this index charged to the image's memory budget, given back
+    /// when it is dropped.
+    pub(crate) charge: Charge,
 }
 
 impl LayerIndex {
@@ -165,7 +224,7 @@ impl LayerIndex {
         let extra = Extra {
             link: e.link,
             caps: e.caps,
-            content: e.content,
+            content: e.content.map(|c| Arc::new(*c)),
         };
         self.push_rec(start, e.kind, e.mode, (e.uid, e.gid), e.size, extra);
     }
@@ -192,8 +251,8 @@ impl LayerIndex {
             len: (self.paths.len() - start) as u32,
             kind,
             mode,
-            uid,
-            gid,
+            uid: runtime_id(uid),
+            gid: runtime_id(gid),
             size,
             extra,
         });
@@ -228,7 +287,7 @@ impl LayerIndex {
             size: r.size,
             link: extra.link,
             caps: extra.caps,
-            content: extra.content,
+            content: extra.content.map(|c| Box::new((*c).clone())),
         }
     }
 
@@ -251,7 +310,8 @@ pub struct LayerOptions {
     pub max_names: usize,
     /// Most bytes kept of one captured file.
     pub max_capture: usize,
-    /// Most captured bytes in one layer.
+    /// Most captured bytes in the whole image (all layers together, counted
+    /// by [`LayerOptions::budget`]; captures are also charged to it).
     pub max_capture_total: usize,
     /// The image-wide memory budget every structure that grows with the
     /// input charges (shared by all layers of one scan; `--max-memory`).
@@ -613,12 +673,73 @@ fn parse<S: TarSource>(
     })
 }
 
+/// Charges a buffer's growth before it grows: when `more` items do not fit
+/// in `cap - len`, it grows to the doubled capacity, which is charged (as
+/// `elem` bytes an item) and reserved exactly, so the charge is its size.
+fn grow<T>(
+    buf: &mut Vec<T>,
+    more: usize,
+    charge: &mut Charge,
+    what: &str,
+) -> Result<(), LayerError> {
+    let (len, cap) = (buf.len(), buf.capacity());
+    if cap - len >= more {
+        return Ok(());
+    }
+    let new_cap = (cap * 2).max(len + more).max(64);
+    charge.add(((new_cap - cap) * std::mem::size_of::<T>()) as u64, what)?;
+    buf.reserve_exact(new_cap - len);
+    Ok(())
+}
+
+/// [`grow`] for the path buffer.
+fn grow_str(
+    buf: &mut String,
+    more: usize,
+    charge: &mut Charge,
+    what: &str,
+) -> Result<(), LayerError> {
+    let (len, cap) = (buf.len(), buf.capacity());
+    if cap - len >= more {
+        return Ok(());
+    }
+    let new_cap = (cap * 2).max(len + more).max(4096);
+    charge.add((new_cap - cap) as u64, what)?;
+    buf.reserve_exact(new_cap - len);
+    Ok(())
+}
+
+impl From<crate::budget::BudgetExceeded> for LayerError {
+    fn from(e: crate::budget::BudgetExceeded) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Longest symlink target `symlink(2)` accepts (`PATH_MAX` with its NUL).
+pub const MAX_SYMLINK_TARGET: usize = 4095;
+
 fn read_entries<S: TarSource>(
     tr: &mut TarReader<S>,
     opts: &LayerOptions,
     index: &mut LayerIndex,
 ) -> Result<(), LayerError> {
-    let mut captured_total = 0usize;
+    if index.charge.budget().is_none() {
+        index.charge = Charge::new(opts.budget.clone());
+    }
+    let r = read_members(tr, opts, index);
+    // Whatever is pending is charged too, also after an error: the charge is
+    // given back when the index is dropped.
+    let flushed = index.charge.flush("member records and names");
+    r?;
+    flushed?;
+    Ok(())
+}
+
+fn read_members<S: TarSource>(
+    tr: &mut TarReader<S>,
+    opts: &LayerOptions,
+    index: &mut LayerIndex,
+) -> Result<(), LayerError> {
     while let Some(h) = tr.next_member()? {
         index.members += 1;
         if index.members > opts.max_entries {
@@ -627,6 +748,15 @@ fn read_entries<S: TarSource>(
                 opts.max_entries
             )));
         }
+        // One comparison each in the usual case; the growth is charged.
+        grow_str(
+            &mut index.paths,
+            // Lossy decoding may triple a name that is not UTF-8.
+            3 * h.path.len(),
+            &mut index.charge,
+            "member names",
+        )?;
+        grow(&mut index.recs, 1, &mut index.charge, "member records")?;
         let start = index.paths.len();
         normalize_into(&h.path, &mut index.paths);
         if index.paths.len() > opts.max_names.min(u32::MAX as usize) {
@@ -642,6 +772,9 @@ fn read_entries<S: TarSource>(
         };
         if let Some(rest) = base.strip_prefix(".wh.") {
             if rest == ".wh..opq" {
+                index
+                    .charge
+                    .add(PATH_ITEM_COST + dir.len() as u64, "opaque directories")?;
                 index.opaques.push(dir.into());
             } else if rest.starts_with(".wh.") {
                 // AUFS metadata (.wh..wh.plnk and the like): never a file.
@@ -656,6 +789,9 @@ fn read_entries<S: TarSource>(
                 } else {
                     format!("{dir}/{rest}")
                 };
+                index
+                    .charge
+                    .add(PATH_ITEM_COST + target.len() as u64, "whiteouts")?;
                 index.whiteouts.push(target.into());
             }
             index.paths.truncate(start);
@@ -670,6 +806,27 @@ fn read_entries<S: TarSource>(
         {
             index.paths.truncate(start);
             continue;
+        }
+        if h.kind == Kind::Other {
+            return Err(LayerError(format!(
+                "ambiguous image: member `{}` has a type container runtimes cannot extract \
+                 (containerd and moby fail with \"unhandled tar header type\", umoci with \
+                 \"unknown typeflag\"); imgscan will not guess what it would be",
+                String::from_utf8_lossy(&h.path)
+            )));
+        }
+        if h.kind == Kind::Symlink && (h.link.is_empty() || h.link.len() > MAX_SYMLINK_TARGET) {
+            return Err(LayerError(format!(
+                "ambiguous image: symlink `{}` has a target of {} bytes, which symlink(2) \
+                 refuses ({}): container runtimes fail to extract this layer",
+                String::from_utf8_lossy(&h.path),
+                h.link.len(),
+                if h.link.is_empty() {
+                    "ENOENT"
+                } else {
+                    "ENAMETOOLONG, over 4095 bytes"
+                }
+            )));
         }
         let caps = match (&h.cap_schily, &h.cap_libarchive) {
             (Some(raw), _) => Some(raw.clone().into_boxed_slice()),
@@ -688,12 +845,15 @@ fn read_entries<S: TarSource>(
         let (kind, mode, uid, gid, size) = (h.kind, h.mode, h.uid, h.gid, h.size);
         let mut content = None;
         if kind == Kind::File && wants_content(&index.paths[start..]) {
-            let budget = opts
-                .max_capture
-                .min(opts.max_capture_total - captured_total);
-            let mut data = Vec::new();
-            tr.data().take(budget as u64).read_to_end(&mut data)?;
-            captured_total += data.len();
+            let want = (opts.max_capture as u64).min(size);
+            let granted = opts
+                .budget
+                .take_capture(want, opts.max_capture_total as u64);
+            // Charged before it is read.
+            index.charge.add(granted, "captured file contents")?;
+            index.charge.flush("captured file contents")?;
+            let mut data = Vec::with_capacity(granted as usize);
+            tr.data().take(granted).read_to_end(&mut data)?;
             let truncated = (data.len() as u64) < size;
             if truncated {
                 index.warnings.push(format!(
@@ -702,13 +862,21 @@ fn read_entries<S: TarSource>(
                     data.len()
                 ));
             }
-            content = Some(Box::new(Content { data, truncated }));
+            content = Some(Arc::new(Content { data, truncated }));
         }
         let extra = Extra {
             link,
             caps,
             content,
         };
+        if extra != Extra::default() {
+            // The captured bytes were charged above.
+            let captured = extra.content.as_ref().map_or(0, |c| c.data.capacity()) as u64;
+            index
+                .charge
+                .add(extra.cost() - captured, "symlink targets and capabilities")?;
+            grow(&mut index.extras, 1, &mut index.charge, "member records")?;
+        }
         index.push_rec(start, kind, mode, (uid, gid), size, extra);
     }
     Ok(())
@@ -848,5 +1016,89 @@ mod tests {
         assert!(wants_content("etc/sudoers.d/app"));
         assert!(!wants_content("etc/sudoers.d/x/y"));
         assert!(!wants_content("usr/bin/passwd"));
+    }
+
+    /// Path, typeflag, PAX records, data.
+    type RawMember<'a> = (&'a str, u8, &'a [(&'a str, &'a [u8])], &'a [u8]);
+
+    fn raw_layer(members: &[RawMember<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, typeflag, pax, data) in members {
+            if !pax.is_empty() {
+                b.append_pax_extensions(pax.iter().copied()).unwrap();
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::new(*typeflag));
+            h.set_mode(0o4755);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Owners are what lchown(2) leaves: 32 bits, and -1 is root.
+    #[test]
+    fn owners_truncate_to_32_bits() {
+        let raw = raw_layer(&[
+            (
+                "a",
+                b'0',
+                &[("uid", b"4294967296"), ("gid", b"4294967297")],
+                b"",
+            ),
+            (
+                "b",
+                b'0',
+                &[("uid", b"4294967295"), ("gid", b"4294967295")],
+                b"",
+            ),
+            ("c", b'0', &[("uid", b"1000")], b""),
+        ]);
+        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        let owners: Vec<(u64, u64)> = idx.entries().map(|e| (e.uid, e.gid)).collect();
+        assert_eq!(owners, [(0, 1), (0, 0), (1000, 0)]);
+    }
+
+    /// Member types no runtime extracts are refused; a global header is not
+    /// a member.
+    #[test]
+    fn unhandled_types_are_refused() {
+        let raw = raw_layer(&[("x", b'V', &[], b"")]);
+        let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+        assert!(e.0.starts_with("ambiguous image: member `x`"), "{}", e.0);
+        let raw = raw_layer(&[("g", b'g', &[], b""), ("y", b'0', &[], b"")]);
+        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        assert_eq!(idx.len(), 1);
+    }
+
+    /// Captured files charge the budget and share one image-wide total; an
+    /// index gives its charge back when dropped.
+    #[test]
+    fn captures_and_records_charge_the_image_budget() {
+        let pw = vec![b'x'; 3000];
+        let raw = raw_layer(&[("etc/passwd", b'0', &[], &pw)]);
+        let budget = std::sync::Arc::new(crate::budget::MemoryBudget::new(1 << 30));
+        let opts = LayerOptions {
+            max_capture_total: 4000,
+            budget: budget.clone(),
+            ..LayerOptions::default()
+        };
+        let a = scan_layer(&raw[..], &opts).unwrap();
+        let b = scan_layer(&raw[..], &opts).unwrap();
+        let len = |i: &LayerIndex| i.entries().next().unwrap().content.unwrap().data.len();
+        assert_eq!(
+            (len(&a), len(&b)),
+            (3000, 1000),
+            "the second layer gets what is left"
+        );
+        assert!(budget.used() >= 4000);
+        drop((a, b));
+        assert_eq!(budget.used(), 0);
+        let small = LayerOptions {
+            budget: std::sync::Arc::new(crate::budget::MemoryBudget::new(1000)),
+            ..LayerOptions::default()
+        };
+        let e = scan_layer(&raw[..], &small).unwrap_err();
+        assert!(e.0.contains("memory budget"), "{}", e.0);
     }
 }

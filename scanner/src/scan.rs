@@ -7,6 +7,7 @@ use std::io::{self, BufReader, Read};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::budget::{DEFAULT_MAX_MEMORY, MemoryBudget};
 use crate::checks;
 use crate::digest::Algorithm;
 use crate::error::{Error, Result};
@@ -38,6 +39,10 @@ pub struct ScanOptions {
     /// off only by `--no-verify`, for trusted local files: uncompressed
     /// layers are then read by seeking over file contents.
     pub verify: bool,
+    /// Bytes the image may make imgscan hold (`--max-memory`): every scan
+    /// gets a fresh [`MemoryBudget`] of this size in `layer.budget`, which
+    /// the sources, the layer indexes and the final filesystem all charge.
+    pub max_memory: u64,
 }
 
 impl Default for ScanOptions {
@@ -49,6 +54,7 @@ impl Default for ScanOptions {
             layer_workers: cpus(),
             registry: RegistryOptions::default(),
             verify: true,
+            max_memory: DEFAULT_MAX_MEMORY,
         }
     }
 }
@@ -60,8 +66,10 @@ pub fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
-/// Scans the image named by `input`.
+/// Scans the image named by `input`, within a fresh memory budget of
+/// [`ScanOptions::max_memory`] bytes.
 pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
+    let opts = &with_fresh_budget(opts);
     match input.transport {
         Transport::Registry => return registry::scan(input, opts),
         Transport::DockerDaemon => return daemon::scan(input, opts),
@@ -125,6 +133,13 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
             scan_reader(r, &path.display().to_string(), input, opts)
         }
     }
+}
+
+/// `opts` with a new, empty budget of `max_memory` bytes: one per image.
+fn with_fresh_budget(opts: &ScanOptions) -> ScanOptions {
+    let mut o = opts.clone();
+    o.layer.budget = std::sync::Arc::new(MemoryBudget::new(opts.max_memory));
+    o
 }
 
 /// A bare name: the registry first; when the image is not there (or the
@@ -192,7 +207,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let (tx, rx) = crossbeam_channel::unbounded::<(usize, Result<LayerIndex>)>();
-    let mut fs = FinalFs::new();
+    let mut fs = FinalFs::with_budget(opts.layer.budget.clone());
     let mut layers = Vec::with_capacity(n);
     let mut warnings = Vec::new();
     let mut errors: BTreeMap<usize, Error> = BTreeMap::new();
@@ -240,7 +255,11 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
                         .iter()
                         .map(|w| format!("layer {}: {w}", lp.index)),
                 );
-                fs.apply(lp.index, idx);
+                if let Err(e) = fs.try_apply(lp.index, idx) {
+                    errors.insert(next_apply, source::layer_error(lp, e));
+                    abort.store(true, Ordering::Relaxed);
+                    break;
+                }
                 next_apply += 1;
             }
         }

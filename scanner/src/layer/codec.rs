@@ -25,7 +25,7 @@ use crate::tarstream::Kind;
 const MAGIC: &[u8] = b"imgscan.layer-index";
 /// Bumped whenever the layout or the meaning of a field changes: an index
 /// written by another version is a cache miss.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 fn kind_code(k: Kind) -> u8 {
     match k {
@@ -284,7 +284,7 @@ impl LayerIndex {
             let caps = r.opt_bytes()?.map(Box::from);
             let content = match r.u8()? {
                 0 => None,
-                t @ (1 | 2) => Some(Box::new(Content {
+                t @ (1 | 2) => Some(std::sync::Arc::new(Content {
                     data: r.bytes()?.to_vec(),
                     truncated: t == 2,
                 })),
@@ -319,6 +319,7 @@ impl LayerIndex {
             raw,
             tar,
             warnings,
+            charge: crate::budget::Charge::default(),
         })
     }
 }
