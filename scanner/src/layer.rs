@@ -48,7 +48,6 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use crate::budget::Charge;
-use crate::capability;
 use crate::digest::{Algorithm, Hasher, Hashes, HashingReader};
 use crate::tarstream::{Kind, Seekable, Streaming, TarReader, TarSource};
 
@@ -770,6 +769,19 @@ fn read_members<S: TarSource>(
             Some(i) => (&path[..i], &path[i + 1..]),
             None => ("", path),
         };
+        // A PAX global header comes back from Go's reader as a member.
+        // Runtimes disagree on it: umoci fails the layer ("unknown
+        // typeflag"), while moby, containerd and containers/storage first
+        // act on its name (a whiteout, or removing what is at that path) and
+        // then ignore it. No image builder writes one into a layer.
+        if h.typeflag == b'g' {
+            return Err(LayerError(format!(
+                "ambiguous image: member `{}` is a PAX global header, which container runtimes \
+                 apply differently (umoci refuses the layer; moby, containerd and \
+                 containers/storage remove the path it names)",
+                String::from_utf8_lossy(&h.path)
+            )));
+        }
         if let Some(rest) = base.strip_prefix(".wh.") {
             if rest == ".wh..opq" {
                 index
@@ -828,15 +840,13 @@ fn read_members<S: TarSource>(
                 }
             )));
         }
-        let caps = match (&h.cap_schily, &h.cap_libarchive) {
-            (Some(raw), _) => Some(raw.clone().into_boxed_slice()),
-            (None, Some(b64)) => Some(
-                capability::decode_libarchive_base64(b64)
-                    .unwrap_or_else(|| b64.clone())
-                    .into_boxed_slice(),
-            ),
-            (None, None) => None,
-        };
+        // File capabilities as runtimes set them: from the
+        // `SCHILY.xattr.security.capability` PAX record only. moby and
+        // containers/storage (`pkg/archive` `createTarFile`), containerd
+        // (`pkg/archive/tar.go`) and umoci (`oci/layer/tar_extract.go`) apply
+        // `SCHILY.xattr.*` records; none applies bsdtar's
+        // `LIBARCHIVE.xattr.*`, so such a record alone gives no capability.
+        let caps = h.cap_schily.as_ref().map(|raw| raw.clone().into_boxed_slice());
         let link: Option<Box<str>> = match h.kind {
             Kind::Symlink => Some(String::from_utf8_lossy(&h.link).into()),
             Kind::Hardlink => Some(normalize(&h.link).into()),
@@ -1059,16 +1069,20 @@ mod tests {
         assert_eq!(owners, [(0, 1), (0, 0), (1000, 0)]);
     }
 
-    /// Member types no runtime extracts are refused; a global header is not
-    /// a member.
+    /// Member types no runtime extracts are refused, and so is a global
+    /// header, which runtimes apply differently.
     #[test]
     fn unhandled_types_are_refused() {
         let raw = raw_layer(&[("x", b'V', &[], b"")]);
         let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
         assert!(e.0.starts_with("ambiguous image: member `x`"), "{}", e.0);
-        let raw = raw_layer(&[("g", b'g', &[], b""), ("y", b'0', &[], b"")]);
-        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
-        assert_eq!(idx.len(), 1);
+        // A global header is refused whatever its name: umoci fails the
+        // layer, moby applies a whiteout or removal by its name.
+        for name in ["g", ".wh.y"] {
+            let raw = raw_layer(&[(name, b'g', &[], b""), ("y", b'0', &[], b"")]);
+            let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+            assert!(e.0.contains("PAX global header"), "{}", e.0);
+        }
     }
 
     /// Captured files charge the budget and share one image-wide total; an
