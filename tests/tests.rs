@@ -14,6 +14,7 @@ mod errors;
 mod registry;
 mod registry_support;
 mod runtime_oracle;
+mod runtime_oracle_more;
 mod sample;
 mod serve;
 mod serve_support;
