@@ -1352,3 +1352,168 @@ fn deep_symlink_chains_scan_quickly() {
     assert!(code == Some(0) || code == Some(2), "killed after {took:?}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+// ---------------------------------------------------------------------------
+// More links, names and account files
+// ---------------------------------------------------------------------------
+
+/// A whiteout of a symlinked directory removes the symlink, not its
+/// target's contents.
+#[test]
+fn whiteout_of_a_symlink_keeps_its_target() {
+    require_runtimes();
+    let l0 = base()
+        .dir(b"usr/lib/")
+        .file(b"usr/lib/su", 0o4755, ELF)
+        .header(&symlink(b"lib", b"usr/lib"))
+        .finish();
+    let l1 = RawTar::default().file(b".wh.lib", 0o644, b"").finish();
+    case("whiteout-symlink", vec![l0, l1], Expect::Same);
+}
+
+/// A hard link whose PAX `linkpath` names another file than its ustar
+/// `linkname`: Go uses `linkpath`.
+#[test]
+fn hard_link_pax_linkpath_against_linkname() {
+    require_runtimes();
+    let layer = base()
+        .file(b"usr/bin/su", 0o4755, ELF)
+        .file(b"usr/bin/plain", 0o755, ELF)
+        .pax(b'x', &[("linkpath", b"usr/bin/su")])
+        .header(&hardlink(b"usr/bin/x", b"usr/bin/plain", 0o4755))
+        .finish();
+    case("hardlink-pax-linkpath", vec![layer], Expect::Same);
+}
+
+/// A hard link whose GNU long link (`K`) and PAX `linkpath` disagree: the
+/// GNU one wins in Go.
+#[test]
+fn hard_link_gnu_long_link_against_pax_linkpath() {
+    require_runtimes();
+    let layer = base()
+        .file(b"usr/bin/su", 0o4755, ELF)
+        .file(b"usr/bin/plain", 0o755, ELF)
+        .pax(b'x', &[("linkpath", b"usr/bin/plain")])
+        .gnu_long(b'K', b"usr/bin/su")
+        .header(&hardlink(b"usr/bin/x", b"usr/bin/plain", 0o4755))
+        .finish();
+    case("hardlink-gnu-vs-pax", vec![layer], Expect::Same);
+}
+
+/// A header named harmlessly whose PAX `path` is a whiteout: Go returns the
+/// whiteout name, so it deletes.
+#[test]
+fn whiteout_named_by_pax_path() {
+    require_runtimes();
+    let l0 = base().file(b"usr/bin/su", 0o4755, ELF).finish();
+    let l1 = RawTar::default()
+        .pax(b'x', &[("path", b"usr/bin/.wh.su")])
+        .file(b"usr/bin/harmless", 0o644, b"")
+        .finish();
+    case("whiteout-pax-path", vec![l0, l1], Expect::Same);
+}
+
+/// `/etc/passwd` a symlink to itself, `/etc` an absolute symlink, and
+/// `/etc` a symlink climbing above the root.
+#[test]
+fn passwd_symlink_shapes() {
+    require_runtimes();
+    let root_app = b"root:x:0:0:root:/root:/bin/sh\napp:x:0:0::/home/app:/bin/sh\n";
+    let looped = RawTar::default()
+        .dir(b"etc/")
+        .header(&symlink(b"etc/passwd", b"passwd"))
+        .finish();
+    let absolute = RawTar::default()
+        .dir(b"opt/")
+        .dir(b"opt/etc/")
+        .file(b"opt/etc/passwd", 0o644, root_app)
+        .header(&symlink(b"etc", b"/opt/etc"))
+        .finish();
+    let climbing = RawTar::default()
+        .dir(b"usr/")
+        .dir(b"usr/lib/")
+        .file(b"usr/lib/passwd", 0o644, root_app)
+        .dir(b"etc/")
+        .header(&symlink(b"etc/passwd", b"../../../../usr/lib/passwd"))
+        .finish();
+    check(&Case::new(
+        "passwd-loop",
+        vec![looped],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+    check(&Case::new(
+        "etc-absolute-symlink",
+        vec![absolute],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+    check(&Case::new(
+        "passwd-climbing-symlink",
+        vec![climbing],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// `/etc/passwd` a directory.
+#[test]
+fn passwd_is_a_directory() {
+    require_runtimes();
+    let layer = RawTar::default().dir(b"etc/").dir(b"etc/passwd/").finish();
+    check(&Case::new(
+        "passwd-dir",
+        vec![layer],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// A passwd larger than imgscan's capture limit whose uid-0 `app` line is
+/// at the end: runc reads it all.
+#[test]
+fn passwd_over_the_capture_limit() {
+    require_runtimes();
+    let mut passwd = b"root:x:0:0:root:/root:/bin/sh\n".to_vec();
+    while passwd.len() < 17 << 20 {
+        passwd.extend_from_slice(b"#padding padding padding padding padding padding padding\n");
+    }
+    passwd.extend_from_slice(b"app:x:0:0::/home/app:/bin/sh\n");
+    passwd_case("passwd-huge", &passwd, Expect::Either);
+}
+
+/// Capability records on odd members: a hard-link header
+/// carrying one (podman sets it on the inode, umoci ignores link headers),
+/// and a symlink carrying one.
+#[test]
+fn capability_records_on_odd_members() {
+    require_runtimes();
+    let cap: &[u8] = &[
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let on_link = base()
+        .file(b"usr/bin/ping", 0o755, ELF)
+        .pax(b'x', &[("SCHILY.xattr.security.capability", cap)])
+        .header(&hardlink(b"usr/bin/ping6", b"usr/bin/ping", 0o755))
+        .finish();
+    let on_symlink = base()
+        .file(b"usr/bin/ping", 0o755, ELF)
+        .pax(b'x', &[("SCHILY.xattr.security.capability", cap)])
+        .header(&symlink(b"usr/bin/ping6", b"ping"))
+        .finish();
+    case("cap-on-hardlink", vec![on_link], Expect::Same);
+    case("cap-on-symlink", vec![on_symlink], Expect::Either);
+}
+
+/// An empty `SCHILY.xattr.security.capability` value: no runtime leaves a
+/// capability on the file.
+#[test]
+#[ignore = "issue #9: an empty security.capability record is no capability to podman or umoci; imgscan reports file-capability"]
+fn capability_record_with_an_empty_value() {
+    require_runtimes();
+    let empty = base()
+        .pax(b'x', &[("SCHILY.xattr.security.capability", b"")])
+        .file(b"usr/bin/ping", 0o755, ELF)
+        .finish();
+    case("cap-empty", vec![empty], Expect::Either);
+}
