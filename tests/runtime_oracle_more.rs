@@ -1119,7 +1119,12 @@ fn layout_nested_index() {
     require_runtimes();
     let l = Layout::new();
     let t = evil_tar();
-    let m = l.manifest(&[t.clone()], &[(TAR, t)], json!({"User": "app"}), "layers");
+    let m = l.manifest(
+        std::slice::from_ref(&t),
+        &[(TAR, t.clone())],
+        json!({"User": "app"}),
+        "layers",
+    );
     let mut md = l.desc(MANIFEST, &m);
     md["platform"] = json!({"architecture": "amd64", "os": "linux"});
     let inner =
@@ -1137,14 +1142,14 @@ fn layout_duplicate_ref_names() {
     let clean = base().finish();
     let evil = evil_tar();
     let mc = l.manifest(
-        &[clean.clone()],
-        &[(TAR, clean)],
+        std::slice::from_ref(&clean),
+        &[(TAR, clean.clone())],
         json!({"User": "app"}),
         "layers",
     );
     let me = l.manifest(
-        &[evil.clone()],
-        &[(TAR, evil)],
+        std::slice::from_ref(&evil),
+        &[(TAR, evil.clone())],
         json!({"User": "app"}),
         "layers",
     );
@@ -1161,14 +1166,14 @@ fn layout_platform_selection() {
     let clean = base().finish();
     let evil = evil_tar();
     let mc = l.manifest(
-        &[clean.clone()],
-        &[(TAR, clean)],
+        std::slice::from_ref(&clean),
+        &[(TAR, clean.clone())],
         json!({"User": "app"}),
         "layers",
     );
     let me = l.manifest(
-        &[evil.clone()],
-        &[(TAR, evil)],
+        std::slice::from_ref(&evil),
+        &[(TAR, evil.clone())],
         json!({"User": "app"}),
         "layers",
     );
@@ -1234,7 +1239,12 @@ fn imgscan_deadline(args: &[&str], limit: Duration) -> (Option<i32>, String, Dur
 fn fifo_as_a_layer_blob() {
     let l = Layout::new();
     let t = evil_tar();
-    let m = l.manifest(&[t.clone()], &[(TAR, t.clone())], json!({}), "layers");
+    let m = l.manifest(
+        std::slice::from_ref(&t),
+        &[(TAR, t.clone())],
+        json!({}),
+        "layers",
+    );
     l.index(vec![l.tagged(MANIFEST, &m)]);
     let blob = l.path().join("blobs/sha256").join(&sha256(&t)[7..]);
     std::fs::remove_file(&blob).unwrap();
