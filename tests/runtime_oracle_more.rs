@@ -1527,3 +1527,134 @@ fn capability_record_with_an_empty_value() {
         .finish();
     case("cap-empty", vec![empty], Expect::Either);
 }
+
+// ---------------------------------------------------------------------------
+// Parents that are not directories
+// ---------------------------------------------------------------------------
+
+/// A member below a regular file of the same layer (`usr/bin/f/below`):
+/// extraction fails with ENOTDIR.
+#[test]
+#[ignore = "issue #9: a member below a regular file fails podman and umoci (ENOTDIR); imgscan nests it under the file and reads the image"]
+fn member_below_a_regular_file() {
+    require_runtimes();
+    let same = base()
+        .file(b"usr/bin/f", 0o755, ELF)
+        .file(b"usr/bin/f/below", 0o4755, ELF)
+        .finish();
+    case("below-file-same-layer", vec![same], Expect::Either);
+}
+
+/// A member below a regular file of a lower layer (`opt` a file, then
+/// `opt/below`).
+#[test]
+#[ignore = "issue #9: a member below a lower-layer regular file fails podman and umoci (ENOTDIR); imgscan nests it under the file"]
+fn member_below_a_lower_regular_file() {
+    require_runtimes();
+    let l0 = base().file(b"opt", 0o644, b"x").finish();
+    let l1 = RawTar::default().file(b"opt/below", 0o4755, ELF).finish();
+    case("below-file-next-layer", vec![l0, l1], Expect::Either);
+}
+
+/// A member below a symlink to a regular file.
+#[test]
+#[ignore = "issue #9: a member below a symlink to a file fails podman and umoci (ENOTDIR); imgscan nests it under the file"]
+fn member_below_a_symlink_to_a_file() {
+    require_runtimes();
+    let layer = base()
+        .header(&symlink(b"x", b"etc/passwd"))
+        .file(b"x/below", 0o4755, ELF)
+        .finish();
+    case("below-symlink-to-file", vec![layer], Expect::Either);
+}
+
+/// A member below a symlink loop (`a -> b -> a`).
+#[test]
+#[ignore = "issue #9: a member below a symlink loop fails podman and umoci (ELOOP); imgscan places it at the literal path"]
+fn member_below_a_symlink_loop() {
+    require_runtimes();
+    let layer = base()
+        .header(&symlink(b"a", b"b"))
+        .header(&symlink(b"b", b"a"))
+        .file(b"a/looped", 0o4755, ELF)
+        .finish();
+    case("below-symlink-loop", vec![layer], Expect::Either);
+}
+
+/// A member below a chain of 45 symlinks ending in `usr/bin`: more than
+/// Linux's 40 (ELOOP), fewer than securejoin's 255 (umoci resolves it).
+#[test]
+#[ignore = "issue #9: 45 symlink hops: umoci (securejoin, 255) lands at /usr/bin/deep, podman ELOOPs; imgscan (40) reports /s45/deep"]
+fn member_below_a_long_symlink_chain() {
+    require_runtimes();
+    let names: Vec<(Vec<u8>, Vec<u8>)> = (1..=45)
+        .map(|i| {
+            let to = if i == 1 {
+                b"usr/bin".to_vec()
+            } else {
+                format!("s{}", i - 1).into_bytes()
+            };
+            (format!("s{i}").into_bytes(), to)
+        })
+        .collect();
+    let mut t = base();
+    for (n, to) in &names {
+        t = t.header(&symlink(n, to));
+    }
+    let layer = t.file(b"s45/deep", 0o4755, ELF).finish();
+    case("symlink-chain-45", vec![layer], Expect::Either);
+}
+
+// ---------------------------------------------------------------------------
+// Outer docker-archive members
+// ---------------------------------------------------------------------------
+
+/// A layer file that is a hard link in the outer archive to another
+/// layer's file.
+#[test]
+fn outer_hard_linked_layer() {
+    require_runtimes();
+    let l0 = base().file(b"usr/bin/su", 0o4755, ELF).finish();
+    let layers = vec![l0.clone(), l0.clone()];
+    let cfg = config(&layers, json!({"User": "app"}));
+    let name = crate::runtime_oracle::cfg_name(&cfg);
+    let tag = "localhost/imgscan-oracle/outer-hardlink:test";
+    let m = serde_json::to_vec(
+        &json!([{"Config": name, "RepoTags": [tag], "Layers": ["a/layer.tar", "b/layer.tar"]}]),
+    )
+    .unwrap();
+    let outer = RawTar::default()
+        .file(b"a/layer.tar", 0o644, &l0)
+        .header(&hardlink(b"b/layer.tar", b"a/layer.tar", 0o644))
+        .file(name.as_bytes(), 0o644, &cfg)
+        .file(b"manifest.json", 0o644, &m)
+        .finish();
+    let mut c = Case::new("outer-hardlink", vec![], json!({}), Expect::Either);
+    c.archive = Some(outer);
+    check(&c);
+}
+
+/// One layer path twice in the outer archive (first evil, then clean), the
+/// config naming the clean one's digest.
+#[test]
+fn outer_layer_member_twice() {
+    require_runtimes();
+    let clean = base().finish();
+    let evil = base().file(b"usr/bin/su", 0o4755, ELF).finish();
+    for (label, diff) in [("outer-twice-clean", &clean), ("outer-twice-evil", &evil)] {
+        let cfg = config(std::slice::from_ref(diff), json!({"User": "app"}));
+        let name = crate::runtime_oracle::cfg_name(&cfg);
+        let tag = format!("localhost/imgscan-oracle/{label}:test");
+        let m =
+            serde_json::to_vec(&json!([{"Config": name, "RepoTags": [tag], "Layers": ["l.tar"]}]))
+                .unwrap();
+        let mut c = Case::new(label, vec![], json!({}), Expect::Either);
+        c.archive = Some(crate::runtime_oracle::outer(&[
+            ("l.tar", b'0', &evil),
+            ("l.tar", b'0', &clean),
+            (&name, b'0', &cfg),
+            ("manifest.json", b'0', &m),
+        ]));
+        check(&c);
+    }
+}
