@@ -1658,3 +1658,66 @@ fn outer_layer_member_twice() {
         check(&c);
     }
 }
+
+// ---------------------------------------------------------------------------
+// More JSON: configs written by hand (podman only)
+// ---------------------------------------------------------------------------
+
+/// Image configs whose `User` Go decodes in its own way: escapes, `null`
+/// after a value (a no-op for a Go string), a number, a BOM, a null config.
+#[test]
+fn config_user_decoded_the_go_way() {
+    require_runtimes();
+    let layer = base().finish();
+    let diff = sha256(&layer);
+    let doc = |cfg: &str| {
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{cfg},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+        )
+    };
+    for (name, expect, cfg) in [
+        (
+            "cfg-user-escaped",
+            Expect::Same,
+            doc(r#"{"User":"\u0030"}"#),
+        ),
+        (
+            "cfg-user-then-null",
+            Expect::Either,
+            doc(r#"{"User":"0","user":null}"#),
+        ),
+        ("cfg-user-number", Expect::Either, doc(r#"{"User":0}"#)),
+        ("cfg-config-null", Expect::Same, doc("null")),
+        (
+            "cfg-bom",
+            Expect::Either,
+            format!("\u{feff}{}", doc(r#"{"User":"app"}"#)),
+        ),
+        (
+            "cfg-user-invalid-utf8-escape",
+            Expect::Either,
+            doc(r#"{"User":"\ud800"}"#),
+        ),
+    ] {
+        let mut c = Case::new(name, vec![], json!({}), expect);
+        c.archive = Some(archive_with_config(
+            name,
+            std::slice::from_ref(&layer),
+            cfg.as_bytes(),
+        ));
+        check(&c);
+    }
+}
+
+/// A directory whose name is a whiteout (`usr/.wh.bin/`) with a child: the
+/// directory deletes `usr/bin`, the child is still written below it.
+#[test]
+fn whiteout_named_directory_with_a_child() {
+    require_runtimes();
+    let l0 = base().file(b"usr/bin/su", 0o4755, ELF).finish();
+    let l1 = RawTar::default()
+        .dir(b"usr/.wh.bin/")
+        .file(b"usr/.wh.bin/child", 0o4755, ELF)
+        .finish();
+    case("whiteout-dir-child", vec![l0, l1], Expect::Either);
+}
