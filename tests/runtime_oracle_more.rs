@@ -1721,3 +1721,63 @@ fn whiteout_named_directory_with_a_child() {
         .finish();
     case("whiteout-dir-child", vec![l0, l1], Expect::Either);
 }
+
+// ---------------------------------------------------------------------------
+// Whiteouts after their parent changed in the same layer
+// ---------------------------------------------------------------------------
+
+/// A lower `opt -> usr/bin` symlink replaced by a real `opt/` directory,
+/// then `opt/.wh..wh..opq` in the same layer: the runtime clears the new,
+/// empty `opt`, so `usr/bin/su` survives.
+#[test]
+#[ignore = "issue #9: imgscan applies opaque markers before the layer's entries, through the lower symlink: it clears usr/bin and misses setuid /usr/bin/su that both runtimes keep"]
+fn opaque_after_a_symlink_became_a_directory() {
+    require_runtimes();
+    let l0 = base()
+        .file(b"usr/bin/su", 0o4755, ELF)
+        .header(&symlink(b"opt", b"usr/bin"))
+        .finish();
+    let l1 = RawTar::default()
+        .dir(b"opt/")
+        .file(b"opt/.wh..wh..opq", 0o644, b"")
+        .finish();
+    case("opaque-after-symlink-to-dir", vec![l0, l1], Expect::Same);
+}
+
+/// The same with a plain whiteout, `opt/.wh.su`.
+#[test]
+#[ignore = "issue #9: imgscan applies whiteouts before the layer's entries, through the lower symlink: it deletes usr/bin/su, which both runtimes keep"]
+fn whiteout_after_a_symlink_became_a_directory() {
+    require_runtimes();
+    let l0 = base()
+        .file(b"usr/bin/su", 0o4755, ELF)
+        .header(&symlink(b"opt", b"usr/bin"))
+        .finish();
+    let l1 = RawTar::default()
+        .dir(b"opt/")
+        .file(b"opt/.wh.su", 0o644, b"")
+        .finish();
+    case("whiteout-after-symlink-to-dir", vec![l0, l1], Expect::Same);
+}
+
+/// A lower real `opt/` directory replaced by `opt -> usr/bin` in the same
+/// layer as `opt/.wh.su`: the runtime follows the new symlink and deletes
+/// `usr/bin/su`.
+#[test]
+#[ignore = "issue #9: the runtimes follow the new symlink and delete usr/bin/su; imgscan whites out through the old directory and still reports it"]
+fn whiteout_after_a_directory_became_a_symlink() {
+    require_runtimes();
+    let l0 = base()
+        .file(b"usr/bin/su", 0o4755, ELF)
+        .dir(b"opt/")
+        .finish();
+    let l1 = RawTar::default()
+        .header(&symlink(b"opt", b"usr/bin"))
+        .file(b"opt/.wh.su", 0o644, b"")
+        .finish();
+    case(
+        "whiteout-after-dir-to-symlink",
+        vec![l0, l1],
+        Expect::Either,
+    );
+}
