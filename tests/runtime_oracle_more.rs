@@ -1781,3 +1781,36 @@ fn whiteout_after_a_directory_became_a_symlink() {
         Expect::Either,
     );
 }
+
+/// A symlink whose PAX `linkpath` is 600 KB of components (`x/x/x/...`,
+/// longer than PATH_MAX: no runtime can create it), and 20,000 members in
+/// distinct directories below it: resolving each parent through the
+/// symlink must not cost the whole target every time.
+#[test]
+#[ignore = "issue #9: hang: fs.rs lookup re-walks a 300,000-component symlink target for every member parent; killed after 30 s"]
+fn huge_symlink_target_scans_quickly() {
+    let target = "x/".repeat(300_000);
+    let mut t = base()
+        .pax(b'x', &[("linkpath", target.as_bytes())])
+        .header(&symlink(b"s", b"placeholder"));
+    let files: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| format!("s/d{i}/f").into_bytes())
+        .collect();
+    for f in &files {
+        t = t.header(&Hdr::new(f, b'0', 0o644, 0));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("image.tar");
+    std::fs::write(
+        &archive,
+        crate::util::docker_archive(&[t.finish()], json!({"User": "app"}), "x/y:z"),
+    )
+    .unwrap();
+    let (code, err, took) = imgscan_deadline(
+        &["--fail-on", "none", archive.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    eprintln!("huge-symlink-target: exit {code:?} after {took:?}: {err}");
+    assert!(code == Some(0) || code == Some(2), "killed after {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
