@@ -1814,3 +1814,56 @@ fn huge_symlink_target_scans_quickly() {
     assert!(code == Some(0) || code == Some(2), "killed after {took:?}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// 26 members whose PAX paths are 1 MiB of components each (`N/a/a/a/...`):
+/// 13 million implicit directories, ~30 MB of tar; imgscan must stay under
+/// its 1 GiB default budget or refuse with exit 2.
+#[test]
+#[ignore = "issue #9: 26 members with 1 MiB paths: 13M uncharged implicit dirs, peak 1132 MiB, exit 0 after ~80 s (runtimes fail: PATH_MAX)"]
+fn deep_member_paths_stay_within_the_budget() {
+    let deep = "a/".repeat(500_000);
+    let paths: Vec<String> = (0..26).map(|i| format!("{i}/{deep}f")).collect();
+    let mut t = base();
+    for p in &paths {
+        t = t.pax(b'x', &[("path", p.as_bytes())]).header(&Hdr::new(
+            b"placeholder",
+            b'0',
+            0o644,
+            0,
+        ));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("image.tar");
+    std::fs::write(
+        &archive,
+        crate::util::docker_archive(&[t.finish()], json!({"User": "app"}), "x/y:z"),
+    )
+    .unwrap();
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg(env!("CARGO_BIN_EXE_imgscan"))
+        .args(["--fail-on", "none"])
+        .arg(&archive)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kib: u64 = err
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "deep-paths: exit {:?}, peak {} MiB: {}",
+        out.status.code(),
+        kib >> 10,
+        err.trim()
+    );
+    assert!(matches!(out.status.code(), Some(0) | Some(2)));
+    assert!(
+        kib >> 10 < 1024 + 64,
+        "peak RSS {} MiB over the 1 GiB budget",
+        kib >> 10
+    );
+}
