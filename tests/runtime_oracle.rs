@@ -153,15 +153,15 @@ pub(crate) fn base() -> RawTar {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Facts {
     /// `(path, uid)` of regular files with S_ISUID.
-    setuid: BTreeSet<(String, u64)>,
+    pub(crate) setuid: BTreeSet<(String, u64)>,
     /// `(path, gid)` of regular files with S_ISGID.
-    setgid: BTreeSet<(String, u64)>,
+    pub(crate) setgid: BTreeSet<(String, u64)>,
     /// Paths with a `security.capability` xattr.
-    caps: BTreeSet<String>,
+    pub(crate) caps: BTreeSet<String>,
     /// The config's `User`, when the reader exposes it.
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Whether the container runs as uid 0, when the reader resolves users.
-    root: Option<bool>,
+    pub(crate) root: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,14 +203,14 @@ impl Case {
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see scripts/install-test-deps)"))
 }
 
 /// Walks an unpacked root filesystem without following symlinks.
-fn walk(root: &Path) -> Facts {
+pub(crate) fn walk(root: &Path) -> Facts {
     let mut facts = Facts::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -16,6 +16,7 @@ mod hostile_fs;
 mod registry;
 mod registry_support;
 mod runtime_oracle;
+mod runtime_oracle_more;
 mod sample;
 mod serve;
 mod serve_support;
