@@ -749,14 +749,24 @@ impl FinalFs {
                 "{what} /{path}: its parent directory is behind a symlink loop or more than \
                  {MAX_EXTRACT_HOPS} symlinks: container runtimes fail to extract it (ELOOP)"
             )),
-            Stop::NotDir(id) => LayerError(format!(
-                "ambiguous image: {what} /{path}: its parent /{} is a {}, not a directory: \
-                 containerd and moby fail to extract it (ENOTDIR), umoci replaces the {} by a \
-                 directory",
-                self.path_of(id),
-                self.slots[id as usize].node.kind.as_str(),
-                self.slots[id as usize].node.kind.as_str(),
-            )),
+            Stop::NotDir(id) => {
+                let kind = self.slots[id as usize].node.kind.as_str();
+                let how = match what {
+                    "member" => format!(
+                        "containerd and moby fail to extract it (ENOTDIR), umoci replaces the \
+                         {kind} by a directory"
+                    ),
+                    "whiteout of" | "opaque directory" => "containerd fails to extract it \
+                         (ENOTDIR), umoci skips it"
+                        .to_owned(),
+                    _ => "container runtimes fail to extract it (ENOTDIR)".to_owned(),
+                };
+                LayerError(format!(
+                    "ambiguous image: {what} /{path}: its parent /{} is a {kind}, not a \
+                     directory: {how}",
+                    self.path_of(id),
+                ))
+            }
             Stop::Missing => LayerError(format!("{what} /{path}: its parent is missing")),
         }
     }
