@@ -851,10 +851,18 @@ impl FinalFs {
             .work_limit
             .saturating_add(WORK_PER_ITEM * (recs.len() + paths.len()) as u64);
         self.reserve(recs.len(), paths.len())?;
+        // Where each marker's directory resolves when the markers are
+        // applied (before the layer's entries): checked again below.
+        let mut resolved: Vec<(&str, Option<String>)> = Vec::new();
         for dir in &opaques {
+            resolved.push((dir, self.canonical(dir, true)));
             self.opaque(dir)?;
         }
         for w in &whiteouts {
+            let (dir, _) = split(w);
+            if !dir.is_empty() {
+                resolved.push((dir, self.canonical(dir, true)));
+            }
             if let Some(id) = self.member_node("whiteout of", w)?
                 && id != ROOT
             {
@@ -867,6 +875,29 @@ impl FinalFs {
                 .then(|| extras.get_mut(r.extra as usize).map(std::mem::take))
                 .flatten();
             self.add(layer, path, r, extra)?;
+        }
+        // Runtimes apply whiteouts and opaque markers where they come in the
+        // archive (containers/storage `UnpackLayer`, umoci `UnpackEntry`),
+        // resolving their directory as the layer has left it so far. imgscan
+        // applies them before the layer's entries; the two agree unless the
+        // layer itself changes where a marker's directory resolves (a symlink
+        // replaced by a directory, a directory by a symlink): then refused.
+        self.step(resolved.len() as u64)?;
+        for (dir, before) in &resolved {
+            let after = self.canonical(dir, true);
+            if after != *before {
+                return Err(LayerError(format!(
+                    "ambiguous image: this layer has whiteouts or an opaque marker in /{dir} and \
+                     also changes where /{dir} resolves ({} before its entries, {} after): \
+                     container runtimes apply each marker where it comes in the archive",
+                    before
+                        .as_deref()
+                        .map_or("nothing".to_owned(), |p| format!("/{p}")),
+                    after
+                        .as_deref()
+                        .map_or("nothing".to_owned(), |p| format!("/{p}")),
+                )));
+            }
         }
         self.charge.flush("the final filesystem")?;
         Ok(())

@@ -80,6 +80,23 @@ impl Compression {
         }
     }
 
+    /// Refuses a layer blob whose compression runtimes detect differently: a
+    /// blob that starts with a zstd skippable frame is zstd to containerd
+    /// (`archive/compression` matches skippable-frame magic) but an
+    /// uncompressed tar to containers/image (podman, cri-o), which fails on
+    /// it. (zstd:chunked puts its skippable frames after the first data frame.)
+    pub fn check_unambiguous(prefix: &[u8]) -> Result<(), LayerError> {
+        match prefix {
+            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Err(LayerError(
+                "ambiguous image: the layer blob starts with a zstd skippable frame, which \
+                 containerd decompresses as zstd and containers/image (podman, cri-o) reads \
+                 as an uncompressed tar"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Name for reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -477,6 +494,7 @@ pub fn scan_layer(reader: impl Read + Send, opts: &LayerOptions) -> Result<Layer
     let mut first = vec![0u8; CHUNK];
     let n = read_up_to(&mut reader, &mut first)?;
     first.truncate(n);
+    Compression::check_unambiguous(&first)?;
     let compression = Compression::sniff(&first);
     let mut index = LayerIndex {
         compression: Some(compression),
@@ -620,6 +638,7 @@ pub fn scan_layer_seekable(
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut (&mut file).take(4), &mut magic)?;
     file.seek(SeekFrom::Current(-(n as i64)))?;
+    Compression::check_unambiguous(&magic[..n])?;
     let compression = Compression::sniff(&magic[..n]);
     let unverified = LayerOptions {
         raw_algorithms: Vec::new(),
@@ -795,6 +814,16 @@ fn read_members<S: TarSource>(
                     "invalid whiteout `{}` (a bare `.wh.`)",
                     String::from_utf8_lossy(&h.path)
                 )));
+            } else if rest == "." || rest == ".." {
+                // `.wh..` and `.wh...` name the directory itself or its
+                // parent: containers/storage joins them into a RemoveAll of
+                // that directory (or fails on the root), umoci refuses them.
+                return Err(LayerError(format!(
+                    "ambiguous image: whiteout `{}` names `{rest}`, which container runtimes \
+                     apply differently (containers/storage removes that directory, umoci \
+                     refuses the layer)",
+                    String::from_utf8_lossy(&h.path)
+                )));
             } else {
                 let target = if dir.is_empty() {
                     rest.to_owned()
@@ -846,7 +875,13 @@ fn read_members<S: TarSource>(
         // (`pkg/archive/tar.go`) and umoci (`oci/layer/tar_extract.go`) apply
         // `SCHILY.xattr.*` records; none applies bsdtar's
         // `LIBARCHIVE.xattr.*`, so such a record alone gives no capability.
-        let caps = h.cap_schily.as_ref().map(|raw| raw.clone().into_boxed_slice());
+        // An empty record sets no capability (the runtimes' setxattr of an
+        // empty `security.capability` leaves none; `getcap` shows nothing).
+        let caps = h
+            .cap_schily
+            .as_ref()
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| raw.clone().into_boxed_slice());
         let link: Option<Box<str>> = match h.kind {
             Kind::Symlink => Some(String::from_utf8_lossy(&h.link).into()),
             Kind::Hardlink => Some(normalize(&h.link).into()),
@@ -1067,6 +1102,31 @@ mod tests {
         let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
         let owners: Vec<(u64, u64)> = idx.entries().map(|e| (e.uid, e.gid)).collect();
         assert_eq!(owners, [(0, 1), (0, 0), (1000, 0)]);
+    }
+
+    /// Whiteouts of `.` and `..`, which runtimes apply differently, are
+    /// refused; an empty capability record is no capability (runtimes set
+    /// none); a blob starting with a zstd skippable frame is refused
+    /// (containerd reads zstd, containers/image a plain tar).
+    #[test]
+    fn runtime_disagreements_are_refused() {
+        for name in ["usr/.wh..", "usr/.wh..."] {
+            let raw = raw_layer(&[(name, b'0', &[], b"")]);
+            let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+            assert!(e.0.starts_with("ambiguous image: whiteout"), "{}", e.0);
+        }
+        let raw = raw_layer(&[(
+            "usr/bin/ping",
+            b'0',
+            &[("SCHILY.xattr.security.capability", b"")],
+            b"x",
+        )]);
+        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        assert_eq!(idx.entries().next().unwrap().caps, None);
+        let mut blob = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 0, 0, 0, 0];
+        blob.extend(zstd::encode_all(&raw_layer(&[("a", b'0', &[], b"")])[..], 1).unwrap());
+        let e = scan_layer(&blob[..], &LayerOptions::default()).unwrap_err();
+        assert!(e.0.contains("skippable frame"), "{}", e.0);
     }
 
     /// Member types no runtime extracts are refused, and so is a global
