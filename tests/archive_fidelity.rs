@@ -17,6 +17,8 @@ enum M<'a> {
     File(&'a str, Vec<u8>),
     Symlink(&'a str, &'a str),
     Dir(&'a str),
+    /// A member of a raw tar type (`g` PAX global header, `7`, `V`, ...).
+    Raw(&'a str, u8, Vec<u8>),
 }
 
 fn archive(members: &[M<'_>]) -> Vec<u8> {
@@ -35,6 +37,13 @@ fn archive(members: &[M<'_>]) -> Vec<u8> {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 b.append_link(&mut h, p, target).unwrap();
+            }
+            M::Raw(p, typeflag, data) => {
+                let mut h = tar::Header::new_ustar();
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::new(*typeflag));
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, &data[..]).unwrap();
             }
             M::Dir(p) => {
                 h.set_entry_type(tar::EntryType::Directory);
@@ -295,5 +304,89 @@ fn oci_archive_listing_a_blob_twice_scans_from_file_and_stream() {
         let r = report(how, &out);
         assert_eq!(r["image"]["layers"].as_array().unwrap().len(), 2, "{how}");
         assert_eq!(findings_of(&r, "setuid-binary").len(), 1, "{how}");
+    }
+}
+
+/// PAX global headers in the outer archive are skipped as `docker load` and
+/// containerd skip them: one named `manifest.json` after the real one, or
+/// named like a directory above a member, changes nothing.
+#[test]
+fn pax_global_headers_in_the_archive_are_skipped() {
+    let l = suid_layer();
+    let members = vec![
+        M::Raw("pax_global_header", b'g', b"17 comment=hello\n".to_vec()),
+        M::Raw("a", b'g', Vec::new()),
+        M::File("a/layer.tar", l.clone()),
+    ];
+    let tar = docker_archive_with(members, &["a/layer.tar"], &[l], None);
+    // Another global header named `manifest.json`, after the real one.
+    let mut tar = tar[..tar.len() - 1024].to_vec();
+    tar.extend(archive(&[M::Raw(
+        "manifest.json",
+        b'g',
+        b"17 comment=hello\n".to_vec(),
+    )]));
+    for (how, out) in scan_three_ways(&tar) {
+        let r = report(how, &out);
+        assert_eq!(findings_of(&r, "setuid-binary").len(), 1, "{how}");
+    }
+}
+
+/// A PAX global header before the `manifest.json` it is named like is
+/// refused: containers/image reads the header in the manifest's place.
+#[test]
+fn pax_global_header_before_manifest_json_is_ambiguous() {
+    let l = suid_layer();
+    let tar = docker_archive_with(
+        vec![
+            M::Raw("manifest.json", b'g', Vec::new()),
+            M::File("a/layer.tar", l.clone()),
+        ],
+        &["a/layer.tar"],
+        &[l],
+        None,
+    );
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: member manifest.json");
+        refused(how, &out, "PAX global header");
+    }
+}
+
+/// A member of another tar type in the outer archive is refused: moby's
+/// `docker load` fails on it, containerd skips it.
+#[test]
+fn other_member_types_in_the_archive_are_ambiguous() {
+    let l = suid_layer();
+    let tar = docker_archive_with(
+        vec![
+            M::Raw("label", b'V', Vec::new()),
+            M::File("a/layer.tar", l.clone()),
+        ],
+        &["a/layer.tar"],
+        &[l],
+        None,
+    );
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: member label");
+        refused(how, &out, "unhandled tar header type");
+    }
+}
+
+/// The tar reader's refusals of the outer archive (a member name that is not
+/// UTF-8) exit 2 as ambiguous, said once.
+#[test]
+fn tar_reader_refusals_of_the_archive_are_ambiguous() {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.as_old_mut().name[..4].copy_from_slice(b"a\xffb\0");
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: archive ");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("ambiguous image").count(), 1, "{how}: {err}");
+        assert!(err.contains("not UTF-8"), "{how}: {err}");
     }
 }
