@@ -31,7 +31,10 @@ fn layout(dir: &Path) {
 fn truncated_archives() {
     let data = std::fs::read(testdata("sample-docker.tar")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for cut in [data.len() / 2, 700, data.len() - 1024 - 10] {
+    // The last cut is inside the last member's data: an end inside its
+    // padding is a clean end to Go's archive/tar (`tryReadFull`).
+    let zeros = data.iter().rev().take_while(|b| **b == 0).count();
+    for cut in [data.len() / 2, 700, data.len() - zeros - 10] {
         let p = dir.path().join(format!("cut{cut}.tar"));
         std::fs::write(&p, &data[..cut]).unwrap();
         let out = imgscan(&[p.to_str().unwrap()]);
