@@ -390,3 +390,53 @@ fn tar_reader_refusals_of_the_archive_are_ambiguous() {
         assert!(err.contains("not UTF-8"), "{how}: {err}");
     }
 }
+
+/// An image index whose only image is for another platform (next to an
+/// attestation) is refused without `--platform`, listing what it offers, as
+/// containerd refuses it; with that `--platform` it scans.
+#[test]
+fn lone_index_entry_for_another_platform_needs_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = crate::util::write_oci_layout(dir.path(), &[suid_layer()], Comp::Gzip, json!({}));
+    let blob = |d: &str| dir.path().join("blobs/sha256").join(&d[7..]);
+    let size = std::fs::metadata(blob(&m)).unwrap().len();
+    let entry = |os: &str, arch: &str| {
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m,
+               "size": size, "platform": {"os": os, "architecture": arch}})
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("unknown", "unknown"), entry("plan9", "amd64")],
+    }))
+    .unwrap();
+    let idx = sha256(&index);
+    std::fs::write(blob(&idx), &index).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx,
+        "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&top).unwrap(),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = imgscan(&["--format", "json", "--fail-on", "none", path]);
+    refused("no --platform", &out, "it offers: plan9/amd64");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("unknown"),
+        "attestations are not offered: {err}"
+    );
+    let out = imgscan(&[
+        "--format",
+        "json",
+        "--fail-on",
+        "none",
+        "--platform",
+        "plan9/amd64",
+        path,
+    ]);
+    let r = report("--platform plan9/amd64", &out);
+    assert_eq!(findings_of(&r, "setuid-binary").len(), 1);
+}
