@@ -17,6 +17,8 @@ enum M<'a> {
     File(&'a str, Vec<u8>),
     Symlink(&'a str, &'a str),
     Dir(&'a str),
+    /// A member of a raw tar type (`g` PAX global header, `7`, `V`, ...).
+    Raw(&'a str, u8, Vec<u8>),
 }
 
 fn archive(members: &[M<'_>]) -> Vec<u8> {
@@ -35,6 +37,13 @@ fn archive(members: &[M<'_>]) -> Vec<u8> {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 b.append_link(&mut h, p, target).unwrap();
+            }
+            M::Raw(p, typeflag, data) => {
+                let mut h = tar::Header::new_ustar();
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::new(*typeflag));
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, &data[..]).unwrap();
             }
             M::Dir(p) => {
                 h.set_entry_type(tar::EntryType::Directory);
@@ -296,4 +305,138 @@ fn oci_archive_listing_a_blob_twice_scans_from_file_and_stream() {
         assert_eq!(r["image"]["layers"].as_array().unwrap().len(), 2, "{how}");
         assert_eq!(findings_of(&r, "setuid-binary").len(), 1, "{how}");
     }
+}
+
+/// PAX global headers in the outer archive are skipped as `docker load` and
+/// containerd skip them: one named `manifest.json` after the real one, or
+/// named like a directory above a member, changes nothing.
+#[test]
+fn pax_global_headers_in_the_archive_are_skipped() {
+    let l = suid_layer();
+    let members = vec![
+        M::Raw("pax_global_header", b'g', b"17 comment=hello\n".to_vec()),
+        M::Raw("a", b'g', Vec::new()),
+        M::File("a/layer.tar", l.clone()),
+    ];
+    let tar = docker_archive_with(members, &["a/layer.tar"], &[l], None);
+    // Another global header named `manifest.json`, after the real one.
+    let mut tar = tar[..tar.len() - 1024].to_vec();
+    tar.extend(archive(&[M::Raw(
+        "manifest.json",
+        b'g',
+        b"17 comment=hello\n".to_vec(),
+    )]));
+    for (how, out) in scan_three_ways(&tar) {
+        let r = report(how, &out);
+        assert_eq!(findings_of(&r, "setuid-binary").len(), 1, "{how}");
+    }
+}
+
+/// A PAX global header before the `manifest.json` it is named like is
+/// refused: containers/image reads the header in the manifest's place.
+#[test]
+fn pax_global_header_before_manifest_json_is_ambiguous() {
+    let l = suid_layer();
+    let tar = docker_archive_with(
+        vec![
+            M::Raw("manifest.json", b'g', Vec::new()),
+            M::File("a/layer.tar", l.clone()),
+        ],
+        &["a/layer.tar"],
+        &[l],
+        None,
+    );
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: member manifest.json");
+        refused(how, &out, "PAX global header");
+    }
+}
+
+/// A member of another tar type in the outer archive is refused: moby's
+/// `docker load` fails on it, containerd skips it.
+#[test]
+fn other_member_types_in_the_archive_are_ambiguous() {
+    let l = suid_layer();
+    let tar = docker_archive_with(
+        vec![
+            M::Raw("label", b'V', Vec::new()),
+            M::File("a/layer.tar", l.clone()),
+        ],
+        &["a/layer.tar"],
+        &[l],
+        None,
+    );
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: member label");
+        refused(how, &out, "unhandled tar header type");
+    }
+}
+
+/// The tar reader's refusals of the outer archive (a member name that is not
+/// UTF-8) exit 2 as ambiguous, said once.
+#[test]
+fn tar_reader_refusals_of_the_archive_are_ambiguous() {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.as_old_mut().name[..4].copy_from_slice(b"a\xffb\0");
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    for (how, out) in scan_three_ways(&tar) {
+        refused(how, &out, "ambiguous image: archive ");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("ambiguous image").count(), 1, "{how}: {err}");
+        assert!(err.contains("not UTF-8"), "{how}: {err}");
+    }
+}
+
+/// An image index whose only image is for another platform (next to an
+/// attestation) is refused without `--platform`, listing what it offers, as
+/// containerd refuses it; with that `--platform` it scans.
+#[test]
+fn lone_index_entry_for_another_platform_needs_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = crate::util::write_oci_layout(dir.path(), &[suid_layer()], Comp::Gzip, json!({}));
+    let blob = |d: &str| dir.path().join("blobs/sha256").join(&d[7..]);
+    let size = std::fs::metadata(blob(&m)).unwrap().len();
+    let entry = |os: &str, arch: &str| {
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m,
+               "size": size, "platform": {"os": os, "architecture": arch}})
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("unknown", "unknown"), entry("plan9", "amd64")],
+    }))
+    .unwrap();
+    let idx = sha256(&index);
+    std::fs::write(blob(&idx), &index).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx,
+        "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&top).unwrap(),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = imgscan(&["--format", "json", "--fail-on", "none", path]);
+    refused("no --platform", &out, "it offers: plan9/amd64");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("unknown"),
+        "attestations are not offered: {err}"
+    );
+    let out = imgscan(&[
+        "--format",
+        "json",
+        "--fail-on",
+        "none",
+        "--platform",
+        "plan9/amd64",
+        path,
+    ]);
+    let r = report("--platform plan9/amd64", &out);
+    assert_eq!(findings_of(&r, "setuid-binary").len(), 1);
 }

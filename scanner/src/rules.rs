@@ -113,10 +113,28 @@ pub static RULES: &[RuleMeta] = &[
         summary: "The image runs as root: its config User is missing, empty, root, uid 0, or a name that the image's /etc/passwd maps to uid 0.",
         severity_note: "high.",
         explanation: r#"## What it does
-Reads `config.User` of the image and resolves it against the image's own final
-`/etc/passwd`. Flags a missing or empty `User`, `root`, `0`, `root:<group>`,
-`0:<group>`, and any name or uid that `/etc/passwd` maps to uid 0 (a
-`toor:x:0:0` account counts).
+Reads `config.User` of the image (`user`, `uid`, `user:group`, `uid:gid`) and
+resolves its user part against the image's own final `/etc/passwd` the way
+runc's `libcontainer/user` (used by moby, podman and containerd) does, then
+flags the container when it runs as uid 0:
+
+- `User` missing or empty (the runtime default is root), or an empty user
+  part (`:1000`);
+- a number Go's `strconv.Atoi` reads as 0: `0`, `+0`, `-0`, `00`;
+- `root`, even when the image has no `/etc/passwd`;
+- a name (or uid) whose `/etc/passwd` line has uid 0: `toor:x:0:0` counts,
+  and so does a uid field runc cannot parse as a number (`1000x`, ` 1000`,
+  empty), which it reads as 0;
+- an id beyond 32 bits, which runtimes store in the OCI spec's 32-bit uid:
+  `4294967296` is judged truncated to uid 0 (containerd before 1.6.38, 1.7.27
+  and 2.0.4, CVE-2024-40635; current runtimes refuse it), whether it is
+  written in `User` or in the passwd line it names.
+
+`/etc/passwd` is found on the final filesystem as the runtime opens it,
+inside the image root: symlinks (relative or absolute, also a symlinked
+`/etc`) and hard links are followed. A passwd file imgscan could not read in
+full (too large to capture, or cut short) fails the scan rather than being
+taken as "no such user".
 
 ## Why is this bad?
 A process that is root in the container is root on the host's kernel. Every
@@ -133,6 +151,9 @@ USER app            # fixes root-user
 ## References
 - https://docs.docker.com/reference/dockerfile/#user
 - https://github.com/opencontainers/image-spec/blob/main/config.md (`User`)
+- runc `libcontainer/user/user.go` (`GetExecUser`, `parseLine`; now `github.com/moby/sys/user`)
+- moby `daemon/oci_linux.go` (`getUser`); containerd `pkg/oci/spec_opts.go` (`WithUser`, `WithUserID`, `WithUsername`)
+- https://github.com/advisories/GHSA-265r-hfxg-fhmg (containerd CVE-2024-40635, uids beyond 32 bits)
 - CIS Docker Benchmark 4.1 "Ensure that a user for the container has been created"
 "#,
     },
@@ -144,9 +165,17 @@ USER app            # fixes root-user
         summary: "The image config names a user (or group) that the image's own /etc/passwd (or /etc/group) does not define.",
         severity_note: "medium.",
         explanation: r#"## What it does
-Flags a `config.User` whose user part is a name (not a number) that the final
-`/etc/passwd` does not list, or whose group part is a name missing from
-`/etc/group`. Also flags a name when the image has no `/etc/passwd` at all.
+Flags a `config.User` whose user part is a name that the final `/etc/passwd`
+does not list, or whose group part is a name missing from `/etc/group`, and a
+name when the image has no `/etc/passwd` at all. A part is a name when Go's
+`strconv.Atoi` does not read it as a number (` 1000` with a space is a name,
+`+1000` is the number 1000). Names are compared byte for byte with the
+passwd and group lines as runc parses them (the first matching line wins;
+`root` always resolves). The files are found through symlinks and hard links
+inside the image, and a file imgscan could not read in full fails the scan.
+
+An unresolved user is not also reported as `root-user`: imgscan cannot know
+what the platform will substitute.
 
 ## Why is this bad?
 The runtime cannot resolve the name, so the container fails to start, or a
@@ -162,6 +191,7 @@ Create the account in the image, or use a numeric uid such as `USER 10001`.
 
 ## References
 - https://github.com/opencontainers/image-spec/blob/main/config.md (`User`)
+- runc `libcontainer/user/user.go` (`GetExecUser`; now `github.com/moby/sys/user`)
 "#,
     },
     RuleMeta {
@@ -172,8 +202,23 @@ Create the account in the image, or use a numeric uid such as `USER 10001`.
         summary: "The image runs as a non-root user whose primary group is root (gid 0).",
         severity_note: "low.",
         explanation: r#"## What it does
-Flags a non-root `config.User` whose group, explicit (`1000:0`, `app:root`) or
-from the user's `/etc/passwd` line, is gid 0.
+Flags a non-root `config.User` that runs with group root (gid 0), as the
+runtime resolves it:
+
+- an explicit group `:0` (or `:+0`, `:00`), `:root`, or a group name that
+  `/etc/group` maps to gid 0;
+- with no group part, the primary gid of the user's `/etc/passwd` line
+  (found by name, or by uid for a numeric user);
+- a numeric uid that `/etc/passwd` does not list: runc and containerd then
+  run it with gid 0 (`USER 10001` in an image without that uid);
+- an empty group part (`app:`): containerd runs it with gid 0 (runc takes the
+  passwd gid), so the worst case is reported and the message says so;
+- a supplementary group with gid 0: `/etc/group` lists the user as a member
+  of a gid-0 group (runc adds such groups when no group is given,
+  containerd's CRI even with one).
+
+Gids read from the files are truncated to 32 bits as runtimes store them, so
+`4294967296` is gid 0.
 
 ## Why is this bad?
 Group root can read and write everything in the image that is group-root and
@@ -187,6 +232,8 @@ USER 10001:10001
 ```
 
 ## References
+- runc `libcontainer/user/user.go` (`GetExecUser`: the default gid 0, supplementary groups)
+- containerd `pkg/oci/spec_opts.go` (`WithUserID`, `WithUser`, `WithAdditionalGIDs`)
 - https://docs.openshift.com/container-platform/latest/openshift_images/create-images.html (support arbitrary user ids)
 "#,
     },
@@ -251,12 +298,16 @@ RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +
         summary: "A file carries Linux file capabilities (the security.capability extended attribute).",
         severity_note: "critical when a permitted or inheritable capability is root-equivalent (cap_sys_admin, cap_sys_ptrace, cap_sys_module, cap_dac_override, cap_dac_read_search, cap_setuid, cap_setgid, cap_setfcap, cap_setpcap, cap_chown, cap_fowner, cap_sys_rawio, cap_bpf); high for other powerful ones (cap_net_admin, cap_sys_chroot, cap_mknod, cap_sys_time, ...); medium otherwise (cap_net_raw, cap_net_bind_service); info for an empty set. Capabilities namespaced to a non-zero rootid (revision 3) are one level lower.",
         explanation: r#"## What it does
-Decodes `security.capability` from the layer tar: the PAX record
-`SCHILY.xattr.security.capability` (raw bytes, GNU tar, Go, moby, containerd,
-umoci) or `LIBARCHIVE.xattr.security.capability` (base64, bsdtar), in revisions
-1, 2 and 3 (`vfs_cap_data` / `vfs_ns_cap_data`). Details list every permitted
-or inheritable capability by lowercase name (`cap_net_raw`), the effective
-flag, the revision and, for revision 3, the rootid.
+Decodes `security.capability` from the layer tar as container runtimes apply
+it: only the PAX record `SCHILY.xattr.security.capability` (raw bytes, as GNU
+tar, Go, moby, containerd, containers/storage and umoci write and read it)
+counts, the last record of the name winning, as Go's `archive/tar` keeps it.
+`LIBARCHIVE.xattr.security.capability` (base64, what bsdtar writes) is not a
+capability to any Go runtime (moby, containerd, containers/storage, umoci
+only apply `SCHILY.xattr.*`), so it is not flagged. Revisions 1, 2 and 3
+(`vfs_cap_data` / `vfs_ns_cap_data`) are decoded. Details list every
+permitted or inheritable capability by lowercase name (`cap_net_raw`), the
+effective flag, the revision and, for revision 3, the rootid.
 
 ## Why is this bad?
 File capabilities are setuid in slices: `cap_setuid+ep` on a binary is root for
@@ -271,6 +322,8 @@ RUN setcap -r /usr/bin/ping   # use an unprivileged ICMP socket instead
 ## References
 - https://man7.org/linux/man-pages/man7/capabilities.7.html
 - linux `include/uapi/linux/capability.h` (`vfs_cap_data`, revisions 1-3)
+- Go `archive/tar` `reader.go` (`SCHILY.xattr.*` in `Header.PAXRecords` and `Header.Xattrs`)
+- moby `github.com/moby/go-archive` `archive.go` (`createTarFile`: xattrs from `SCHILY.xattr.` records)
 "#,
     },
     RuleMeta {
@@ -337,18 +390,37 @@ RUN apt-get purge -y openssh-server
         summary: "An account other than root has uid 0 in the image's /etc/passwd.",
         severity_note: "high.",
         explanation: r#"## What it does
-Reads the final `/etc/passwd` and flags every account besides `root` whose
-uid is 0 (`toor:x:0:0:...`).
+Reads the final `/etc/passwd` as runc's `libcontainer/user` parses it (moby,
+podman and containerd resolve users with it) and flags every account besides
+`root` that the runtime runs as uid 0:
+
+- a uid field of 0, however `strconv.Atoi` spells it (`0`, `+0`, `-0`, `00`):
+  `toor:x:0:0:...`;
+- a uid field runc cannot parse as a number, which it reads as 0: `1000x`,
+  ` 1000`, an empty or missing field;
+- a uid that is 0 once truncated to the OCI spec's 32 bits: `4294967296`.
+
+Lines are split and trimmed as runc does. A line starting with `#` is an
+account to runc too, but only a `User` of that very name reaches it (which
+`root-user` reports) and glibc skips it, so it is not flagged here. The file
+is found through symlinks and hard links inside the image; one imgscan could
+not read in full fails the scan.
 
 ## Why is this bad?
 A second uid-0 account is root under another name: it hides from reviews
-that look for `root`, and is a classic backdoor.
+that look for `root`, and is a classic backdoor. An account whose uid field
+is garbage looks unprivileged to a reader and runs as root.
 
 ## Example
-Remove the line, or give the account its own uid.
+```text
+toor:x:0:0:backdoor:/root:/bin/sh
+app:x:1000x:1000::/home/app:/bin/sh
+```
+Remove the line, or give the account its own valid uid.
 
 ## References
 - https://man7.org/linux/man-pages/man5/passwd.5.html
+- runc `libcontainer/user/user.go` (`parseLine`, `ParsePasswdFilter`; now `github.com/moby/sys/user`)
 "#,
     },
     RuleMeta {

@@ -33,8 +33,26 @@
 //!   `manifestItem` / containers/image `ManifestItem` (`Config`, `RepoTags`,
 //!   `Layers`, `Parent`, `LayerSources`; see [`crate::gojson`]): `"layers"` is
 //!   `Layers`, two keys for one field are ambiguous.
+//! - **PAX global headers** (`g` members) are skipped, as moby's
+//!   `docker load` (go-archive `archive.go` `Unpack` ignores
+//!   `TypeXGlobalHeader` early, before making parent directories) and
+//!   containerd's import (`core/images/archive/importer.go` takes only
+//!   regular files) skip them: a `g` named `manifest.json` neither replaces
+//!   nor shadows the real one, and no member lies "under" it. One exception
+//!   is refused ([`Error::Ambiguous`]): a `g` member before a member of the
+//!   same name, because containers/image `findTarComponent` matches names
+//!   whatever the type and reads the global header (no data) in the real
+//!   member's place.
+//! - **Other member types** (`7` contiguous files, GNU `D`/`V`/`M`, vendor
+//!   types) are refused: moby's `docker load` fails on them
+//!   (`createTarFile`: "unhandled tar header type"), containerd's import
+//!   skips them, and containers/image's docker-archive reader takes one for
+//!   a regular file (its `FileInfo().Mode()` has no type bits).
+//! - The tar reader's own refusals ([`crate::tarstream`]: negative sizes,
+//!   names that are not UTF-8, GNU sparse members, ...) are reported as
+//!   [`Error::Ambiguous`] naming the archive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -50,7 +68,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::gojson;
 use crate::layer::{self, Compression, LayerIndex, LayerOptions, normalize};
-use crate::tarstream::{Kind, Seekable, Streaming, TarReader};
+use crate::tarstream::{Header, Kind, Seekable, Streaming, TarReader};
 
 /// Most members accepted in an image archive.
 const MAX_MEMBERS: usize = 1_000_000;
@@ -164,6 +182,56 @@ fn shown(name: &str) -> String {
         .collect()
 }
 
+/// An error of the tar reader over the outer archive `archive`: its
+/// `ambiguous image: ` refusals become [`Error::Ambiguous`], anything else
+/// `other(e)`.
+fn archive_read_error(
+    archive: &str,
+    e: io::Error,
+    other: impl FnOnce(io::Error) -> Error,
+) -> Error {
+    match e.to_string().strip_prefix("ambiguous image: ") {
+        Some(why) => Error::ambiguous(format!("archive {archive}"), why),
+        None => other(e),
+    }
+}
+
+/// Decides what the outer archive does with member `name` of header `h`
+/// (module docs): `Ok(false)` skips a PAX global header (its name recorded
+/// in `globals`), `Ok(true)` keeps the member, other types and a member
+/// named like an earlier global header are refused.
+fn outer_member(
+    h: &Header,
+    name: &str,
+    globals: &mut BTreeSet<String>,
+    archive: &str,
+) -> Result<bool> {
+    if h.typeflag == b'g' {
+        globals.insert(name.to_owned());
+        return Ok(false);
+    }
+    if h.kind == Kind::Other {
+        return Err(Error::ambiguous(
+            format!("member {} of {archive}", shown(name)),
+            format!(
+                "its tar type `{}` is no file type: moby's docker load refuses it (unhandled \
+                 tar header type), containerd's import skips it, containers/image's \
+                 docker-archive reader takes it for a regular file",
+                h.typeflag.escape_ascii()
+            ),
+        ));
+    }
+    if globals.contains(name) {
+        return Err(Error::ambiguous(
+            format!("member {} of {archive}", shown(name)),
+            "a PAX global header of the same name comes before it: moby and containerd skip \
+             the global header, containers/image's docker-archive reader reads it (no data) \
+             in this member's place",
+        ));
+    }
+    Ok(true)
+}
+
 /// A seekable tar file, indexed by member name.
 pub struct ArchiveContainer {
     path: PathBuf,
@@ -188,19 +256,19 @@ impl ArchiveContainer {
         let len = meta.len();
         let mut tr = TarReader::new(Seekable::new(file, len, 64 * 1024));
         let mut members: BTreeMap<String, Member> = BTreeMap::new();
+        let mut globals = BTreeSet::new();
         let archive = path.display().to_string();
         loop {
             let h = match tr.next_header() {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(Error::not_an_image(
-                        path.display().to_string(),
-                        format!("reading the archive: {e}"),
-                    ));
+                    return Err(archive_read_error(&archive, e, |e| {
+                        Error::not_an_image(&archive, format!("reading the archive: {e}"))
+                    }));
                 }
             };
-            if members.len() >= MAX_MEMBERS {
+            if members.len() + globals.len() >= MAX_MEMBERS {
                 return Err(Error::Limit {
                     what: path.display().to_string(),
                     limit: format!("{MAX_MEMBERS} members"),
@@ -208,6 +276,9 @@ impl ArchiveContainer {
                 });
             }
             let name = normalize(&h.path);
+            if !outer_member(&h, &name, &mut globals, &archive)? {
+                continue;
+            }
             check_new_name(
                 &members,
                 |m| m.kind == Kind::Dir,
@@ -697,10 +768,14 @@ pub fn scan_stream(
     let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(workers);
     let outcome: Result<()> = std::thread::scope(|scope| {
         let mut tr = TarReader::new(Streaming::new(reader));
-        let read_err =
-            |e: io::Error| Error::not_an_image(name, format!("reading the archive: {e}"));
+        let read_err = |e: io::Error| {
+            archive_read_error(name, e, |e| {
+                Error::not_an_image(name, format!("reading the archive: {e}"))
+            })
+        };
+        let mut globals = BTreeSet::new();
         while let Some(h) = tr.next_header().map_err(read_err)? {
-            if names.len() >= MAX_MEMBERS {
+            if names.len() + globals.len() >= MAX_MEMBERS {
                 return Err(Error::Limit {
                     what: name.to_owned(),
                     limit: format!("{MAX_MEMBERS} members"),
@@ -715,6 +790,9 @@ pub fn scan_stream(
                 "member names",
                 name,
             )?;
+            if !outer_member(&h, &path, &mut globals, name)? {
+                continue;
+            }
             let is_dir = h.kind == Kind::Dir;
             check_new_name(&names, |d| *d, &path, is_dir, name)?;
             names.insert(path.clone(), is_dir);
@@ -954,5 +1032,115 @@ mod tests {
     fn archive_container_wants_a_regular_file() {
         let dir = tempfile::tempdir().unwrap();
         assert!(ArchiveContainer::open(dir.path()).is_err());
+    }
+
+    /// A raw member of type `typeflag` (a PAX global header's data is its
+    /// records).
+    fn raw_member(b: &mut tar::Builder<Vec<u8>>, name: &str, typeflag: u8, data: &[u8]) {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::new(typeflag));
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+
+    fn file_and_stream(tar: &[u8]) -> [Result<()>; 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, tar).unwrap();
+        let (opts, _) = opts_with_budget(1 << 30);
+        [
+            ArchiveContainer::open(&p).map(|c| {
+                assert!(c.exists("manifest.json"));
+                assert_eq!(c.read_small("manifest.json", 100).unwrap(), b"[]");
+            }),
+            scan_stream(tar, "s", &opts, 1).map(|c| {
+                assert!(c.exists("manifest.json"));
+                assert_eq!(c.read_small("manifest.json", 100).unwrap(), b"[]");
+            }),
+        ]
+    }
+
+    /// A PAX global header named `manifest.json` after the real one, or named
+    /// like a directory above it, is skipped as moby and containerd skip it.
+    #[test]
+    fn pax_global_headers_are_skipped() {
+        let mut b = tar::Builder::new(Vec::new());
+        raw_member(&mut b, "pax_global_header", b'g', b"17 comment=hello\n");
+        raw_member(&mut b, "x", b'g', b"");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+        b.append_data(&mut h, "x/y.json", &b"[]"[..]).unwrap();
+        raw_member(&mut b, "manifest.json", b'g', b"17 comment=hello\n");
+        let tar = b.into_inner().unwrap();
+        for r in file_and_stream(&tar) {
+            r.unwrap();
+        }
+    }
+
+    /// A PAX global header before a member of its name is refused:
+    /// containers/image would read the header in the member's place.
+    #[test]
+    fn pax_global_header_before_its_namesake_is_ambiguous() {
+        let mut b = tar::Builder::new(Vec::new());
+        raw_member(&mut b, "./manifest.json", b'g', b"");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        for r in file_and_stream(&tar) {
+            let err = r.unwrap_err();
+            assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+            assert!(err.to_string().contains("PAX global header"), "{err}");
+        }
+    }
+
+    /// Members of other types (`7`, GNU `V`, vendor `X`) are refused: moby
+    /// fails on them, containerd skips them.
+    #[test]
+    fn other_member_types_are_ambiguous() {
+        for t in [b'7', b'V', b'D', b'X'] {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(2);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+            raw_member(&mut b, "notes", t, b"hi");
+            let tar = b.into_inner().unwrap();
+            for r in file_and_stream(&tar) {
+                let err = r.unwrap_err();
+                assert!(
+                    matches!(err, Error::Ambiguous { .. }),
+                    "{}: {err}",
+                    t as char
+                );
+                assert!(err.to_string().contains("member notes"), "{err}");
+            }
+        }
+    }
+
+    /// The tar reader's "ambiguous image:" refusals (here a member name that
+    /// is not UTF-8) reach the caller as `Error::Ambiguous`, naming the
+    /// archive, and are not said twice.
+    #[test]
+    fn tar_reader_refusals_are_ambiguous() {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..4].copy_from_slice(b"a\xffb\0");
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 1024]);
+        for r in file_and_stream(&tar) {
+            let err = r.unwrap_err();
+            assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.starts_with("ambiguous image: archive "), "{msg}");
+            assert_eq!(msg.matches("ambiguous image").count(), 1, "{msg}");
+            assert!(msg.contains("not UTF-8"), "{msg}");
+        }
     }
 }

@@ -12,6 +12,15 @@
 //! the document ambiguous; a type Go refuses (`"size": "1"`) makes it
 //! malformed. Whether a document is an index is decided on the keys as Go
 //! maps them.
+//!
+//! An index entry is picked as containerd's `images.Manifest`
+//! (`core/images/image.go`) picks it with `platforms.Default()` or the
+//! `--platform` given: attestation entries (`unknown/unknown`) are skipped,
+//! the best-ranked matching platform wins ([`Platform::best`]), entries
+//! without a platform come last. A lone entry for another platform is
+//! refused like any other mismatch (containerd: "no match for platform in
+//! manifest"; moby and containers/image refuse it too), listing what the
+//! index offers.
 
 use std::collections::BTreeMap;
 
@@ -192,7 +201,12 @@ fn describe_ref(d: &Descriptor) -> String {
         .collect()
 }
 
-/// Picks among index entries by platform.
+/// Picks among index entries by platform, as containerd's `images.Manifest`
+/// does with `platforms.Default()` (or the `--platform` given): attestation
+/// entries (`unknown/unknown`) never, then the best-ranked entry whose
+/// platform matches, then the first entry without a platform; an index
+/// whose entries are all for other platforms is refused
+/// ([`Error::NoSuchPlatform`], listing them), even with one entry.
 pub(crate) fn pick_platform<'a>(
     entries: &[&'a Descriptor],
     sel: &Selection,
@@ -203,14 +217,17 @@ pub(crate) fn pick_platform<'a>(
         .copied()
         .filter(|d| !d.is_attestation())
         .collect();
-    if candidates.len() == 1 && (!sel.platform_explicit || candidates[0].platform.is_none()) {
-        return Ok(candidates[0]);
-    }
-    // The best-ranked match, as containerd picks (`Platform::best`).
+    // The best-ranked match, as containerd picks (`Platform::best`), with or
+    // without `--platform`: a lone entry for another platform is refused as
+    // containerd refuses it, and entries without a platform come after
+    // every match (containerd `images.Manifest` sorts them last).
     if let Some(d) = sel
         .platform
         .best(candidates.iter().map(|d| (*d, d.platform())))
     {
+        return Ok(d);
+    }
+    if let Some(d) = candidates.iter().find(|d| d.platform.is_none()) {
         return Ok(d);
     }
     let mut choices: Vec<String> = candidates
@@ -539,5 +556,74 @@ mod tests {
             parse_document(&dup, None, "i"),
             Err(Error::Ambiguous { .. })
         ));
+    }
+
+    fn entry(platform: Option<(&str, &str)>) -> Descriptor {
+        Descriptor {
+            media_type: Some(MANIFEST_TYPES[0].to_owned()),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: Some(1),
+            annotations: None,
+            platform: platform.map(|(os, arch)| RawPlatform {
+                os: os.to_owned(),
+                architecture: arch.to_owned(),
+                variant: None,
+            }),
+        }
+    }
+
+    /// A lone index entry for another platform is refused without
+    /// `--platform`, naming what the index offers, as containerd refuses it.
+    #[test]
+    fn lone_entry_for_another_platform_is_refused() {
+        let sel = Selection {
+            platform: Platform::parse("linux/amd64").unwrap(),
+            platform_explicit: false,
+        };
+        let arm = entry(Some(("linux", "arm64")));
+        let att = entry(Some(("unknown", "unknown")));
+        let err = pick_platform(&[&arm, &att], &sel, "index.json").unwrap_err();
+        assert!(matches!(err, Error::NoSuchPlatform { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("linux/amd64") && msg.contains("offers: linux/arm64"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("unknown"),
+            "attestations are not offered: {msg}"
+        );
+        let amd = entry(Some(("linux", "amd64")));
+        assert!(std::ptr::eq(
+            pick_platform(&[&att, &amd], &sel, "i").unwrap(),
+            &amd
+        ));
+    }
+
+    /// Entries without a platform are taken after every match, as containerd
+    /// sorts them last; attestations never.
+    #[test]
+    fn entries_without_platform_come_after_matches() {
+        let sel = Selection::default();
+        let none = entry(None);
+        let host = Descriptor {
+            platform: Some(RawPlatform {
+                os: sel.platform.os.clone(),
+                architecture: sel.platform.architecture.clone(),
+                variant: None,
+            }),
+            ..entry(None)
+        };
+        let att = entry(Some(("unknown", "unknown")));
+        let other = entry(Some(("windows", "s390x")));
+        assert!(std::ptr::eq(
+            pick_platform(&[&none, &host], &sel, "i").unwrap(),
+            &host
+        ));
+        assert!(std::ptr::eq(
+            pick_platform(&[&att, &other, &none], &sel, "i").unwrap(),
+            &none
+        ));
+        assert!(pick_platform(&[&att], &sel, "i").is_err());
     }
 }
