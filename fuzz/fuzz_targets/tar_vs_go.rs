@@ -124,19 +124,29 @@ fn line(h: &Header, data_sha: &[u8]) -> String {
 struct Reading {
     lines: Vec<String>,
     error: Option<String>,
+    /// imgscan's only: where each member's data ends.
+    ends: Vec<u64>,
 }
 
 fn imgscan_reading(data: &[u8]) -> Reading {
     let mut r = TarReader::new(Streaming::new(data));
     let mut lines = Vec::new();
+    let mut ends = Vec::new();
     loop {
         let h = match r.next_header() {
             Ok(Some(h)) => h,
-            Ok(None) => return Reading { lines, error: None },
+            Ok(None) => {
+                return Reading {
+                    lines,
+                    error: None,
+                    ends,
+                };
+            }
             Err(e) => {
                 return Reading {
                     lines,
                     error: Some(e.to_string()),
+                    ends,
                 };
             }
         };
@@ -145,9 +155,11 @@ fn imgscan_reading(data: &[u8]) -> Reading {
             return Reading {
                 lines,
                 error: Some(e.to_string()),
+                ends,
             };
         }
         lines.push(line(&h, &sum.finalize()));
+        ends.push(r.position());
     }
 }
 
@@ -158,30 +170,47 @@ fn go_reading(data: &[u8]) -> Reading {
         Some(l) if l.starts_with("error: ") => lines.pop(),
         _ => None,
     };
-    Reading { lines, error }
+    Reading {
+        lines,
+        error,
+        ends: Vec::new(),
+    }
 }
 
 /// The rule: the members both read agree; if imgscan reads the whole tar,
 /// Go reads it too, identically.
+///
+/// When imgscan refuses the tar after `k` members, Go gets only the bytes up
+/// to the end of the k-th member (rounded up to a block) and the first `k`
+/// members are compared: Go has read them before it reads further, and the
+/// member imgscan refused may be one Go would take forever over (a PAX
+/// sparse file whose `GNU.sparse.realsize` is a petabyte of holes, which
+/// `listTar` hashes byte by byte).
 fn check(data: &[u8]) {
     let ours = imgscan_reading(data);
-    let go = go_reading(data);
-    let n = ours.lines.len().min(go.lines.len());
-    assert_eq!(
-        ours.lines[..n],
-        go.lines[..n],
-        "the members both read differ\nimgscan: {ours:#?}\ngo: {go:#?}"
-    );
-    if ours.error.is_none() {
-        assert!(
-            go.error.is_none(),
-            "imgscan reads a tar Go refuses\nimgscan: {ours:#?}\ngo: {go:#?}"
-        );
+    if ours.error.is_some() {
+        let Some(&end) = ours.ends.last() else {
+            return; // nothing read: nothing to compare
+        };
+        let end = (end.div_ceil(512) * 512).min(data.len() as u64) as usize;
+        let go = go_reading(&data[..end]);
+        let n = ours.lines.len().min(go.lines.len());
         assert_eq!(
-            ours.lines, go.lines,
-            "imgscan reads a tar Go reads differently\nimgscan: {ours:#?}\ngo: {go:#?}"
+            ours.lines[..n],
+            go.lines[..n],
+            "the members both read differ\nimgscan: {ours:#?}\ngo: {go:#?}"
         );
+        return;
     }
+    let go = go_reading(data);
+    assert!(
+        go.error.is_none(),
+        "imgscan reads a tar Go refuses\nimgscan: {ours:#?}\ngo: {go:#?}"
+    );
+    assert_eq!(
+        ours.lines, go.lines,
+        "imgscan reads a tar Go reads differently\nimgscan: {ours:#?}\ngo: {go:#?}"
+    );
 }
 
 fuzz_target!(
