@@ -9,6 +9,7 @@ mod cli;
 mod docs;
 mod edge;
 mod errors;
+mod fuzz_regressions;
 mod registry;
 mod registry_support;
 mod sample;
