@@ -12,6 +12,7 @@ mod differential_tar;
 mod docs;
 mod edge;
 mod errors;
+mod fuzz_regressions;
 mod hostile_fs;
 mod registry;
 mod registry_support;
