@@ -398,7 +398,10 @@ pub fn wants_content(path: &str) -> bool {
     ) {
         return true;
     }
-    if let Some((dir, name)) = path.rsplit_once('/')
+    // Every account name ends in one of these bytes: most paths stop here
+    // (this runs for every member).
+    if matches!(path.as_bytes().last(), Some(b'd' | b'p' | b'-' | b'r'))
+        && let Some((dir, name)) = path.rsplit_once('/')
         && ACCOUNT_NAMES.contains(&name)
         && ACCOUNT_DIRS.contains(&dir)
     {
