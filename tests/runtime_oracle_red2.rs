@@ -1066,3 +1066,257 @@ fn red2_huge_whiteout_list() {
     assert!(matches!(code, Some(0 | 2)));
     assert!(mib < 1024 + 100);
 }
+
+/// A selection of the first round's hostile layers, read from a file, from
+/// stdin and from a `.tar.gz`: the three readings agree.
+#[test]
+fn red2_stream_first_round_cases_match_file() {
+    let after_eoa = RawTar(base().finish())
+        .file(b"usr/bin/after-end", 0o4755, ELF)
+        .finish();
+    let global = base()
+        .pax(b'x', &[("path", b"usr/bin/pending")])
+        .pax(b'g', &[("uid", b"0")])
+        .file(b"usr/bin/g-su", 0o4755, ELF)
+        .finish();
+    let opaque_root = RawTar::default()
+        .file(b".wh..wh..opq", 0o644, b"")
+        .dir(b"usr/")
+        .dir(b"usr/bin/")
+        .file(b"usr/bin/after-opq", 0o4755, ELF)
+        .finish();
+    let lower = base().file(b"usr/bin/lower", 0o4755, ELF).finish();
+    let link_across = RawTar::default()
+        .dir(b"usr/")
+        .dir(b"usr/bin/")
+        .header(&hardlink(b"usr/bin/upper-link", b"usr/bin/lower", 0o6755))
+        .finish();
+    let wh_symlinked_dir = RawTar::default()
+        .header(&symlink(b"sbin", b"usr/bin"))
+        .file(b"sbin/.wh.lower", 0o644, b"")
+        .finish();
+    for (name, layers) in [
+        ("r2-s-after-eoa", vec![after_eoa]),
+        ("r2-s-global", vec![global]),
+        ("r2-s-opaque-root", vec![lower.clone(), opaque_root]),
+        ("r2-s-link-across", vec![lower.clone(), link_across]),
+        ("r2-s-wh-symlinked", vec![lower, wh_symlinked_dir]),
+    ] {
+        stream_same(name, &da(name, &layers, json!({"User": "app"})));
+    }
+}
+
+/// An outer archive whose layer member is a hard link that comes before
+/// its target, and one whose layer is zstd, streamed.
+#[test]
+fn red2_stream_hard_linked_layer_before_target() {
+    let evil = evil_tar();
+    let cfg = config(std::slice::from_ref(&evil), json!({"User": "app"}));
+    let m = serde_json::to_vec(&json!([{"Config": cfg_name(&cfg), "RepoTags": ["x/y:z"],
+        "Layers": ["a.tar"]}]))
+    .unwrap();
+    let archive = RawTar::default()
+        .header(&hardlink(b"a.tar", b"b.tar", 0o644))
+        .file(b"b.tar", 0o644, &evil)
+        .file(cfg_name(&cfg).as_bytes(), 0o644, &cfg)
+        .file(b"manifest.json", 0o644, &m)
+        .finish();
+    stream_same("r2-stream-hardlink-first", &archive);
+    let z = compress(&evil, Comp::Zstd);
+    stream_same(
+        "r2-stream-zstd-layer",
+        &archive_with_config("r2-z", &[z], &cfg),
+    );
+}
+
+/// `/etc/passwd` hard-linked in a later layer to a lower-layer file imgscan
+/// does not capture (`/opt/pw`, where `app` is uid 0).
+#[test]
+fn red2_passwd_hard_link_to_a_lower_layer_file() {
+    require_runtimes();
+    let l0 = base()
+        .dir(b"opt/")
+        .file(
+            b"opt/pw",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:0:0::/home/app:/bin/sh\n",
+        )
+        .finish();
+    let l1 = RawTar::default()
+        .dir(b"etc/")
+        .header(&hardlink(b"etc/passwd", b"opt/pw", 0o644))
+        .finish();
+    check(&Case::new(
+        "r2-pw-link-lower",
+        vec![l0, l1],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// `/etc/passwd` replaced in a later layer by a symlink to a lower-layer
+/// file imgscan does not capture.
+#[test]
+fn red2_passwd_symlink_to_a_lower_layer_file() {
+    require_runtimes();
+    let l0 = base()
+        .dir(b"opt/")
+        .file(
+            b"opt/pw",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:0:0::/home/app:/bin/sh\n",
+        )
+        .finish();
+    let l1 = RawTar::default()
+        .dir(b"etc/")
+        .header(&symlink(b"etc/passwd", b"../opt/pw"))
+        .finish();
+    check(&Case::new(
+        "r2-pw-symlink-lower",
+        vec![l0, l1],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// `/etc` replaced by a symlink to a directory of a lower layer holding a
+/// passwd where `app` is uid 0.
+#[test]
+fn red2_etc_symlinked_to_a_lower_directory() {
+    require_runtimes();
+    let l0 = base()
+        .dir(b"alt/")
+        .file(
+            b"alt/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:0:0::/home/app:/bin/sh\n",
+        )
+        .finish();
+    let l1 = RawTar::default()
+        .file(b".wh.etc", 0o644, b"")
+        .header(&symlink(b"etc", b"alt"))
+        .finish();
+    check(&Case::new(
+        "r2-etc-symlink-lower",
+        vec![l0, l1],
+        json!({"User": "app"}),
+        Expect::Either,
+    ));
+}
+
+/// A chain of 300 nested indexes in a layout: exit 0 or 2 quickly, no
+/// stack overflow.
+#[test]
+fn red2_deep_index_chain() {
+    let l = Layout::new();
+    let (t, cfg) = evil_cfg(json!({"User": "app"}));
+    let m = serde_json::to_vec(&manifest_doc(&l, OCI_CONFIG, &cfg, &[t])).unwrap();
+    let mut d = l.desc(MANIFEST, &m);
+    for _ in 0..300 {
+        let i =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [d]}))
+                .unwrap();
+        d = l.desc(INDEX, &i);
+    }
+    d["annotations"] = json!({"org.opencontainers.image.ref.name": "test"});
+    l.index(vec![d]);
+    let arg = format!("oci:{}:test", l.path().display());
+    let (code, err, took) = imgscan_deadline(&["--fail-on", "none", &arg], Duration::from_secs(10));
+    eprintln!(
+        "r2-deep-index: exit {code:?} after {took:?}: {}",
+        err.trim()
+    );
+    assert!(matches!(code, Some(0 | 2)), "exit {code:?}");
+}
+
+/// `n` hard links (99-byte names) to `/usr/bin/su` of `mode`; `(exit, peak
+/// RSS MiB)` of a JSON scan.
+fn many_links(name: &str, n: u32, mode: u32) -> (Option<i32>, u64) {
+    let mut t = base().file(b"usr/bin/su", mode, ELF);
+    for i in 0..n {
+        let l = format!("usr/bin/{i:0>90}");
+        t = t.header(&hardlink(l.as_bytes(), b"usr/bin/su", mode));
+    }
+    let layer = t.finish();
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("i.tar");
+    std::fs::write(&a, da(name, &[layer], json!({"User": "app"}))).unwrap();
+    let start = std::time::Instant::now();
+    let (code, mib, err) = peak(
+        &["--fail-on", "none", "--format", "json", a.to_str().unwrap()],
+        None,
+    );
+    eprintln!(
+        "{name}: exit {code:?}, {mib} MiB, {:?}: {}",
+        start.elapsed(),
+        err.trim()
+    );
+    (code, mib)
+}
+
+/// 500,000 hard links to a plain file: the layer index stays within the
+/// budget (about 230 MiB measured).
+#[test]
+fn red2_half_a_million_plain_hard_links() {
+    let (code, mib) = many_links("r2-links-plain", 500_000, 0o755);
+    assert!(matches!(code, Some(0 | 2)));
+    assert!(mib < 1024 + 100, "peak {mib} MiB");
+}
+
+/// 500,000 hard links to a setuid file: 500,000 setuid findings. The layer
+/// index is charged to the budget, the findings and the report are not:
+/// peak RSS 1.25 GiB with the default 1 GiB budget, exit 0 (2.4 GiB for a
+/// million links).
+#[test]
+#[ignore = "issue #9: findings are not charged to the memory budget (500k setuid links: 1.25 GiB peak, exit 0)"]
+fn red2_half_a_million_setuid_hard_links() {
+    let (code, mib) = many_links("r2-links-setuid", 500_000, 0o4755);
+    assert!(matches!(code, Some(0 | 1 | 2)));
+    assert!(mib < 1024 + 100, "peak {mib} MiB over the 1 GiB budget");
+}
+
+/// A config of 16 MiB minus a little (one huge `Env` string) and a
+/// manifest.json near 16 MiB (a long `RepoTags` list), from a file and
+/// from stdin: within the budget.
+#[test]
+fn red2_documents_near_the_json_limit() {
+    let t = evil_tar();
+    let env = "A=".to_owned() + &"x".repeat((16 << 20) - 4096);
+    let cfg = config(
+        std::slice::from_ref(&t),
+        json!({"User": "app", "Env": [env]}),
+    );
+    let tags: Vec<String> = (0..200_000).map(|i| format!("x/y:t{i:0>60}")).collect();
+    let m = serde_json::to_vec(
+        &json!([{"Config": cfg_name(&cfg), "RepoTags": tags, "Layers": ["l.tar"]}]),
+    )
+    .unwrap();
+    eprintln!("config {} bytes, manifest {} bytes", cfg.len(), m.len());
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("i.tar");
+    std::fs::write(
+        &a,
+        outer(&[
+            ("l.tar", b'0', &t),
+            (&cfg_name(&cfg), b'0', &cfg),
+            ("manifest.json", b'0', &m),
+        ]),
+    )
+    .unwrap();
+    for stdin in [None, Some(a.as_path())] {
+        let start = std::time::Instant::now();
+        let arg = if stdin.is_some() {
+            "-"
+        } else {
+            a.to_str().unwrap()
+        };
+        let (code, mib, err) = peak(&["--fail-on", "none", arg], stdin);
+        eprintln!(
+            "r2-near-limit {arg}: exit {code:?}, {mib} MiB, {:?}: {}",
+            start.elapsed(),
+            err.lines().take(3).collect::<Vec<_>>().join(" | ")
+        );
+        assert!(matches!(code, Some(0 | 2)));
+        assert!(mib < 1024 + 100);
+    }
+}
