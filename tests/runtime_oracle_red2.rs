@@ -1320,3 +1320,57 @@ fn red2_documents_near_the_json_limit() {
         assert!(mib < 1024 + 100);
     }
 }
+
+/// `config: null` with a legacy `container_config.User`: runtimes read only
+/// `config`, so the container runs as root.
+#[test]
+fn red2_container_config_user_is_not_the_user() {
+    require_runtimes();
+    let t = evil_tar();
+    let mut cfg: Value =
+        serde_json::from_slice(&config(std::slice::from_ref(&t), Value::Null)).unwrap();
+    cfg["container_config"] = json!({"User": "app"});
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let mut c = Case::new("r2-container-config", vec![], json!({}), Expect::Either);
+    c.archive = Some(archive_with_config("r2-container-config", &[t], &cfg));
+    check(&c);
+}
+
+/// A config whose `config` is a string, and one whose `User` is a number:
+/// Go's encoding/json fails to decode both.
+#[test]
+fn red2_config_fields_of_the_wrong_type() {
+    require_runtimes();
+    let t = evil_tar();
+    for (name, container) in [
+        ("r2-config-string", json!("User=app")),
+        ("r2-user-number", json!({"User": 1000})),
+    ] {
+        let cfg = config(std::slice::from_ref(&t), container);
+        let mut c = Case::new(name, vec![], json!({}), Expect::Either);
+        c.archive = Some(archive_with_config(name, std::slice::from_ref(&t), &cfg));
+        check(&c);
+    }
+}
+
+/// passwd uids with many leading zeros, and `USER` numeric with leading
+/// zeros (`0000`).
+#[test]
+fn red2_zeros_in_uids() {
+    require_runtimes();
+    let g: &[u8] = b"root:x:0:\napp:x:1000:\n";
+    users_case(
+        "r2-pw-uid-zeros",
+        &pw(b"app:x:0000000000000000000000000:0::/:/bin/sh\n"),
+        g,
+        "app",
+        Expect::Either,
+    );
+    users_case(
+        "r2-user-zeros",
+        &pw(b"app:x:1000:1000::/:/bin/sh\n"),
+        g,
+        "0000",
+        Expect::Either,
+    );
+}
