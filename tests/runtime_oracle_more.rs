@@ -30,7 +30,7 @@ fn case(name: &'static str, layers: Vec<Vec<u8>>, expect: Expect) {
 
 /// A header block written by [`RawTar::header`], then patched by `f`, with
 /// its checksum recomputed.
-fn patched(t: RawTar, h: &Hdr<'_>, f: impl FnOnce(&mut [u8])) -> RawTar {
+pub(crate) fn patched(t: RawTar, h: &Hdr<'_>, f: impl FnOnce(&mut [u8])) -> RawTar {
     let mut b = RawTar::default().header(h).0;
     f(&mut b);
     b[148..156].fill(b' ');
@@ -41,14 +41,14 @@ fn patched(t: RawTar, h: &Hdr<'_>, f: impl FnOnce(&mut [u8])) -> RawTar {
     t
 }
 
-fn hardlink<'a>(name: &'a [u8], to: &'a [u8], mode: u32) -> Hdr<'a> {
+pub(crate) fn hardlink<'a>(name: &'a [u8], to: &'a [u8], mode: u32) -> Hdr<'a> {
     Hdr {
         link: to,
         ..Hdr::new(name, b'1', mode, 0)
     }
 }
 
-fn symlink<'a>(name: &'a [u8], to: &'a [u8]) -> Hdr<'a> {
+pub(crate) fn symlink<'a>(name: &'a [u8], to: &'a [u8]) -> Hdr<'a> {
     Hdr {
         link: to,
         ..Hdr::new(name, b'2', 0o777, 0)
@@ -767,7 +767,7 @@ fn compressed_layers_in_a_docker_archive() {
 // ---------------------------------------------------------------------------
 
 /// What imgscan reads of `arg`; `None` when it refuses (exit 2).
-fn imgscan_of(name: &str, arg: &str) -> Option<Facts> {
+pub(crate) fn imgscan_of(name: &str, arg: &str) -> Option<Facts> {
     let out = crate::util::imgscan(&["--format", "json", "--fail-on", "none", arg]);
     match out.status.code() {
         Some(0) => {}
@@ -864,7 +864,7 @@ fn podman_layout(name: &str, layout: &Path, work: &Path) -> Option<Facts> {
 
 /// Runs the three readers over an OCI layout and judges imgscan as
 /// [`check`] does.
-fn check_layout(name: &str, layout: &Path, expect: Expect) {
+pub(crate) fn check_layout(name: &str, layout: &Path, expect: Expect) {
     let work = tempfile::tempdir().unwrap();
     let runtimes: Vec<(&str, Facts)> = [
         ("umoci", umoci_layout(name, layout, work.path())),
@@ -913,7 +913,7 @@ fn check_layout(name: &str, layout: &Path, expect: Expect) {
 
 /// A hand-written OCI layout, in a lower-case directory (`podman pull
 /// oci:DIR` refuses upper case), removed on drop.
-struct Layout {
+pub(crate) struct Layout {
     dir: std::path::PathBuf,
 }
 
@@ -924,7 +924,7 @@ impl Drop for Layout {
 }
 
 impl Layout {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("imgscan-layout-{}-{n}", std::process::id()));
@@ -934,17 +934,17 @@ impl Layout {
         Self { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 
-    fn put(&self, data: &[u8]) -> Value {
+    pub(crate) fn put(&self, data: &[u8]) -> Value {
         let d = sha256(data);
         std::fs::write(self.path().join("blobs/sha256").join(&d[7..]), data).unwrap();
         json!({"digest": d, "size": data.len()})
     }
 
-    fn desc(&self, mt: &str, data: &[u8]) -> Value {
+    pub(crate) fn desc(&self, mt: &str, data: &[u8]) -> Value {
         let mut v = self.put(data);
         v["mediaType"] = json!(mt);
         v
@@ -952,7 +952,7 @@ impl Layout {
 
     /// A manifest over `(media type, blob)` layers whose uncompressed tars are
     /// `tars`, written with `layers_key` as the layers key.
-    fn manifest(
+    pub(crate) fn manifest(
         &self,
         tars: &[Vec<u8>],
         blobs: &[(&str, Vec<u8>)],
@@ -973,7 +973,7 @@ impl Layout {
         serde_json::to_vec(&Value::Object(m)).unwrap()
     }
 
-    fn index(&self, manifests: Vec<Value>) {
+    pub(crate) fn index(&self, manifests: Vec<Value>) {
         std::fs::write(
             self.path().join("index.json"),
             serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
@@ -981,20 +981,20 @@ impl Layout {
         .unwrap();
     }
 
-    fn tagged(&self, mt: &str, doc: &[u8]) -> Value {
+    pub(crate) fn tagged(&self, mt: &str, doc: &[u8]) -> Value {
         let mut d = self.desc(mt, doc);
         d["annotations"] = json!({"org.opencontainers.image.ref.name": "test"});
         d
     }
 }
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
-fn evil_tar() -> Vec<u8> {
+pub(crate) fn evil_tar() -> Vec<u8> {
     base().file(b"usr/bin/su", 0o4755, ELF).finish()
 }
 
@@ -1198,7 +1198,7 @@ fn layout_layer_with_a_non_layer_media_type() {
 
 /// Runs imgscan with a deadline; `(exit code, stderr, elapsed)`, `None` code
 /// when it had to be killed.
-fn imgscan_deadline(args: &[&str], limit: Duration) -> (Option<i32>, String, Duration) {
+pub(crate) fn imgscan_deadline(args: &[&str], limit: Duration) -> (Option<i32>, String, Duration) {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgscan"))
         .args(args)

@@ -18,6 +18,7 @@ mod registry;
 mod registry_support;
 mod runtime_oracle;
 mod runtime_oracle_more;
+mod runtime_oracle_red2;
 mod sample;
 mod serve;
 mod serve_support;
