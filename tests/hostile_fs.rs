@@ -457,3 +457,23 @@ fn max_memory_needs_a_size() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a size"));
 }
+
+/// Findings are charged to the memory budget too: 20,000 setuid hard links
+/// make 20,000 findings, which fail a budget the filesystem alone fits in,
+/// and scan under the default one.
+#[test]
+fn findings_are_charged_to_the_budget() {
+    let mut b = LayerBuilder::new()
+        .dir("usr/", 0o755)
+        .dir("usr/bin/", 0o755)
+        .file("usr/bin/su", 0o4755, SUID);
+    for i in 0..20_000 {
+        b = b.hardlink(&format!("usr/bin/l{i:05}"), "usr/bin/su", 0o4755);
+    }
+    let layers = [base_layer().build(), b.build()];
+    let msg = refused(&layers, &["--max-memory", "16M"]);
+    assert!(msg.contains("the list of findings"), "{msg}");
+    let (code, report, stderr) = run(&layers, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(setuid_paths(&report.unwrap()).len(), 20_001);
+}

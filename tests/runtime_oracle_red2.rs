@@ -281,7 +281,6 @@ fn red2_index_three_levels() {
 
 /// An index entry without `mediaType` that points at a manifest.
 #[test]
-#[ignore = "issue #9: an index entry without mediaType: umoci and podman refuse, imgscan reads it"]
 fn red2_index_entry_without_media_type() {
     require_runtimes();
     let l = Layout::new();
@@ -365,7 +364,6 @@ fn red2_platform_missing_first() {
 
 /// `Linux`/`AMD64` spelled in upper case (evil) before linux/amd64 (clean).
 #[test]
-#[ignore = "issue #9: AMD64/Linux (evil) first: imgscan follows containerd, podman takes the clean one; disagreement not reported"]
 fn red2_platform_upper_case() {
     require_runtimes();
     platform_index(
@@ -380,7 +378,6 @@ fn red2_platform_upper_case() {
 /// linux/amd64 (evil) second: containers/image matches exactly and takes the
 /// evil one, containerd lowercases and would take the clean one.
 #[test]
-#[ignore = "issue #9: AMD64/Linux (clean) before amd64/linux (evil): podman takes the evil one, imgscan the clean one"]
 fn red2_platform_upper_case_clean_first() {
     require_runtimes();
     platform_index(
@@ -393,7 +390,6 @@ fn red2_platform_upper_case_clean_first() {
 
 /// `x86_64` on the clean entry, first; linux/amd64 (evil) second.
 #[test]
-#[ignore = "issue #9: x86_64 (clean) before amd64 (evil): podman takes the evil one, imgscan the clean one"]
 fn red2_platform_alias_clean_first() {
     require_runtimes();
     platform_index(
@@ -430,7 +426,6 @@ fn red2_platform_missing_clean_first() {
 
 /// `x86_64` (evil, a containerd alias of amd64) after an arm64 entry.
 #[test]
-#[ignore = "issue #9: x86_64 (evil) and arm64 only: podman refuses, imgscan reads x86_64 as amd64 (containerd)"]
 fn red2_platform_alias_x86_64() {
     require_runtimes();
     platform_index(
@@ -913,7 +908,6 @@ fn red2_stream_v7_and_gzip_layers() {
 /// `tarfile.NewReaderFromStream` auto-decompresses) read it; imgscan reads
 /// the same bytes from a `.tar.gz` file but not from stdin.
 #[test]
-#[ignore = "issue #9: a gzipped archive on stdin is refused as \"not a tar archive\""]
 fn red2_gzip_archive_on_stdin() {
     stream_same_with(
         "r2-gz-stdin",
@@ -1268,7 +1262,6 @@ fn red2_half_a_million_plain_hard_links() {
 /// peak RSS 1.25 GiB with the default 1 GiB budget, exit 0 (2.4 GiB for a
 /// million links).
 #[test]
-#[ignore = "issue #9: findings are not charged to the memory budget (500k setuid links: 1.25 GiB peak, exit 0)"]
 fn red2_half_a_million_setuid_hard_links() {
     let (code, mib) = many_links("r2-links-setuid", 500_000, 0o4755);
     assert!(matches!(code, Some(0..=2)));

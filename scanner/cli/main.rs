@@ -162,7 +162,10 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         reports.push(report);
     }
 
-    // Render everything before writing anything: no partial output.
+    // Every image is scanned before anything is written: a failed scan
+    // leaves no partial output. The reports are then written as they are
+    // rendered, not rendered into memory first: a report of a million
+    // findings is hundreds of MB of JSON.
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let color = match args.color {
         Color::Always => true,
@@ -174,26 +177,24 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         Format::Json => OutputFormat::Json,
         Format::Sarif => OutputFormat::Sarif,
     };
-    let main_bytes = formats::render(primary, &EmitOptions { color }, &reports)?;
     let plain = EmitOptions { color: false };
     if let Some(path) = &args.json {
-        write_file(
-            path,
-            &formats::render(OutputFormat::Json, &plain, &reports)?,
-        )?;
+        write_file(path, |w| {
+            formats::emit(OutputFormat::Json, &plain, &reports, w)
+        })?;
     }
     if let Some(path) = &args.sarif {
-        write_file(
-            path,
-            &formats::render(OutputFormat::Sarif, &plain, &reports)?,
-        )?;
+        write_file(path, |w| {
+            formats::emit(OutputFormat::Sarif, &plain, &reports, w)
+        })?;
     }
+    let main = |w: &mut dyn Write| formats::emit(primary, &EmitOptions { color }, &reports, w);
     match &args.output {
-        Some(path) => write_file(path, &main_bytes)?,
+        Some(path) => write_file(path, main)?,
         None if args.quiet => {}
         None => {
-            let mut out = io::stdout().lock();
-            out.write_all(&main_bytes)?;
+            let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+            main(&mut out)?;
             out.flush()?;
         }
     }
@@ -236,13 +237,21 @@ fn registry_options(a: &RegistryArgs) -> Result<RegistryOptions> {
     Ok(o)
 }
 
-/// Writes a file whole: to a temporary name beside it, then renamed.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a file whole, as `write` renders it: to a temporary name beside
+/// it, then renamed.
+fn write_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> Result<()> {
+    let create = |p: &Path| -> Result<()> {
+        let f = std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?;
+        let mut w = io::BufWriter::with_capacity(256 * 1024, f);
+        write(&mut w).with_context(|| format!("writing {}", p.display()))?;
+        w.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
+        Ok(())
+    };
     // Devices, pipes and the like (`--output /dev/null`, `/dev/stdout`) are
     // written in place: renaming over them would replace the device node.
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        return Ok(());
+        return create(path);
     }
     let dir = path
         .parent()
@@ -252,7 +261,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .with_context(|| format!("{} is not a file name", path.display()))?;
     let tmp = dir.join(format!(".{}.imgscan-tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(e) = create(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

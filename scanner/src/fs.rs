@@ -424,6 +424,11 @@ impl FinalFs {
         Self::with_budget(Arc::default())
     }
 
+    /// The memory budget this filesystem charges, if any.
+    pub fn budget(&self) -> Option<&Arc<MemoryBudget>> {
+        self.charge.budget()
+    }
+
     /// An empty filesystem charging the image's memory budget.
     pub fn with_budget(budget: Arc<MemoryBudget>) -> Self {
         let mut fs = Self {

@@ -77,9 +77,23 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
         _ => {}
     }
     let Some(path) = &input.path else {
+        // `docker save | gzip | imgscan -`: compressed on standard input too,
+        // as `docker load` and `podman load` take it.
         let stdin = io::stdin();
-        let reader = BufReader::with_capacity(256 * 1024, stdin.lock());
-        return scan_reader(reader, "standard input", input, opts);
+        let mut reader = BufReader::with_capacity(256 * 1024, stdin.lock());
+        let what = "standard input";
+        let prefix = io::BufRead::fill_buf(&mut reader).map_err(|e| Error::read(what, e))?;
+        return match Compression::sniff(prefix) {
+            Compression::None => scan_reader(reader, what, input, opts),
+            Compression::Gzip => {
+                scan_reader(flate2::read::MultiGzDecoder::new(reader), what, input, opts)
+            }
+            Compression::Zstd => {
+                let r = zstd::stream::read::Decoder::with_buffer(reader)
+                    .map_err(|e| Error::read(what, e))?;
+                scan_reader(r, what, input, opts)
+            }
+        };
     };
     let meta = std::fs::metadata(path).map_err(|source| Error::Io {
         path: path.clone(),

@@ -10,7 +10,7 @@
 //! once the stream ends the manifest puts them in order. Nothing is spooled
 //! to disk; memory is bounded by the channel sizes, the layer indexes and the
 //! small members held, which are charged to the image's
-//! [`MemoryBudget`](crate::budget::MemoryBudget).
+//! [`MemoryBudget`].
 //!
 //! # Runtime fidelity
 //!

@@ -217,6 +217,26 @@ pub(crate) fn pick_platform<'a>(
         .copied()
         .filter(|d| !d.is_attestation())
         .collect();
+    // containers/image (podman, cri-o) matches an entry's os and
+    // architecture as written (`platform_matcher.go` `MatchesPlatform`),
+    // containerd after normalising them (`platforms.Normalize`: `AMD64`,
+    // `x86_64`, `Linux`): an entry that matches only once normalised makes
+    // them pick different images, or one of them none.
+    if let Some((d, p)) = candidates.iter().find_map(|d| {
+        let p = d.platform.as_ref()?;
+        let n = d.platform()?;
+        ((n.os != p.os || n.architecture != p.architecture) && sel.platform.matches(&n))
+            .then_some((d, p))
+    }) {
+        return Err(Error::ambiguous(
+            what,
+            format!(
+                "entry {} names its platform `{}/{}`, which containerd reads as {} and \
+                 containers/image (podman, cri-o) as written: they pick different images",
+                d.digest, p.os, p.architecture, sel.platform
+            ),
+        ));
+    }
     // The best-ranked match, as containerd picks (`Platform::best`), with or
     // without `--platform`: a lone entry for another platform is refused as
     // containerd refuses it, and entries without a platform come after
@@ -373,6 +393,16 @@ pub fn resolve_oci(
         let what = format!("manifest {digest}");
         let bytes = read_verified(c, &blob_path(&digest), &digest, &what)?;
         check_size(&desc, bytes.len() as u64, &what)?;
+        if desc.media_type.is_none() {
+            // umoci ("descriptor does not point to ispec.MediaTypeImageManifest"),
+            // containers/image and containerd's handlers all go by the
+            // descriptor's media type, which the image spec requires.
+            return Err(Error::malformed(
+                what,
+                "its descriptor has no mediaType, which container runtimes need to read it \
+                 (umoci and podman refuse it)",
+            ));
+        }
         let manifest = match parse_document(&bytes, desc.media_type.as_deref(), &what)? {
             Document::Index(children) => {
                 let refs: Vec<&Descriptor> = children.iter().collect();
