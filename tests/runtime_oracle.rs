@@ -304,7 +304,13 @@ fn podman(case: &Case, archive: &Path, work: &Path) -> Option<Facts> {
     let mut facts = walk(&mnt);
     let out = podman(&["image", "inspect", "--format", "{{.Config.User}}", &tag]);
     assert!(out.status.success());
-    facts.user = Some(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    // Only the newline podman adds goes: a USER with spaces is compared as is.
+    facts.user = Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end_matches('\n')
+            .to_owned(),
+    );
     let _ = podman(&["image", "unmount", &tag]);
     Some(facts)
 }
