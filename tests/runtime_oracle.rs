@@ -246,6 +246,11 @@ pub(crate) fn walk(root: &Path) -> Facts {
 fn umoci(case: &Case, work: &Path) -> Option<Facts> {
     let layout = work.join("layout");
     write_layout(&layout, &case.layers, &case.container);
+    umoci_unpack(case.name, &layout, work)
+}
+
+/// `umoci unpack` of `layout:test` into `work`; `None` if umoci refuses it.
+pub(crate) fn umoci_unpack(name: &str, layout: &Path, work: &Path) -> Option<Facts> {
     let bundle = work.join("bundle");
     let out = run(Command::new("umoci")
         .arg("unpack")
@@ -254,8 +259,7 @@ fn umoci(case: &Case, work: &Path) -> Option<Facts> {
         .arg(&bundle));
     if !out.status.success() {
         eprintln!(
-            "{}: umoci refused: {}",
-            case.name,
+            "{name}: umoci refused: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
         return None;
@@ -273,6 +277,25 @@ fn umoci(case: &Case, work: &Path) -> Option<Facts> {
 /// `podman load` + `podman image mount` of the case as a docker-archive;
 /// `None` if podman refuses it.
 fn podman(case: &Case, archive: &Path, work: &Path) -> Option<Facts> {
+    let tag = format!("localhost/imgscan-oracle/{}:test", case.name);
+    podman_read(
+        case.name,
+        work,
+        &["load", "-q", "-i", archive.to_str().unwrap()],
+        |_| tag.clone(),
+    )
+}
+
+/// Imports an image into a private podman store in `work` with `import`
+/// (`load -i FILE`, `pull oci:DIR:test`), then reads what `podman image
+/// mount` shows and the config's `User`; `None` if podman refuses it.
+/// `image` names the imported image from the import's standard output.
+pub(crate) fn podman_read(
+    name: &str,
+    work: &Path,
+    import: &[&str],
+    image: impl FnOnce(&str) -> String,
+) -> Option<Facts> {
     let root = work.join("podman-root");
     let runroot = work.join("podman-run");
     let podman = |args: &[&str]| {
@@ -284,26 +307,25 @@ fn podman(case: &Case, archive: &Path, work: &Path) -> Option<Facts> {
             .args(["--storage-driver", "vfs", "--events-backend", "none"])
             .args(args))
     };
-    let tag = format!("localhost/imgscan-oracle/{}:test", case.name);
-    let out = podman(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let out = podman(import);
     if !out.status.success() {
         eprintln!(
-            "{}: podman refused: {}",
-            case.name,
+            "{name}: podman refused: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
         return None;
     }
-    let out = podman(&["image", "mount", &tag]);
+    let image = image(String::from_utf8_lossy(&out.stdout).trim());
+    let out = podman(&["image", "mount", &image]);
     assert!(
         out.status.success(),
-        "podman image mount {tag}: {}",
+        "{name}: podman image mount {image}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mnt = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let mut facts = walk(&mnt);
-    let out = podman(&["image", "inspect", "--format", "{{.Config.User}}", &tag]);
-    assert!(out.status.success());
+    let out = podman(&["image", "inspect", "--format", "{{.Config.User}}", &image]);
+    assert!(out.status.success(), "{name}: podman image inspect {image}");
     // Only the newline podman adds goes: a USER with spaces is compared as is.
     facts.user = Some(
         String::from_utf8(out.stdout)
@@ -311,7 +333,7 @@ fn podman(case: &Case, archive: &Path, work: &Path) -> Option<Facts> {
             .trim_end_matches('\n')
             .to_owned(),
     );
-    let _ = podman(&["image", "unmount", &tag]);
+    let _ = podman(&["image", "unmount", &image]);
     Some(facts)
 }
 

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::runtime_oracle::{
     Case, ELF, Expect, Facts, Hdr, RawTar, archive_with_config, base, check, octal,
-    require_runtimes, run, walk,
+    require_runtimes,
 };
 use crate::util::{Comp, compress, config, sha256};
 
@@ -810,56 +810,13 @@ pub(crate) fn imgscan_of(name: &str, arg: &str) -> Option<Facts> {
 }
 
 fn umoci_layout(name: &str, layout: &Path, work: &Path) -> Option<Facts> {
-    let bundle = work.join("bundle");
-    let out = run(Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:test", layout.display()))
-        .arg(&bundle));
-    if !out.status.success() {
-        eprintln!(
-            "{name}: umoci refused: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
-    }
-    let mut f = walk(&bundle.join("rootfs"));
-    let spec: Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    f.root = spec["process"]["user"]["uid"].as_u64().map(|u| u == 0);
-    Some(f)
+    crate::runtime_oracle::umoci_unpack(name, layout, work)
 }
 
+/// `podman pull oci:DIR:test`: the image is named by the id it prints.
 fn podman_layout(name: &str, layout: &Path, work: &Path) -> Option<Facts> {
-    let root = work.join("podman-root");
-    let runroot = work.join("podman-run");
-    let podman = |args: &[&str]| {
-        run(Command::new("podman")
-            .arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args(["--storage-driver", "vfs", "--events-backend", "none"])
-            .args(args))
-    };
     let src = format!("oci:{}:test", layout.display());
-    let out = podman(&["pull", "-q", &src]);
-    if !out.status.success() {
-        eprintln!(
-            "{name}: podman refused: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
-    }
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let out = podman(&["image", "mount", &id]);
-    assert!(out.status.success(), "{name}: podman image mount");
-    let mnt = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut f = walk(Path::new(&mnt));
-    let out = podman(&["image", "inspect", "--format", "{{.Config.User}}", &id]);
-    f.user = Some(String::from_utf8(out.stdout).unwrap().trim().to_owned());
-    let _ = podman(&["image", "unmount", &id]);
-    Some(f)
+    crate::runtime_oracle::podman_read(name, work, &["pull", "-q", &src], str::to_owned)
 }
 
 /// Runs the three readers over an OCI layout and judges imgscan as
