@@ -344,26 +344,23 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>], container: &Value) {
 
 /// imgscan's reading of the docker-archive; `None` when it refuses (exit 2).
 fn imgscan_facts(case: &Case, archive: &Path) -> Option<Facts> {
-    let out = imgscan(&[
-        "--format",
-        "json",
-        "--fail-on",
-        "none",
-        archive.to_str().unwrap(),
-    ]);
+    imgscan_of(case.name, archive.to_str().unwrap())
+}
+
+/// What imgscan reads of `arg`; `None` when it refuses (exit 2).
+pub(crate) fn imgscan_of(name: &str, arg: &str) -> Option<Facts> {
+    let out = imgscan(&["--format", "json", "--fail-on", "none", arg]);
     match out.status.code() {
         Some(0) => {}
         Some(2) => {
             eprintln!(
-                "{}: imgscan refused: {}",
-                case.name,
+                "{name}: imgscan refused: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
             return None;
         }
         other => panic!(
-            "{}: imgscan exited {other:?}: {}",
-            case.name,
+            "{name}: imgscan exited {other:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ),
     }

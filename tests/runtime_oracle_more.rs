@@ -766,48 +766,7 @@ fn compressed_layers_in_a_docker_archive() {
 // OCI layouts written by hand: umoci unpack, podman pull oci:, imgscan oci:
 // ---------------------------------------------------------------------------
 
-/// What imgscan reads of `arg`; `None` when it refuses (exit 2).
-pub(crate) fn imgscan_of(name: &str, arg: &str) -> Option<Facts> {
-    let out = crate::util::imgscan(&["--format", "json", "--fail-on", "none", arg]);
-    match out.status.code() {
-        Some(0) => {}
-        Some(2) => {
-            eprintln!(
-                "{name}: imgscan refused: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        other => panic!(
-            "{name}: imgscan exited {other:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut f = Facts {
-        root: Some(false),
-        ..Facts::default()
-    };
-    for x in r["findings"].as_array().unwrap() {
-        let path = x["path"].as_str().unwrap_or_default().to_owned();
-        let d = &x["details"];
-        match x["rule_id"].as_str().unwrap() {
-            "setuid-binary" => {
-                f.setuid.insert((path, d["uid"].as_u64().unwrap()));
-            }
-            "setgid-binary" => {
-                f.setgid.insert((path, d["gid"].as_u64().unwrap()));
-            }
-            "file-capability" => {
-                f.caps.insert(path);
-            }
-            "root-user" => f.root = Some(true),
-            _ => {}
-        }
-    }
-    f.user = Some(r["image"]["user"].as_str().unwrap_or_default().to_owned());
-    Some(f)
-}
+pub(crate) use crate::runtime_oracle::imgscan_of;
 
 fn umoci_layout(name: &str, layout: &Path, work: &Path) -> Option<Facts> {
     crate::runtime_oracle::umoci_unpack(name, layout, work)
