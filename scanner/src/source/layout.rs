@@ -56,43 +56,9 @@ impl LayoutContainer {
     }
 }
 
-/// `O_NONBLOCK` where its value is known (0 elsewhere: the check on the
-/// open handle still refuses a FIFO, once a writer has opened it).
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "s390x",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64"
-    )
-))]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-const O_NONBLOCK: i32 = 0x4;
-#[cfg(not(any(
-    all(
-        any(target_os = "linux", target_os = "android"),
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64",
-            target_arch = "s390x",
-            target_arch = "powerpc64",
-            target_arch = "loongarch64"
-        )
-    ),
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd"
-)))]
-const O_NONBLOCK: i32 = 0;
+/// `O_NONBLOCK`, from `libc` (already in the dependency tree): its value
+/// differs between architectures.
+const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 
 /// What a file that is not a regular file is, for messages.
 fn kind_of(t: std::fs::FileType) -> &'static str {
