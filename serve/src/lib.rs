@@ -40,7 +40,7 @@ use sha2::{Digest as _, Sha256};
 
 mod api;
 mod catalog;
-pub(crate) mod config;
+mod config;
 mod distribution;
 mod harbor;
 mod layers;
@@ -51,7 +51,7 @@ mod retention;
 mod store;
 mod worker;
 
-pub(crate) use config::ServeArgs;
+pub use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
 use layers::LayerDb;
@@ -224,7 +224,7 @@ async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
 }
 
 /// `imgscan serve`.
-pub(crate) fn run(args: &ServeArgs) -> Result<()> {
+pub fn run(args: &ServeArgs) -> Result<()> {
     let cfg = Arc::new(ServeConfig::load(args)?);
     run_with(Arc::clone(&cfg), |layers| {
         Arc::new(RegistryScanner::new(&cfg, layers))

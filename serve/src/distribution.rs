@@ -538,7 +538,7 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::config::{RegistryEntry, Secret, ServeConfig};
+    use crate::config::{RegistryEntry, Secret, ServeConfig};
 
     fn cfg() -> ServeConfig {
         ServeConfig {
@@ -567,11 +567,11 @@ mod tests {
             reject_limit: 3,
             platform: None,
             layer_cache: None,
-            retention: crate::serve::store::Retention {
+            retention: crate::store::Retention {
                 max_age_ms: None,
                 max_finished: None,
             },
-            reconcile: crate::serve::config::ReconcileLimits::default(),
+            reconcile: crate::config::ReconcileLimits::default(),
         }
     }
 

@@ -49,7 +49,8 @@ pub(crate) enum Command {
     /// Run the registry hook: scan every image pushed to a registry
     /// (distribution notifications, Harbor's scanner API) and serve the
     /// reports. See docs/serve.md.
-    Serve(crate::serve::ServeArgs),
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 /// Severity threshold for the exit status.

@@ -55,7 +55,7 @@ Example:
   imgscan serve --token-file /etc/imgscan/token --registry local=http://127.0.0.1:5000
 
 Recipes (registry config.yml, Harbor registration, the config file): docs/serve.md")]
-pub(crate) struct ServeArgs {
+pub struct ServeArgs {
     /// TOML config file (see docs/serve.md).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -570,7 +570,7 @@ impl ServeConfig {
             bail!("reconcile_page_size must be between 1 and {MAX_PAGE_SIZE}");
         }
         if cfg.registries.is_empty() {
-            crate::serve::log(
+            crate::log(
                 "warning: no registry is configured, so every event and Harbor scan request \
                  will be refused; add --registry NAME=URL or [[registry]] to the config",
             );

@@ -23,7 +23,6 @@ use scanner::{Input, ScanOptions};
 
 mod args;
 mod progress;
-mod serve;
 
 use args::{Cli, Color, Command, FailOn, Format, RegistryArgs, ScanArgs};
 
@@ -91,6 +90,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Some(Command::Scan(args)) => scan(&args),
+        #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(&args).map(|()| ExitStatus::Success),
         None => scan(&cli.scan),
     }
