@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum as _};
 use scanner::model::Severity;
 use scanner::source::Platform;
 use serde::Deserialize;
 
+use super::LogFormat;
 use super::layers::CacheLimits;
 use super::store::Retention;
 
@@ -92,6 +93,27 @@ pub struct ServeArgs {
     /// severity [default: high].
     #[arg(long, value_name = "SEVERITY")]
     pub(crate) fail_on: Option<Severity>,
+
+    /// Log lines on standard error: `text` (one line per event) or `json`
+    /// (one object per event) [default: text, or IMGSCAN_SERVE_LOG_FORMAT].
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// `--log-format`, else `IMGSCAN_SERVE_LOG_FORMAT`, else text. Read
+    /// before the config file, so that loading it is logged in that format.
+    pub(crate) fn log_format(&self) -> Result<LogFormat> {
+        if let Some(f) = self.log_format {
+            return Ok(f);
+        }
+        match std::env::var("IMGSCAN_SERVE_LOG_FORMAT") {
+            Ok(v) => LogFormat::from_str(&v, true).map_err(|_| {
+                anyhow::anyhow!("IMGSCAN_SERVE_LOG_FORMAT must be `text` or `json`, not `{v}`")
+            }),
+            Err(_) => Ok(LogFormat::Text),
+        }
+    }
 }
 
 /// A secret read from a file or the environment. `Debug` and `Display`
@@ -570,8 +592,8 @@ impl ServeConfig {
             bail!("reconcile_page_size must be between 1 and {MAX_PAGE_SIZE}");
         }
         if cfg.registries.is_empty() {
-            crate::log(
-                "warning: no registry is configured, so every event and Harbor scan request \
+            tracing::warn!(
+                "no registry is configured, so every event and Harbor scan request \
                  will be refused; add --registry NAME=URL or [[registry]] to the config",
             );
         }

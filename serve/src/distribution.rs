@@ -44,7 +44,7 @@ use sha2::{Digest as _, Sha256};
 use super::config::{RegistryEntry, ServeConfig, split_url};
 use super::metrics::{EventOutcome, Refusal};
 use super::store::{Admission, NewJob};
-use super::{App, blocking, log};
+use super::{App, blocking};
 
 pub(crate) const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
 pub(crate) const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
@@ -343,7 +343,7 @@ async fn handle(
         Err(r) => {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 app.metrics.refused(Refusal::TooLarge);
-                log("refused a notification larger than max_body_bytes (413)");
+                tracing::info!("refused a notification larger than max_body_bytes (413)");
             }
             return r.into_response();
         }
@@ -356,20 +356,17 @@ async fn handle(
     let refuse = |status: StatusCode, message: String| -> Response {
         if app.memo.should_drop(key, app.cfg.reject_limit) {
             app.metrics.refused(Refusal::PoisonDropped);
-            log(&format!(
+            tracing::info!(
                 "dropped a notification refused {} times already ({message}); answering 200 so \
                  the registry moves on",
                 app.cfg.reject_limit
-            ));
+            );
             return outcome_json(
                 StatusCode::OK,
                 json!({"dropped": true, "error": {"message": message}}),
             );
         }
-        log(&format!(
-            "refused a notification ({}): {message}",
-            status.as_u16()
-        ));
+        tracing::info!("refused a notification ({}): {message}", status.as_u16());
         outcome_json(status, json!({"error": {"message": message}}))
     };
 
@@ -473,7 +470,7 @@ async fn handle(
         }
         if matches!(a, Admission::Queued | Admission::Requeued) {
             woke = true;
-            log(&format!(
+            tracing::info!(
                 "queued {} ({} {}{})",
                 j.digest,
                 j.registry,
@@ -482,7 +479,7 @@ async fn handle(
                     .as_deref()
                     .map(|t| format!(":{t}"))
                     .unwrap_or_default()
-            ));
+            );
         }
     }
     if woke {
@@ -505,9 +502,9 @@ async fn handle(
     });
     if full > 0 {
         app.metrics.refused(Refusal::QueueFull);
-        log(&format!(
+        tracing::info!(
             "queue full: {full} event(s) not accepted, answering 503 so the registry retries"
-        ));
+        );
         let mut r = outcome_json(StatusCode::SERVICE_UNAVAILABLE, summary);
         r.headers_mut().insert(
             header::RETRY_AFTER,

@@ -37,7 +37,7 @@ use super::distribution::{valid_digest, valid_repository};
 use super::metrics::Refusal;
 use super::pull::PullAuth;
 use super::store::{Admission, DONE, FAILED, NewJob};
-use super::{App, blocking, log, rfc3339};
+use super::{App, blocking, rfc3339};
 
 pub(crate) const METADATA_MIME_1_0: &str =
     "application/vnd.scanner.adapter.metadata+json; version=1.0";
@@ -227,10 +227,10 @@ pub(crate) async fn scan(State(app): State<App>, body: Result<Bytes, BytesReject
         );
     };
     let Some(entry) = app.cfg.registry_for_host(&authority) else {
-        log(&format!(
+        tracing::info!(
             "refused a Harbor scan of {}: registry {authority} is not on the allowlist",
             a.digest
-        ));
+        );
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!(
@@ -282,7 +282,7 @@ pub(crate) async fn scan(State(app): State<App>, body: Result<Bytes, BytesReject
             if matches!(admission, Admission::Queued | Admission::Requeued) {
                 app.wake.notify();
             }
-            log(&format!(
+            tracing::info!(
                 "Harbor scan request {id} for {} ({} {}): {}",
                 job.digest,
                 entry.name,
@@ -292,7 +292,7 @@ pub(crate) async fn scan(State(app): State<App>, body: Result<Bytes, BytesReject
                     Admission::Requeued => "queued again after a failure",
                     _ => "already known",
                 }
-            ));
+            );
             (
                 StatusCode::ACCEPTED,
                 [(header::CONTENT_TYPE, SCAN_RESPONSE_MIME)],

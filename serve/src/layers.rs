@@ -38,7 +38,6 @@ use scanner::layer::LayerIndex;
 use scanner::source::registry::LayerStore;
 use sha2::{Digest as _, Sha256};
 
-use super::log;
 use super::store::now_ms;
 
 /// The cache schema (`PRAGMA user_version`). Another version is dropped and
@@ -118,10 +117,10 @@ impl LayerDb {
         match Self::open_file(path, limits) {
             Ok(db) => Ok(db),
             Err(e) if damaged(&e) => {
-                log(&format!(
-                    "warning: the layer cache {} is damaged ({e:#}); starting a new one",
+                tracing::warn!(
+                    "the layer cache {} is damaged ({e:#}); starting a new one",
                     path.display()
-                ));
+                );
                 for suffix in ["", "-wal", "-shm"] {
                     let mut p = path.as_os_str().to_owned();
                     p.push(suffix);
@@ -233,7 +232,7 @@ impl LayerDb {
                 None
             }
             Err(e) => {
-                log(&format!("warning: reading the layer cache: {e:#}"));
+                tracing::warn!("reading the layer cache: {e:#}");
                 None
             }
         };
@@ -245,7 +244,7 @@ impl LayerDb {
                     params![digest, now_ms()],
                 )
             }) {
-                log(&format!("warning: updating the layer cache: {e:#}"));
+                tracing::warn!("updating the layer cache: {e:#}");
             }
         } else {
             self.misses.fetch_add(1, Relaxed);
@@ -255,13 +254,13 @@ impl LayerDb {
 
     fn discard(&self, digest: &str, why: &str) {
         self.discarded.fetch_add(1, Relaxed);
-        log(&format!(
+        tracing::info!(
             "layer cache: dropping the entry for {digest} ({why}); the layer is scanned again"
-        ));
+        );
         if let Err(e) =
             self.with(|c| c.execute("DELETE FROM layers WHERE digest = ?1", params![digest]))
         {
-            log(&format!("warning: deleting from the layer cache: {e:#}"));
+            tracing::warn!("deleting from the layer cache: {e:#}");
         }
     }
 
@@ -297,7 +296,7 @@ impl LayerDb {
             tx.commit()
         });
         if let Err(e) = r {
-            log(&format!("warning: writing to the layer cache: {e:#}"));
+            tracing::warn!("writing to the layer cache: {e:#}");
         }
     }
 

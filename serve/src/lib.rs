@@ -26,7 +26,6 @@
 //! Recipes (registry `config.yml`, Harbor registration, the config file):
 //! `docs/serve.md`.
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +43,7 @@ mod config;
 mod distribution;
 mod harbor;
 mod layers;
+mod logging;
 mod metrics;
 mod pull;
 mod reconcile;
@@ -55,6 +55,7 @@ pub use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
 use layers::LayerDb;
+pub use logging::LogFormat;
 use metrics::Metrics;
 use pull::{ImageScanner, RegistryScanner};
 use scanner::source::registry::LayerStore;
@@ -76,17 +77,6 @@ pub(crate) struct AppState {
 
 pub(crate) type App = Arc<AppState>;
 
-/// Writes one line to standard error, with a UTC timestamp. Never pass a
-/// secret.
-pub(crate) fn log(msg: &str) {
-    let line = format!(
-        "{} imgscan serve: {}\n",
-        rfc3339(store::now_ms()),
-        one_line(msg)
-    );
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
 /// Folds a message onto one line (errors from the other side may hold
 /// newlines; a log line must stay one line).
 pub(crate) fn one_line(s: &str) -> String {
@@ -99,25 +89,9 @@ pub(crate) fn one_line(s: &str) -> String {
 
 /// RFC 3339 UTC with milliseconds, from milliseconds since the epoch.
 pub(crate) fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("@{ms}ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
 }
 
@@ -132,14 +106,14 @@ where
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
-            log(&format!("error: database: {e:#}"));
+            tracing::error!("database: {e:#}");
             Err(api::json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "database error (see the server log)",
             ))
         }
         Err(e) => {
-            log(&format!("error: database task: {e}"));
+            tracing::error!("database task: {e}");
             Err(api::json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error (see the server log)",
@@ -189,8 +163,8 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => log("SIGINT: shutting down"),
-        () = term => log("SIGTERM: shutting down"),
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
 
@@ -199,7 +173,7 @@ const CONNECTION_GRACE: Duration = Duration::from_secs(5);
 
 async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
     let addr = listener.local_addr()?;
-    log(&format!("listening on http://{addr}"));
+    tracing::info!("listening on http://{addr}");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -217,7 +191,7 @@ async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
     tokio::select! {
         r = server => r.context("serving HTTP")?,
         () = async { stopped(rx).await; tokio::time::sleep(CONNECTION_GRACE).await } => {
-            log("connections still open after the grace period; closing them");
+            tracing::info!("connections still open after the grace period; closing them");
         }
     }
     Ok(())
@@ -225,6 +199,7 @@ async fn serve_http(app: App, listener: tokio::net::TcpListener) -> Result<()> {
 
 /// `imgscan serve`.
 pub fn run(args: &ServeArgs) -> Result<()> {
+    logging::init(args.log_format()?);
     let cfg = Arc::new(ServeConfig::load(args)?);
     run_with(Arc::clone(&cfg), |layers| {
         Arc::new(RegistryScanner::new(&cfg, layers))
@@ -251,7 +226,7 @@ fn run_with(
     let metrics = Arc::new(Metrics::default());
     retention::prune_once(&store, cfg.retention, &metrics);
     let counts = store.counts()?;
-    log(&format!(
+    tracing::info!(
         "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
          queue capacity {}, verdict fails at {}; finished jobs {}; layer cache {}; registries: {}",
         env!("CARGO_PKG_VERSION"),
@@ -290,7 +265,7 @@ fn run_with(
                 .collect::<Vec<_>>()
                 .join(", ")
         }
-    ));
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("imgscan-http")
@@ -337,17 +312,17 @@ fn run_with(
     ));
     let served = rt.block_on(serve_http(app, listener));
     rt.shutdown_timeout(Duration::from_secs(1));
-    log(&format!(
+    tracing::info!(
         "waiting up to {}s for running scans",
         cfg.drain_timeout.as_secs()
-    ));
+    );
     let left = pool.shutdown(cfg.drain_timeout);
     if left > 0 {
-        log(&format!(
+        tracing::info!(
             "{left} scan(s) still running; they stay in the database and run again at the next start"
-        ));
+        );
     }
-    log("stopped; queued jobs stay in the database for the next start");
+    tracing::info!("stopped; queued jobs stay in the database for the next start");
     served
 }
 

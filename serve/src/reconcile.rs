@@ -44,7 +44,7 @@ use super::config::{ReconcileLimits, RegistryEntry};
 use super::distribution::{
     IMAGE_CONFIGS, IMAGE_MANIFESTS, INDEXES, SCHEMA1, valid_digest, valid_repository, valid_tag,
 };
-use super::log;
+
 use super::metrics::Metrics;
 use super::store::{Admission, NewJob, Store};
 use super::worker::Wake;
@@ -690,21 +690,18 @@ pub(crate) async fn run(entry: RegistryEntry, every: Duration, shared: Arc<Share
     let client = match Client::new(&entry) {
         Ok(c) => c,
         Err(e) => {
-            log(&format!(
-                "error: reconciliation of registry `{}` is off: {e}",
-                entry.name
-            ));
+            tracing::error!("reconciliation of registry `{}` is off: {e}", entry.name);
             return;
         }
     };
-    log(&format!(
+    tracing::info!(
         "reconciling registry `{}` ({}) every {}s, at most {} repositories and {} tags a sweep",
         entry.name,
         entry.url(),
         every.as_secs(),
         shared.limits.max_repositories,
         shared.limits.max_tags
-    ));
+    );
     let listing = RegistryListing {
         client,
         page_size: shared.limits.page_size,
@@ -730,7 +727,7 @@ pub(crate) async fn run(entry: RegistryEntry, every: Duration, shared: Arc<Share
         // in limited steps all the time.
         let routine = matches!(end, SweepEnd::Complete | SweepEnd::Limited);
         if stats.queued > 0 || stats.skipped > 0 || !routine {
-            log(&describe(&entry.name, &end, &stats));
+            tracing::info!("{}", &describe(&entry.name, &end, &stats));
         }
         let wait = match end {
             SweepEnd::QueueFull => every.min(QUEUE_FULL_RETRY),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::harbor;
-use super::log;
+
 use super::metrics::Metrics;
 use super::store::{Retention, Store, now_ms};
 
@@ -22,15 +22,15 @@ pub(crate) fn prune_once(store: &Store, policy: Retention, metrics: &Metrics) {
         Ok(0) => {}
         Ok(n) => {
             metrics.pruned(n);
-            log(&format!(
+            tracing::info!(
                 "pruned {n} finished job(s) and their reports ({})",
                 describe(policy)
-            ));
+            );
         }
-        Err(e) => log(&format!("error: pruning old jobs: {e:#}")),
+        Err(e) => tracing::error!("pruning old jobs: {e:#}"),
     }
     if let Err(e) = store.expire_harbor(harbor::SCAN_ID_TTL_MS) {
-        log(&format!("error: forgetting expired Harbor scan ids: {e:#}"));
+        tracing::error!("forgetting expired Harbor scan ids: {e:#}");
     }
 }
 

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use super::config::ServeConfig;
 use super::harbor;
 use super::metrics::Metrics;
+use super::one_line;
 use super::pull::{self, ImageScanner, PullAuth, ScanTarget};
 use super::store::{Claimed, Store, now_ms};
-use super::{log, one_line};
 
 /// Wakes idle workers when jobs arrive, and tells them to stop.
 #[derive(Debug, Default)]
@@ -149,7 +149,7 @@ fn worker_loop(ctx: &Ctx) {
                 ctx.wake.wait(wait);
             }
             Err(e) => {
-                log(&format!("error: taking a job from the database: {e:#}"));
+                tracing::error!("taking a job from the database: {e:#}");
                 ctx.wake.wait(Duration::from_secs(1));
             }
         }
@@ -159,12 +159,12 @@ fn worker_loop(ctx: &Ctx) {
 fn run_job(ctx: &Ctx, job: Claimed) {
     let started = Instant::now();
     let result = prepare(ctx, &job).and_then(|target| {
-        log(&format!(
+        tracing::info!(
             "scanning {} (registry {}, attempt {})",
             target.reference(),
             target.registry.name,
             job.attempts
-        ));
+        );
         match std::panic::catch_unwind(AssertUnwindSafe(|| ctx.scanner.scan(&target))) {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!("the scanner panicked")),
@@ -181,15 +181,12 @@ fn run_job(ctx: &Ctx, job: Claimed) {
                 .map_err(anyhow::Error::from)
                 .and_then(|(r, s)| ctx.store.finish_ok(job.seq, &r, &s, ms_i));
             if let Err(e) = saved {
-                log(&format!(
-                    "error: storing the report of {}: {e:#}",
-                    job.digest
-                ));
+                tracing::error!("storing the report of {}: {e:#}", job.digest);
                 return;
             }
             ctx.metrics.scan_done(ms, failing);
             let s = report.summary;
-            log(&format!(
+            tracing::info!(
                 "scanned {} in {:.1}s: {} findings (critical {}, high {}, medium {}, low {}, info {}), verdict {}",
                 job.digest,
                 ms as f64 / 1000.0,
@@ -200,7 +197,7 @@ fn run_job(ctx: &Ctx, job: Claimed) {
                 s.low,
                 s.info,
                 if failing { "fail" } else { "pass" }
-            ));
+            );
         }
         Err(e) => {
             let msg = one_line(&format!("{e:#}"));
@@ -211,22 +208,19 @@ fn run_job(ctx: &Ctx, job: Claimed) {
                 now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)
             });
             if let Err(db) = ctx.store.finish_err(job.seq, &msg, retry_at) {
-                log(&format!(
-                    "error: recording the failure of {}: {db:#}",
-                    job.digest
-                ));
+                tracing::error!("recording the failure of {}: {db:#}", job.digest);
                 return;
             }
             ctx.metrics.scan_error(ms, retry);
             match retry_at {
-                Some(at) => log(&format!(
+                Some(at) => tracing::info!(
                     "scan of {} failed (attempt {} of {}), retrying in {}s: {msg}",
                     job.digest,
                     job.attempts,
                     ctx.cfg.max_attempts,
                     (at - now_ms()).max(0) / 1000
-                )),
-                None => log(&format!("scan of {} failed: {msg}", job.digest)),
+                ),
+                None => tracing::info!("scan of {} failed: {msg}", job.digest),
             }
         }
     }
