@@ -414,7 +414,7 @@ fn result(image: &ImageInfo, short: &str, f: &Finding, rule_index: usize) -> Sar
         line_hash.update(part.as_bytes());
         line_hash.update([0]);
     }
-    let line_hash = format!("{}:1", hex(&line_hash.finalize()));
+    let line_hash = format!("{}:1", scanner::digest::to_hex(&line_hash.finalize()));
     SarifResult {
         rule_id: f.rule_id.as_str(),
         rule_index,
@@ -649,10 +649,6 @@ fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256, Sha512};
 use crate::error::{Error, Result};
 
 /// A digest algorithm imgscan can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Algorithm {
     /// SHA-256, which every image must support.
     Sha256,
@@ -25,10 +26,7 @@ pub enum Algorithm {
 impl Algorithm {
     /// The name used in digest strings.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Sha256 => "sha256",
-            Self::Sha512 => "sha512",
-        }
+        self.into()
     }
 
     fn hex_len(self) -> usize {

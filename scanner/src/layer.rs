@@ -59,7 +59,8 @@ use pipeline::{CHUNK, read_up_to};
 pub(crate) use pipeline::{ChunkSource, channel};
 
 /// Compression of a blob, found from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Compression {
     /// A plain tar.
     None,
@@ -99,11 +100,7 @@ impl Compression {
 
     /// Name for reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Gzip => "gzip",
-            Self::Zstd => "zstd",
-        }
+        self.into()
     }
 }
 

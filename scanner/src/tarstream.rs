@@ -227,7 +227,8 @@ impl<R: Read + Seek> TarSource for Seekable<R> {
 
 /// The type of a tar member, from its typeflag (after Go's NUL-typeflag
 /// rule, see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Kind {
     /// Regular file (`0`; NUL when the name does not end in `/`).
     File,
@@ -253,16 +254,7 @@ pub enum Kind {
 impl Kind {
     /// Lowercase name for reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::File => "file",
-            Self::Hardlink => "hardlink",
-            Self::Symlink => "symlink",
-            Self::CharDevice => "char-device",
-            Self::BlockDevice => "block-device",
-            Self::Dir => "dir",
-            Self::Fifo => "fifo",
-            Self::Other => "other",
-        }
+        self.into()
     }
 
     fn of(typeflag: u8) -> Self {

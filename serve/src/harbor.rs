@@ -169,7 +169,7 @@ fn new_scan_id(digest: &str) -> String {
             .to_le_bytes(),
     );
     h.update(std::process::id().to_le_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = scanner::digest::to_hex(&h.finalize());
     // UUID-shaped, as the spec's example.
     format!(
         "{}-{}-{}-{}-{}",
