@@ -647,7 +647,8 @@ impl Drop for Serve {
     }
 }
 
-/// A push event as distribution 2.8 sends it (`../shared/FORMATS.md` §4.1).
+/// A push event as distribution 2.8 sends it, envelope and fields as documented in
+/// <https://distribution.github.io/distribution/about/notifications/>.
 pub(crate) fn push_event(host: &str, repo: &str, tag: &str, digest: &str) -> Value {
     serde_json::json!({
         "id": format!("evt-{}-{tag}", &digest[7..19]),
