@@ -4,7 +4,8 @@
 //!
 //! A hand-written subset of the OASIS SARIF 2.1.0 model (as ruff, cargo-deny
 //! and cargo-audit write theirs), shaped by what GitHub code scanning reads
-//! (`shared/FORMATS.md` §5-§6):
+//! (<https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html>,
+//! <https://docs.github.com/en/code-security/code-scanning/integrating-with-code-scanning/sarif-support-for-code-scanning>):
 //!
 //! * one `run` per image, each with its own `automationDetails.id`
 //!   (`imgscan/<image>/`), because code scanning rejects two runs of one tool

@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn v2_net_raw_bind_ep() {
-        // setcap cap_net_raw,cap_net_bind_service+ep (FORMATS.md §2.4 worked example)
+        // setcap cap_net_raw,cap_net_bind_service+ep (the textual form of libcap's cap_from_text(3))
         let raw = [
             1, 0, 0, 2, 0, 0x24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ];

@@ -1,5 +1,6 @@
 //! CNCF distribution (docker registry v2) notifications: `POST /v1/events`
-//! and `POST /v1/events/{registry}`. See `../shared/FORMATS.md` §4.1 and
+//! and `POST /v1/events/{registry}`. See
+//! <https://distribution.github.io/distribution/about/notifications/> and
 //! distribution's `notifications/event.go`.
 //!
 //! The registry POSTs an envelope `{"events": [...]}` with content type

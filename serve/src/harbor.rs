@@ -1,6 +1,6 @@
 //! Harbor's Pluggable Scanner Adapter API v1.1 (goharbor/pluggable-scanner-spec,
 //! `api/spec/scanner-adapter-openapi-v1.1.yaml`; client in goharbor/harbor
-//! `src/pkg/scan/rest/v1`). See `../shared/FORMATS.md` §4.2.
+//! `src/pkg/scan/rest/v1`): <https://github.com/goharbor/pluggable-scanner-spec>.
 //!
 //! - `GET /api/v1/metadata`: one `vulnerability` capability consuming OCI and
 //!   Docker v2 image manifests and producing

@@ -3,8 +3,9 @@
 //! A distribution registry keeps undelivered notifications in memory only,
 //! so a push made while imgscan was down is lost if the registry restarts
 //! before it can deliver it ("if an instance is lost, messages may be
-//! dropped", `notifications/endpoint.go`; `../shared/FORMATS.md` §4.1 asks
-//! the hook to "periodically reconcile via `/v2/_catalog` + tags"). For an
+//! dropped", `notifications/endpoint.go`, so a hook must
+//! reconcile from `/v2/_catalog` and `tags/list`, which the distribution
+//! API spec defines: <https://distribution.github.io/distribution/spec/api/>). For an
 //! allowlist entry with `reconcile_interval_secs`, a task sweeps the
 //! registry: each repository of `/v2/_catalog`, each tag of its
 //! `tags/list`, the tag's manifest digest by `HEAD`. A digest that has no

