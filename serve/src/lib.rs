@@ -13,11 +13,11 @@
 //! - The HTTP side (axum on a small tokio runtime) only validates, records
 //!   and answers; it never waits for a scan, so the registry (1 s default
 //!   timeout) and Harbor (5 s) are answered at once.
-//! - The database is the queue ([`store`]): a job is committed before the
+//! - The database is the queue (`store`): a job is committed before the
 //!   2xx that acknowledges it, so `kill -9` loses nothing; the manifest
 //!   digest is its key, so each image is scanned once.
-//! - A fixed pool of worker threads ([`worker`]) takes due jobs in order and
-//!   runs [`pull::ImageScanner`]; the queue is bounded, and a full queue
+//! - A fixed pool of worker threads (`worker`) takes due jobs in order and
+//!   runs `pull::ImageScanner`; the queue is bounded, and a full queue
 //!   answers 503 with `Retry-After` so the registry retries.
 //! - SIGTERM/SIGINT: stop accepting, let running scans finish for
 //!   `drain_timeout`, leave queued (and unfinished) jobs in the database for
