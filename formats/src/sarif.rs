@@ -24,7 +24,10 @@
 //! * `partialFingerprints.primaryLocationLineHash` is our own stable hash,
 //!   because `upload-sarif` can only compute one for files in the checkout;
 //!   `imgscan/v1` is the finding's fingerprint from the JSON report;
-//! * scan warnings become `invocations[0].toolExecutionNotifications`.
+//! * scan warnings become `invocations[0].toolExecutionNotifications`;
+//! * a run holds at most 25,000 results, the code scanning limit for one
+//!   upload: past it, the least severe are left out and an error notification
+//!   says how many.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -40,6 +43,9 @@ use crate::Emitter;
 const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 /// GitHub truncates descriptions longer than this.
 const MAX_DESCRIPTION: usize = 1024;
+/// Code scanning rejects a whole upload with more results than this in one
+/// run ("Upload limits" in GitHub's SARIF documentation, linked above).
+const MAX_RESULTS: usize = 25_000;
 
 /// Writes SARIF 2.1.0 (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, Default)]
@@ -297,6 +303,22 @@ fn run(report: &Report, short: &str, automation_id: String) -> Run {
             continue;
         };
         results.push(result(&report.image, short, finding, rule_index));
+    }
+    if results.len() > MAX_RESULTS {
+        // Findings are sorted most severe first, so the ones left out are the
+        // least severe; the JSON report still has them all.
+        notifications.push(Notification {
+            level: Level::Error,
+            message: Text {
+                text: format!(
+                    "{} of {} results left out: code scanning accepts at most {MAX_RESULTS} \
+                     results per run. The JSON report (--format json) has them all.",
+                    results.len() - MAX_RESULTS,
+                    results.len(),
+                ),
+            },
+        });
+        results.truncate(MAX_RESULTS);
     }
     let image = &report.image;
     Run {
