@@ -131,7 +131,7 @@ fn check_rule(v: &mut Verdict, at: &str, rule: &Value) {
 }
 
 fn check_result(v: &mut Verdict, at: &str, result: &Value, rules: &[Value]) {
-    if !text_of(&result["message"]).is_some_and(|t| !t.trim().is_empty()) {
+    if text_of(&result["message"]).is_none_or(|t| t.trim().is_empty()) {
         v.errors.push(format!("{at}.message.text: required"));
     }
     let rule_id = result.get("ruleId").and_then(Value::as_str);
@@ -216,10 +216,10 @@ fn check_result(v: &mut Verdict, at: &str, result: &Value, rules: &[Value]) {
 /// Code scanning's verdict on `sarif`.
 fn github_verdict(sarif: &Value) -> Verdict {
     let mut v = Verdict::default();
-    if !sarif
+    if sarif
         .get("$schema")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         v.errors.push("$schema: required".to_owned());
     }
@@ -243,10 +243,7 @@ fn github_verdict(sarif: &Value) -> Verdict {
     for (i, run) in runs.iter().enumerate() {
         let at = format!("runs[{i}]");
         let driver = &run["tool"]["driver"];
-        if !driver["name"]
-            .as_str()
-            .is_some_and(|n| !n.trim().is_empty())
-        {
+        if driver["name"].as_str().is_none_or(|n| n.trim().is_empty()) {
             v.errors.push(format!("{at}.tool.driver.name: required"));
         }
         let category = (
