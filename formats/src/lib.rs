@@ -53,6 +53,7 @@ use std::str::FromStr;
 
 use scanner::model::Report;
 use serde::{Deserialize, Serialize};
+use strum::IntoStaticStr;
 
 pub mod human;
 pub mod json;
@@ -61,8 +62,11 @@ pub mod sarif;
 /// An output format. The binary maps its `--format` values onto this (the
 /// library has no clap dependency); serde and [`FromStr`]/[`fmt::Display`]
 /// use the lowercase names `table`, `json` and `sarif`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum OutputFormat {
     /// Aligned table for a terminal ([`human::TableEmitter`]).
     #[default]
@@ -79,11 +83,7 @@ impl OutputFormat {
 
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Table => "table",
-            Self::Json => "json",
-            Self::Sarif => "sarif",
-        }
+        self.into()
     }
 
     /// A fresh emitter for this format.

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use strum::{EnumCount, EnumIter, IntoEnumIterator as _, IntoStaticStr};
+
 use super::layers::CacheStats;
 use super::store::Counts;
 
@@ -13,8 +15,10 @@ const BUCKETS: [f64; 11] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-/// What became of one event of a notification envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of one event of a notification envelope. The metric label is
+/// the snake_case name; the counters are indexed by the discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumIter, EnumCount)]
+#[strum(serialize_all = "snake_case")]
 pub(crate) enum EventOutcome {
     /// A new scan job.
     Queued,
@@ -33,31 +37,15 @@ pub(crate) enum EventOutcome {
 }
 
 impl EventOutcome {
-    const ALL: [Self; 7] = [
-        Self::Queued,
-        Self::Requeued,
-        Self::Duplicate,
-        Self::Ignored,
-        Self::OffAllowlist,
-        Self::Malformed,
-        Self::QueueFull,
-    ];
-
+    /// The metric label and the name in a notification's response.
     pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Requeued => "requeued",
-            Self::Duplicate => "duplicate",
-            Self::Ignored => "ignored",
-            Self::OffAllowlist => "off_allowlist",
-            Self::Malformed => "malformed",
-            Self::QueueFull => "queue_full",
-        }
+        self.into()
     }
 }
 
-/// Why a request was refused before any work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request was refused before any work (labelled as [`EventOutcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumIter, EnumCount)]
+#[strum(serialize_all = "snake_case")]
 pub(crate) enum Refusal {
     Unauthorized,
     TooLarge,
@@ -66,32 +54,14 @@ pub(crate) enum Refusal {
     PoisonDropped,
 }
 
-impl Refusal {
-    const ALL: [Self; 4] = [
-        Self::Unauthorized,
-        Self::TooLarge,
-        Self::QueueFull,
-        Self::PoisonDropped,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Unauthorized => "unauthorized",
-            Self::TooLarge => "too_large",
-            Self::QueueFull => "queue_full",
-            Self::PoisonDropped => "poison_dropped",
-        }
-    }
-}
-
 /// How a reconciliation sweep can end (`reconcile::SweepEnd::label`).
 const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
 
 /// Counters kept since start.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    events: [AtomicU64; 7],
-    refusals: [AtomicU64; 4],
+    events: [AtomicU64; EventOutcome::COUNT],
+    refusals: [AtomicU64; Refusal::COUNT],
     scans_pass: AtomicU64,
     scans_fail: AtomicU64,
     scans_error: AtomicU64,
@@ -108,13 +78,11 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn event(&self, o: EventOutcome) {
-        let i = EventOutcome::ALL.iter().position(|x| *x == o).unwrap_or(0);
-        self.events[i].fetch_add(1, Relaxed);
+        self.events[o as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn refused(&self, r: Refusal) {
-        let i = Refusal::ALL.iter().position(|x| *x == r).unwrap_or(0);
-        self.refusals[i].fetch_add(1, Relaxed);
+        self.refusals[r as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn harbor_request(&self) {
@@ -257,11 +225,11 @@ impl Metrics {
             s,
             "# HELP imgscan_events_total Registry notification events by outcome.\n# TYPE imgscan_events_total counter"
         );
-        for (o, c) in EventOutcome::ALL.iter().zip(&self.events) {
+        for (o, c) in EventOutcome::iter().zip(&self.events) {
             let _ = writeln!(
                 s,
                 "imgscan_events_total{{outcome=\"{}\"}} {}",
-                o.as_str(),
+                <&str>::from(o),
                 c.load(Relaxed)
             );
         }
@@ -269,11 +237,11 @@ impl Metrics {
             s,
             "# HELP imgscan_http_refusals_total Requests refused before any work, by reason.\n# TYPE imgscan_http_refusals_total counter"
         );
-        for (r, c) in Refusal::ALL.iter().zip(&self.refusals) {
+        for (r, c) in Refusal::iter().zip(&self.refusals) {
             let _ = writeln!(
                 s,
                 "imgscan_http_refusals_total{{reason=\"{}\"}} {}",
-                r.as_str(),
+                <&str>::from(r),
                 c.load(Relaxed)
             );
         }
