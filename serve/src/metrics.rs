@@ -294,6 +294,34 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// Metric labels are a contract with dashboards and alerts.
+    #[test]
+    fn label_names_are_stable() {
+        let events: Vec<&str> = EventOutcome::iter().map(EventOutcome::as_str).collect();
+        assert_eq!(
+            events,
+            [
+                "queued",
+                "requeued",
+                "duplicate",
+                "ignored",
+                "off_allowlist",
+                "malformed",
+                "queue_full"
+            ]
+        );
+        let refusals: Vec<&str> = Refusal::iter().map(<&str>::from).collect();
+        assert_eq!(
+            refusals,
+            ["unauthorized", "too_large", "queue_full", "poison_dropped"]
+        );
+        let m = Metrics::default();
+        m.event(EventOutcome::QueueFull);
+        m.refused(Refusal::PoisonDropped);
+        assert_eq!(m.events[EventOutcome::COUNT - 1].load(Relaxed), 1);
+        assert_eq!(m.refusals[Refusal::COUNT - 1].load(Relaxed), 1);
+    }
+
     #[test]
     fn histogram_is_cumulative() {
         let m = Metrics::default();
