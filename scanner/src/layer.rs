@@ -1099,13 +1099,13 @@ mod tests {
         let pw = vec![b'x'; 3000];
         let raw = raw_layer(&[("etc/passwd", b'0', &[], &pw)]);
         let budget = std::sync::Arc::new(crate::budget::MemoryBudget::new(1 << 30));
-        let opts = LayerOptions {
+        let shared = LayerOptions {
             max_capture_total: 4000,
             budget: budget.clone(),
             ..opts()
         };
-        let a = scan_layer(&raw[..], &opts).unwrap();
-        let b = scan_layer(&raw[..], &opts).unwrap();
+        let a = scan_layer(&raw[..], &shared).unwrap();
+        let b = scan_layer(&raw[..], &shared).unwrap();
         let len = |i: &LayerIndex| i.entries().next().unwrap().content.unwrap().data.len();
         assert_eq!(
             (len(&a), len(&b)),

@@ -643,6 +643,7 @@ impl Check for Uid0Accounts {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
+    use serde_json::Value;
 
     const PASSWD_TEXT: &str = "# comment\nroot:x:0:0:root:/root:/bin/bash\n\
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\r\n\

@@ -153,6 +153,7 @@ impl Check for FileCapabilities {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
+    use serde_json::Value;
     use crate::layer::Entry;
 
     /// A revision 2 value with `permitted` set (and the effective flag).

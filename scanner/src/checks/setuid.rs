@@ -166,6 +166,7 @@ impl Check for SetuidSetgid {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
+    use serde_json::Value;
     use crate::layer::Entry;
     use crate::tarstream::Kind;
 
