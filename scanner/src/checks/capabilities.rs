@@ -153,8 +153,8 @@ impl Check for FileCapabilities {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
-    use serde_json::Value;
     use crate::layer::Entry;
+    use serde_json::Value;
 
     /// A revision 2 value with `permitted` set (and the effective flag).
     fn v2(permitted: u64, effective: bool) -> Box<[u8]> {

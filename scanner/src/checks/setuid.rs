@@ -166,9 +166,9 @@ impl Check for SetuidSetgid {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
-    use serde_json::Value;
     use crate::layer::Entry;
     use crate::tarstream::Kind;
+    use serde_json::Value;
 
     fn dpkg(lists: &[(&str, &str)]) -> Vec<Entry> {
         let mut v = vec![text(
