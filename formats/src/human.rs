@@ -15,8 +15,9 @@
 
 use std::io::{self, Write};
 
+use scanner::checks::RULES;
 use scanner::model::{Finding, Report, Severity, Summary};
-use scanner::rules::{RULES, RuleMeta};
+use scanner::rules::{RuleMeta, RuleStatus};
 
 use crate::{EmitOptions, Emitter};
 
@@ -231,6 +232,12 @@ pub fn explain(w: &mut dyn Write, meta: &RuleMeta) -> io::Result<()> {
         writeln!(w, "{line}")?;
     }
     writeln!(w)?;
+    if let RuleStatus::Retired { since, why } = meta.status {
+        for line in wrap(&format!("Retired in {since}: {why}"), PROSE_WIDTH) {
+            writeln!(w, "{line}")?;
+        }
+        writeln!(w)?;
+    }
     writeln!(w, "Default severity: {}", meta.default_severity)?;
     for line in wrap(&format!("Severity: {}", meta.severity_note), PROSE_WIDTH) {
         writeln!(w, "{line}")?;

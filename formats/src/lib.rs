@@ -4,7 +4,7 @@
 //! # Architecture
 //!
 //! The `scanner` crate owns the findings model ([`scanner::model`]) and the
-//! rule registry ([`scanner::rules::RULES`]); this crate only reads them and
+//! rule registry ([`scanner::checks::RULES`]); this crate only reads them and
 //! never the reverse (the split ruff makes between `ruff_db::diagnostic` and
 //! its `render` modules). Each format lives in its own module and implements
 //! [`Emitter`]:

@@ -32,8 +32,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
+use scanner::checks::RULES;
 use scanner::model::{Finding, ImageInfo, Report, Severity};
-use scanner::rules::{RULES, RuleId, RuleMeta};
+use scanner::rules::RuleMeta;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -376,7 +377,7 @@ fn rule(meta: &'static RuleMeta) -> Rule {
         help_uri: meta.help_uri(),
         default_configuration: Configuration { level: sev.into() },
         properties: RuleProperties {
-            tags: tags(meta.id),
+            tags: tags(meta),
             precision: "very-high",
             security_severity: sev.security_severity(),
             imgscan_code: meta.code,
@@ -385,28 +386,12 @@ fn rule(meta: &'static RuleMeta) -> Rule {
 }
 
 /// Filterable tags: `security` first (code scanning wants it on rules with a
-/// `security-severity`), then a topic and, where one fits, the CWE in the
-/// `external/cwe/cwe-N` form code scanning recognises. Exhaustive on purpose,
-/// so a new rule has to choose.
-fn tags(id: RuleId) -> Vec<&'static str> {
-    let (topic, cwe): (&str, Option<&str>) = match id {
-        // CWE-250: Execution with Unnecessary Privileges.
-        RuleId::RootUser | RuleId::RootGroup => ("container-user", Some("external/cwe/cwe-250")),
-        RuleId::UnresolvedUser => ("container-user", None),
-        RuleId::SetuidBinary | RuleId::SetgidBinary | RuleId::FileCapability => {
-            ("privilege-escalation", Some("external/cwe/cwe-250"))
-        }
-        // CWE-269: Improper Privilege Management.
-        RuleId::SudoersNopasswd => ("privilege-escalation", Some("external/cwe/cwe-269")),
-        RuleId::Uid0Account => ("accounts", Some("external/cwe/cwe-269")),
-        // CWE-732: Incorrect Permission Assignment for Critical Resource.
-        RuleId::WorldWritablePath => ("file-permissions", Some("external/cwe/cwe-732")),
-        RuleId::RemoteShellDaemon => ("remote-access", None),
-        // CWE-321: Use of Hard-coded Cryptographic Key.
-        RuleId::SshHostKey => ("remote-access", Some("external/cwe/cwe-321")),
-    };
-    let mut tags = vec!["security", "container", topic];
-    tags.extend(cwe);
+/// `security-severity`), `container`, then the rule's own
+/// ([`RuleMeta::tags`]: a topic and, where one fits, the CWE in the
+/// `external/cwe/cwe-N` form code scanning recognises).
+fn tags(meta: &RuleMeta) -> Vec<&'static str> {
+    let mut tags = vec!["security", "container"];
+    tags.extend_from_slice(meta.tags);
     tags
 }
 

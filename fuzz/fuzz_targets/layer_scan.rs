@@ -22,6 +22,8 @@ fn options() -> LayerOptions {
         max_capture: 2048,
         max_capture_total: 8192,
         budget: Arc::new(MemoryBudget::new(64 << 20)),
+        // What a scan captures: the files the checks read.
+        captures: scanner::checks::captures,
         ..LayerOptions::default()
     }
 }

@@ -329,6 +329,12 @@ pub struct LayerOptions {
     /// The image-wide memory budget every structure that grows with the
     /// input charges (shared by all layers of one scan; `--max-memory`).
     pub budget: std::sync::Arc<crate::budget::MemoryBudget>,
+    /// Whether a regular file's contents are kept ([`Entry::content`]), by
+    /// its normalised path: the files the checks read. The scan sets it to
+    /// `checks::captures`, built from the checks' own declarations; this
+    /// module only calls it, so it needs to know nothing about checks. The
+    /// default captures nothing.
+    pub captures: fn(&str) -> bool,
 }
 
 impl Default for LayerOptions {
@@ -341,6 +347,7 @@ impl Default for LayerOptions {
             max_capture: 16 << 20,
             max_capture_total: 96 << 20,
             budget: std::sync::Arc::default(),
+            captures: |_| false,
         }
     }
 }
@@ -350,63 +357,6 @@ impl LayerOptions {
     pub fn verifies(&self) -> bool {
         !self.raw_algorithms.is_empty() || !self.tar_algorithms.is_empty()
     }
-}
-
-/// Whether a check needs this file's contents (normalised path). The
-/// account files are read as the runtime opens `/etc/passwd`, through
-/// symlinks and hard links: capturing them where they commonly really are
-/// keeps such images scannable (one whose `/etc/passwd` resolves to a file
-/// not captured here fails the scan, see `checks::accounts`).
-pub fn wants_content(path: &str) -> bool {
-    /// Directories where account files (`passwd`, `group`) live in common
-    /// layouts, and so where a symlinked or hard-linked `/etc/passwd` points:
-    /// Debian's `base-passwd` templates, `/usr/lib` (rpm-ostree and bootc
-    /// images, nss-altfiles), `/usr/etc` (openSUSE), Clear Linux's
-    /// `/usr/share/defaults/etc`, Ubuntu's `libnss-extrausers`.
-    const ACCOUNT_DIRS: &[&str] = &[
-        "etc",
-        "lib",
-        "usr/etc",
-        "usr/lib",
-        "usr/share/base-passwd",
-        "usr/share/defaults/etc",
-        "var/lib/extrausers",
-    ];
-
-    /// Account file names captured in `ACCOUNT_DIRS` (with the shadow-utils
-    /// backups and the `base-passwd` templates).
-    const ACCOUNT_NAMES: &[&str] = &[
-        "passwd",
-        "group",
-        "passwd-",
-        "group-",
-        "passwd.master",
-        "group.master",
-    ];
-    /// `path` is a direct child of `dir` (a name without `/`).
-    fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
-        path.strip_prefix(dir)?
-            .strip_prefix('/')
-            .filter(|n| !n.is_empty() && !n.contains('/'))
-    }
-    if matches!(
-        path,
-        "etc/sudoers" | "var/lib/dpkg/status" | "lib/apk/db/installed" | "usr/lib/apk/db/installed"
-    ) {
-        return true;
-    }
-    // Every account name ends in one of these bytes: most paths stop here
-    // (this runs for every member).
-    if matches!(path.as_bytes().last(), Some(b'd' | b'p' | b'-' | b'r'))
-        && let Some((dir, name)) = path.rsplit_once('/')
-        && ACCOUNT_NAMES.contains(&name)
-        && ACCOUNT_DIRS.contains(&dir)
-    {
-        return true;
-    }
-    child_of(path, "etc/sudoers.d").is_some()
-        || child_of(path, "var/lib/dpkg/info").is_some_and(|n| n.ends_with(".list"))
-        || child_of(path, "var/lib/dpkg/status.d").is_some()
 }
 
 /// Normalises a member name: strips `./` and leading `/`, folds `.` and
@@ -889,7 +839,7 @@ fn read_members<S: TarSource>(
         };
         let (kind, mode, uid, gid, size) = (h.kind, h.mode, h.uid, h.gid, h.size);
         let mut content = None;
-        if kind == Kind::File && wants_content(&index.paths[start..]) {
+        if kind == Kind::File && (opts.captures)(&index.paths[start..]) {
             let want = (opts.max_capture as u64).min(size);
             let granted = opts
                 .budget
@@ -932,6 +882,15 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// The default options, capturing `/etc/passwd` as the scan's
+    /// `checks::captures` does.
+    fn opts() -> LayerOptions {
+        LayerOptions {
+            captures: |path| path == "etc/passwd",
+            ..LayerOptions::default()
+        }
+    }
+
     fn layer() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -955,7 +914,7 @@ mod tests {
     #[test]
     fn indexes_entries_whiteouts_and_content() {
         let raw = layer();
-        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        let idx = scan_layer(&raw[..], &opts()).unwrap();
         let entries: Vec<Entry> = idx.entries().collect();
         assert_eq!(entries.len(), 2);
         assert_eq!(&*entries[1].path, "etc/passwd");
@@ -979,9 +938,9 @@ mod tests {
         gz.write_all(&raw).unwrap();
         let gz = gz.finish().unwrap();
         let zs = zstd::encode_all(&raw[..], 3).unwrap();
-        let plain = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        let plain = scan_layer(&raw[..], &opts()).unwrap();
         for blob in [&gz, &zs] {
-            let idx = scan_layer(&blob[..], &LayerOptions::default()).unwrap();
+            let idx = scan_layer(&blob[..], &opts()).unwrap();
             assert_eq!(idx.tar.sha256, plain.raw.sha256);
             assert_eq!(
                 idx.raw.sha256.clone().unwrap(),
@@ -1000,7 +959,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&raw).unwrap();
         let gz = gz.finish().unwrap();
-        assert!(scan_layer(&gz[..gz.len() / 2], &LayerOptions::default()).is_err());
+        assert!(scan_layer(&gz[..gz.len() / 2], &opts()).is_err());
     }
 
     fn big_layer() -> Vec<u8> {
@@ -1029,7 +988,7 @@ mod tests {
         let zs = zstd::encode_all(&raw[..], 1).unwrap();
         let want = crate::digest::Digest::sha256_of(&raw);
         for blob in [&raw, &gz, &zs] {
-            let idx = scan_layer(&blob[..], &LayerOptions::default()).unwrap();
+            let idx = scan_layer(&blob[..], &opts()).unwrap();
             assert_eq!(idx.tar.sha256.as_ref(), Some(&want));
             assert_eq!(idx.raw.len, blob.len() as u64);
             let entries: Vec<Entry> = idx.entries().collect();
@@ -1037,10 +996,7 @@ mod tests {
             assert_eq!(entries[0].mode, 0o4755);
             assert!(entries[1].content.is_some());
             for cut in [blob.len() / 3, blob.len() * 9 / 10] {
-                assert!(
-                    scan_layer(&blob[..cut], &LayerOptions::default()).is_err(),
-                    "cut {cut}"
-                );
+                assert!(scan_layer(&blob[..cut], &opts()).is_err(), "cut {cut}");
             }
         }
     }
@@ -1052,15 +1008,6 @@ mod tests {
         assert_eq!(normalize(b"../../etc/shadow"), "etc/shadow");
         assert_eq!(normalize(b"a/b/../../../c"), "c");
         assert_eq!(normalize(b"./"), "");
-    }
-
-    #[test]
-    fn content_wanted() {
-        assert!(wants_content("etc/passwd"));
-        assert!(wants_content("var/lib/dpkg/info/login.list"));
-        assert!(wants_content("etc/sudoers.d/app"));
-        assert!(!wants_content("etc/sudoers.d/x/y"));
-        assert!(!wants_content("usr/bin/passwd"));
     }
 
     /// Path, typeflag, PAX records, data.
@@ -1099,7 +1046,7 @@ mod tests {
             ),
             ("c", b'0', &[("uid", b"1000")], b""),
         ]);
-        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        let idx = scan_layer(&raw[..], &opts()).unwrap();
         let owners: Vec<(u64, u64)> = idx.entries().map(|e| (e.uid, e.gid)).collect();
         assert_eq!(owners, [(0, 1), (0, 0), (1000, 0)]);
     }
@@ -1112,7 +1059,7 @@ mod tests {
     fn runtime_disagreements_are_refused() {
         for name in ["usr/.wh..", "usr/.wh..."] {
             let raw = raw_layer(&[(name, b'0', &[], b"")]);
-            let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+            let e = scan_layer(&raw[..], &opts()).unwrap_err();
             assert!(e.0.starts_with("ambiguous image: whiteout"), "{}", e.0);
         }
         let raw = raw_layer(&[(
@@ -1121,11 +1068,11 @@ mod tests {
             &[("SCHILY.xattr.security.capability", b"")],
             b"x",
         )]);
-        let idx = scan_layer(&raw[..], &LayerOptions::default()).unwrap();
+        let idx = scan_layer(&raw[..], &opts()).unwrap();
         assert_eq!(idx.entries().next().unwrap().caps, None);
         let mut blob = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 0, 0, 0, 0];
         blob.extend(zstd::encode_all(&raw_layer(&[("a", b'0', &[], b"")])[..], 1).unwrap());
-        let e = scan_layer(&blob[..], &LayerOptions::default()).unwrap_err();
+        let e = scan_layer(&blob[..], &opts()).unwrap_err();
         assert!(e.0.contains("skippable frame"), "{}", e.0);
     }
 
@@ -1134,13 +1081,13 @@ mod tests {
     #[test]
     fn unhandled_types_are_refused() {
         let raw = raw_layer(&[("x", b'V', &[], b"")]);
-        let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+        let e = scan_layer(&raw[..], &opts()).unwrap_err();
         assert!(e.0.starts_with("ambiguous image: member `x`"), "{}", e.0);
         // A global header is refused whatever its name: umoci fails the
         // layer, moby applies a whiteout or removal by its name.
         for name in ["g", ".wh.y"] {
             let raw = raw_layer(&[(name, b'g', &[], b""), ("y", b'0', &[], b"")]);
-            let e = scan_layer(&raw[..], &LayerOptions::default()).unwrap_err();
+            let e = scan_layer(&raw[..], &opts()).unwrap_err();
             assert!(e.0.contains("PAX global header"), "{}", e.0);
         }
     }
@@ -1152,13 +1099,13 @@ mod tests {
         let pw = vec![b'x'; 3000];
         let raw = raw_layer(&[("etc/passwd", b'0', &[], &pw)]);
         let budget = std::sync::Arc::new(crate::budget::MemoryBudget::new(1 << 30));
-        let opts = LayerOptions {
+        let shared = LayerOptions {
             max_capture_total: 4000,
             budget: budget.clone(),
-            ..LayerOptions::default()
+            ..opts()
         };
-        let a = scan_layer(&raw[..], &opts).unwrap();
-        let b = scan_layer(&raw[..], &opts).unwrap();
+        let a = scan_layer(&raw[..], &shared).unwrap();
+        let b = scan_layer(&raw[..], &shared).unwrap();
         let len = |i: &LayerIndex| i.entries().next().unwrap().content.unwrap().data.len();
         assert_eq!(
             (len(&a), len(&b)),
@@ -1170,7 +1117,7 @@ mod tests {
         assert_eq!(budget.used(), 0);
         let small = LayerOptions {
             budget: std::sync::Arc::new(crate::budget::MemoryBudget::new(1000)),
-            ..LayerOptions::default()
+            ..opts()
         };
         let e = scan_layer(&raw[..], &small).unwrap_err();
         assert!(e.0.contains("memory budget"), "{}", e.0);

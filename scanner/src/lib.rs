@@ -17,6 +17,8 @@
 
 pub mod budget;
 pub mod capability;
+// First: `rules` builds `RuleId` from the registry list macro defined here.
+#[macro_use]
 pub mod checks;
 pub mod config;
 pub mod digest;
@@ -27,9 +29,11 @@ pub mod layer;
 pub mod model;
 pub mod rules;
 pub mod scan;
+pub mod severity;
 pub mod source;
 pub mod tarstream;
 
 pub use error::{Error, Result};
 pub use scan::{ScanOptions, scan};
+pub use severity::Severity;
 pub use source::Input;

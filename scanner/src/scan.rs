@@ -49,7 +49,10 @@ impl Default for ScanOptions {
     fn default() -> Self {
         Self {
             selection: Selection::default(),
-            layer: LayerOptions::default(),
+            layer: LayerOptions {
+                captures: checks::captures,
+                ..LayerOptions::default()
+            },
             stream_workers: cpus().max(2),
             layer_workers: cpus(),
             registry: RegistryOptions::default(),
@@ -149,10 +152,14 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
     }
 }
 
-/// `opts` with a new, empty budget of `max_memory` bytes: one per image.
+/// `opts` with a new, empty budget of `max_memory` bytes (one per image) and
+/// the checks' capture predicate.
 fn with_fresh_budget(opts: &ScanOptions) -> ScanOptions {
     let mut o = opts.clone();
     o.layer.budget = std::sync::Arc::new(MemoryBudget::new(opts.max_memory));
+    // The layers keep the files the checks read, whatever the caller's
+    // layer options say: the checks declare them, not the caller.
+    o.layer.captures = checks::captures;
     o
 }
 

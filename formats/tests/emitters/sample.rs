@@ -74,7 +74,7 @@ pub(crate) fn sample_report() -> Report {
             None,
             None,
             "The image runs as root: its config has no User.",
-            json!({ "user": null }),
+            json!({ "user": null, "uid": 0, "resolved_by": "default" }),
             1,
         ),
         finding(
@@ -101,7 +101,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/python3.11"),
             Some(l2),
             "/usr/bin/python3.11 has the root-equivalent file capability cap_setuid (effective).",
-            json!({ "capabilities": ["cap_setuid"], "effective": true, "revision": 2, "rootid": null }),
+            json!({ "capabilities": ["cap_setuid"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_setuid=ep", "package": null, "package_db": "dpkg" }),
             4,
         ),
         finding(
@@ -110,7 +110,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/ping"),
             Some(l1),
             "/usr/bin/ping has the file capability cap_net_raw (effective).",
-            json!({ "capabilities": ["cap_net_raw"], "effective": true, "revision": 2, "rootid": null }),
+            json!({ "capabilities": ["cap_net_raw"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_net_raw=ep", "package": "iputils-ping", "package_db": "dpkg" }),
             5,
         ),
         finding(
@@ -119,7 +119,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/empty-caps"),
             Some(l1),
             "/usr/bin/empty-caps has a security.capability attribute with no capabilities in it.",
-            json!({ "capabilities": [], "effective": false, "revision": 3, "rootid": 100000 }),
+            json!({ "capabilities": [], "effective": false, "revision": 3, "rootid": 100000, "getcap": "=", "package": null, "package_db": "dpkg" }),
             6,
         ),
         finding(
@@ -137,7 +137,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/sbin/sshd"),
             Some(l1),
             "/usr/sbin/sshd is an ssh server, and the config exposes port 22/tcp; containers are entered with exec, not a remote shell.",
-            json!({ "kind": "file", "exposed_ports": ["22/tcp"], "started_by_entrypoint": false, "package": "openssh-server", "package_db": "dpkg" }),
+            json!({ "daemon": "sshd", "protocol": "ssh", "exposed_port": true, "started_by_config": false }),
             8,
         ),
         finding(
@@ -146,7 +146,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/srv/cache"),
             Some(l2),
             "/srv/cache is a world-writable directory owned by root without the sticky bit.",
-            json!({ "mode": "0777", "uid": 0, "gid": 0, "kind": "directory" }),
+            json!({ "mode": "0777", "uid": 0, "gid": 0, "kind": "dir" }),
             9,
         ),
     ];

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use formats::{EmitOptions, OutputFormat};
+use scanner::checks::RULES;
 use scanner::model::Report;
-use scanner::rules::RULES;
 use serde_json::Value;
 
 use crate::sample::{clean_report, sample_report};

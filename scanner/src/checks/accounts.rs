@@ -1,27 +1,10 @@
 //! Accounts from the final `/etc/passwd` and `/etc/group`, and the
 //! `uid0-account` rule.
 //!
-//! ## What it does
-//! Parses the final `/etc/passwd` (`name:password:uid:gid:gecos:home:shell`)
-//! and `/etc/group` (`name:password:gid:members`), the files the runtime reads
-//! to resolve `config.User`, and flags every account besides `root` that the
-//! runtime runs as uid 0: `toor:x:0:0:...`, but also `app:x:1000x:...` (a uid
-//! field that is not a number reads as 0) and `big:x:4294967296:...` (the
-//! uid is truncated to 32 bits).
-//!
-//! ## Why is this bad?
-//! A second uid-0 account is root under another name: it hides from reviews
-//! that look for `root`, and is a classic backdoor.
-//!
-//! ## Example
-//! ```text
-//! toor:x:0:0:backdoor:/root:/bin/sh
-//! ```
-//! Remove the line, or give the account its own uid.
-//!
-//! ## References
-//! - <https://man7.org/linux/man-pages/man5/passwd.5.html>
-//! - <https://man7.org/linux/man-pages/man5/group.5.html>
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`UID0_ACCOUNT`] (`checks/docs/uid0-account.md`), included
+//! here.
+#![doc = include_str!("docs/uid0-account.md")]
 //!
 //! # Runtime fidelity
 //!
@@ -60,13 +43,47 @@
 //! capture, or captured only in part, fails the scan: an unread
 //! `/etc/passwd` is never "no such user".
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::error::{Error, Result};
 use crate::fs::FinalFs;
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
+
+/// `uid0-account` (IS009).
+pub const UID0_ACCOUNT: RuleMeta = RuleMeta {
+    id: RuleId::Uid0Account,
+    code: "IS009",
+    name: "Uid0Account",
+    default_severity: Severity::High,
+    summary: "An account other than root has uid 0 in the image's /etc/passwd.",
+    severity_note: "high.",
+    // CWE-269: Improper Privilege Management.
+    tags: &["accounts", "external/cwe/cwe-269"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/uid0-account.md"),
+};
+
+/// `uid0-account` details.
+#[derive(Debug, Serialize)]
+pub struct Uid0AccountDetails {
+    /// The account name.
+    pub user: String,
+    /// Always 0: the uid the runtime runs the account as.
+    pub uid: u32,
+    /// The primary gid the runtime uses (truncated to 32 bits).
+    pub gid: u32,
+    /// The login shell field.
+    pub shell: String,
+    /// The account's line number in the passwd file (1-based).
+    pub line: usize,
+    /// The uid field as written, when it is not a plain `0` (`1000x`,
+    /// `4294967296`, `+0`); null when the line has no uid field. Absent for
+    /// a plain `0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid_field: Option<Option<String>>,
+}
 
 const PASSWD: &str = "etc/passwd";
 const GROUP: &str = "etc/group";
@@ -457,7 +474,47 @@ fn too_long(path: &str, e: &LineTooLong, max: usize) -> Error {
     )
 }
 
+/// Directories where account files (`passwd`, `group`) live in common
+/// layouts, and so where a symlinked or hard-linked `/etc/passwd` points:
+/// Debian's `base-passwd` templates, `/usr/lib` (rpm-ostree and bootc
+/// images, nss-altfiles), `/usr/etc` (openSUSE), Clear Linux's
+/// `/usr/share/defaults/etc`, Ubuntu's `libnss-extrausers`.
+const ACCOUNT_DIRS: &[&str] = &[
+    "etc",
+    "lib",
+    "usr/etc",
+    "usr/lib",
+    "usr/share/base-passwd",
+    "usr/share/defaults/etc",
+    "var/lib/extrausers",
+];
+
+/// Account file names captured in `ACCOUNT_DIRS` (with the shadow-utils
+/// backups and the `base-passwd` templates).
+const ACCOUNT_NAMES: &[&str] = &[
+    "passwd",
+    "group",
+    "passwd-",
+    "group-",
+    "passwd.master",
+    "group.master",
+];
+
 impl Accounts {
+    /// Whether the layer scan keeps this file (see [`super::captures`]).
+    /// The account files are read as the runtime opens `/etc/passwd`,
+    /// through symlinks and hard links: capturing them where they commonly
+    /// really are keeps such images scannable (one whose `/etc/passwd`
+    /// resolves to a file not captured here fails the scan).
+    pub fn captures(path: &str) -> bool {
+        // Every account name ends in one of these bytes: most paths stop
+        // here (this runs for every member).
+        matches!(path.as_bytes().last(), Some(b'd' | b'p' | b'-' | b'r'))
+            && path.rsplit_once('/').is_some_and(|(dir, name)| {
+                ACCOUNT_NAMES.contains(&name) && ACCOUNT_DIRS.contains(&dir)
+            })
+    }
+
     /// Loads them from the final filesystem as the runtime would (see the
     /// module docs). Fails when an account file exists but imgscan cannot
     /// read it as the runtime does.
@@ -532,10 +589,6 @@ impl Accounts {
 pub struct Uid0Accounts;
 
 impl Check for Uid0Accounts {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::Uid0Account]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         // Findings point at the file the entries came from (and its layer).
         let Some(path) = ctx.accounts.passwd_path() else {
@@ -553,19 +606,14 @@ impl Check for Uid0Accounts {
                 continue;
             }
             let odd = u.odd_uid0();
-            let mut d = details([
-                ("user", Value::from(u.name.as_str())),
-                ("uid", Value::from(0)),
-                ("gid", Value::from(u.runtime_gid())),
-                ("shell", Value::from(u.shell.as_str())),
-                ("line", Value::from(u.line)),
-            ]);
-            if odd.is_some() {
-                d.insert(
-                    "uid_field".into(),
-                    u.uid_field.as_deref().map_or(Value::Null, Value::from),
-                );
-            }
+            let d = details(&Uid0AccountDetails {
+                user: u.name.clone(),
+                uid: 0,
+                gid: u.runtime_gid(),
+                shell: u.shell.clone(),
+                line: u.line,
+                uid_field: odd.is_some().then(|| u.uid_field.clone()),
+            });
             out.push(
                 ctx,
                 NewFinding {
@@ -595,6 +643,7 @@ impl Check for Uid0Accounts {
 mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
+    use serde_json::Value;
 
     const PASSWD_TEXT: &str = "# comment\nroot:x:0:0:root:/root:/bin/bash\n\
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\r\n\
@@ -865,7 +914,7 @@ c\u{feff}:x:4:4\n";
     /// them, and names that are not ASCII do not panic it.
     #[test]
     fn account_files_are_captured_in_common_places() {
-        use crate::layer::wants_content;
+        use crate::checks::captures as wants_content;
         for p in [
             "etc/passwd",
             "etc/group",

@@ -1,49 +1,65 @@
 //! `file-capability`: files that carry Linux file capabilities.
 //!
-//! ## What it does
-//! Decodes the `security.capability` extended attribute of every path that
-//! has one (symlinks excepted: the kernel never reads capabilities through
-//! them) with [`FileCaps::parse`], revisions 1, 2 and 3. Details list every
-//! permitted or inheritable capability by lowercase name, the effective flag,
-//! the revision, the rootid (revision 3 only), the `getcap` text and the
-//! owning package.
-//!
-//! Severity:
-//! - critical when any capability is root-equivalent ([`ROOT_EQUIVALENT`]:
-//!   `cap_sys_admin`, `cap_setuid`, `cap_dac_override`, ...);
-//! - high when any other is powerful ([`DANGEROUS`]: `cap_net_admin`,
-//!   `cap_sys_chroot`, `cap_mknod`, ...);
-//! - medium for the rest (`cap_net_raw`, `cap_net_bind_service`);
-//! - info for an empty set;
-//! - then one level lower for revision 3 with a non-zero rootid: those
-//!   capabilities apply only inside a user namespace whose root is that uid.
-//!
-//! A value the kernel would reject (wrong size for its revision, unknown
-//! revision) is reported as malformed, at medium, with its raw bytes in hex:
-//! it was written by something that did not mean well or did not work.
-//!
-//! ## Why is this bad?
-//! File capabilities are setuid in slices: `cap_setuid+ep` is root for anyone
-//! who can run the file, `cap_dac_override` ignores all file permissions. They
-//! are easy to miss because `ls -l` does not show them.
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN setcap -r /usr/bin/ping
-//! ```
-//!
-//! ## References
-//! - <https://man7.org/linux/man-pages/man7/capabilities.7.html>
-//! - linux `include/uapi/linux/capability.h` (`vfs_cap_data`, revisions 1-3)
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`FILE_CAPABILITY`] (`checks/docs/file-capability.md`),
+//! included here.
+#![doc = include_str!("docs/file-capability.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::capability::{DANGEROUS, FileCaps, ROOT_EQUIVALENT};
 use crate::digest::to_hex;
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
 use crate::tarstream::Kind;
+
+/// `file-capability` (IS006).
+pub const FILE_CAPABILITY: RuleMeta = RuleMeta {
+    id: RuleId::FileCapability,
+    code: "IS006",
+    name: "FileCapability",
+    default_severity: Severity::Medium,
+    summary: "A file carries Linux file capabilities (the security.capability extended attribute).",
+    severity_note: "critical when a permitted or inheritable capability is root-equivalent (cap_sys_admin, cap_sys_ptrace, cap_sys_module, cap_dac_override, cap_dac_read_search, cap_setuid, cap_setgid, cap_setfcap, cap_setpcap, cap_chown, cap_fowner, cap_sys_rawio, cap_bpf); high for other powerful ones (cap_net_admin, cap_sys_chroot, cap_mknod, cap_sys_time, ...); medium otherwise (cap_net_raw, cap_net_bind_service); info for an empty set. Capabilities namespaced to a non-zero rootid (revision 3) are one level lower. A malformed value is medium.",
+    // CWE-250: Execution with Unnecessary Privileges.
+    tags: &["privilege-escalation", "external/cwe/cwe-250"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/file-capability.md"),
+};
+
+/// `file-capability` details of a `security.capability` the kernel accepts.
+#[derive(Debug, Serialize)]
+pub struct FileCapabilityDetails {
+    /// Every permitted or inheritable capability, lowercase (`cap_net_raw`;
+    /// `cap_N` for a number without a name). Empty for an empty set.
+    pub capabilities: Vec<String>,
+    /// The effective flag (`+ep`): the capabilities are raised on exec.
+    pub effective: bool,
+    /// The `vfs_cap_data` revision: 1, 2 or 3 (namespaced, with a rootid).
+    pub revision: u8,
+    /// Revision 3's user-namespace root uid; `None` (null) for 1 and 2.
+    pub rootid: Option<u32>,
+    /// The set as `getcap` prints it (`cap_net_raw=ep`).
+    pub getcap: String,
+    /// The package that owns the path; `None` (null) when none does.
+    pub package: Option<String>,
+    /// The package database consulted ([`super::packages::PackageDb::kind`]).
+    pub package_db: &'static str,
+}
+
+/// `file-capability` details of a `security.capability` the kernel rejects.
+#[derive(Debug, Serialize)]
+pub struct MalformedCapabilityDetails {
+    /// Why the value is malformed.
+    pub error: String,
+    /// The raw attribute value, lowercase hex.
+    pub raw_hex: String,
+    /// The package that owns the path; `None` (null) when none does.
+    pub package: Option<String>,
+    /// The package database consulted ([`super::packages::PackageDb::kind`]).
+    pub package_db: &'static str,
+}
 
 /// Reports `file-capability`.
 pub struct FileCapabilities;
@@ -69,10 +85,6 @@ pub fn caps_severity(caps: &FileCaps) -> Severity {
 }
 
 impl Check for FileCapabilities {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::FileCapability]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         for (path, node) in ctx.fs.select(|_, n| n.caps().is_some()) {
             let path = path.as_str();
@@ -88,12 +100,12 @@ impl Check for FileCapabilities {
                     severity: Severity::Medium,
                     at: Some((path, node)),
                     message: format!("/{path} has a malformed security.capability: {error}"),
-                    details: details([
-                        ("error", Value::from(error)),
-                        ("raw_hex", Value::from(to_hex(raw))),
-                        ("package", ctx.packages.owner_value(path)),
-                        ("package_db", Value::from(ctx.packages.kind())),
-                    ]),
+                    details: details(&MalformedCapabilityDetails {
+                        error,
+                        raw_hex: to_hex(raw),
+                        package: ctx.packages.owner(path).map(str::to_owned),
+                        package_db: ctx.packages.kind(),
+                    }),
                     subject: String::new(),
                 },
                 Ok(caps) => {
@@ -119,15 +131,15 @@ impl Check for FileCapabilities {
                                 ctx.packages.ownership_phrase(path)
                             )
                         },
-                        details: details([
-                            ("capabilities", Value::from(caps.names())),
-                            ("effective", Value::from(caps.effective)),
-                            ("revision", Value::from(caps.revision)),
-                            ("rootid", caps.rootid.map_or(Value::Null, Value::from)),
-                            ("getcap", Value::from(getcap)),
-                            ("package", ctx.packages.owner_value(path)),
-                            ("package_db", Value::from(ctx.packages.kind())),
-                        ]),
+                        details: details(&FileCapabilityDetails {
+                            capabilities: caps.names(),
+                            effective: caps.effective,
+                            revision: caps.revision,
+                            rootid: caps.rootid,
+                            getcap,
+                            package: ctx.packages.owner(path).map(str::to_owned),
+                            package_db: ctx.packages.kind(),
+                        }),
                         subject: String::new(),
                     }
                 }
@@ -142,6 +154,7 @@ mod tests {
     use super::*;
     use crate::checks::packages::test_support::*;
     use crate::layer::Entry;
+    use serde_json::Value;
 
     /// A revision 2 value with `permitted` set (and the effective flag).
     fn v2(permitted: u64, effective: bool) -> Box<[u8]> {

@@ -1,10 +1,24 @@
 //! The checks: each one reads the final filesystem and the image config and
-//! reports findings. They are unit structs in one static registry
-//! ([`CHECKS`]), as ripgrep keeps its flags: adding a check is adding a file
-//! and a line here.
+//! reports findings. They are unit structs in one static registry, as
+//! ripgrep keeps its flags.
+//!
+//! # Adding a rule
+//! A check file (`checks/<module>.rs`) owns everything about its rules: the
+//! [`RuleMeta`] (id, code, default severity, summary, severity note, SARIF
+//! tags, status), the Markdown documentation (`checks/docs/<rule-id>.md`,
+//! included by the meta), the files it needs captured while the layers
+//! stream ([`Check::captures`]), a `#[derive(Serialize)]` struct per rule
+//! for the finding's `details`, and the check itself. The one list of rules
+//! is [`registry!`] below: one line per check. From it come
+//! [`crate::rules::RuleId`], [`RULES`], [`CHECKS`] and [`captures`]. So a new
+//! rule is a new file, its `pub mod` line and its line in the list; then
+//! regenerate `docs/rules.md`, the snapshots and the JSON Schema's details
+//! for it (`formats/schema/report.schema.json`; a test validates every
+//! report the tests make against it).
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -13,7 +27,7 @@ use crate::config::ImageConfig;
 use crate::digest::to_hex;
 use crate::fs::{FinalFs, Node};
 use crate::model::{Finding, LayerInfo, Severity};
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta};
 
 pub mod accounts;
 pub mod capabilities;
@@ -24,6 +38,73 @@ pub mod setuid;
 pub mod ssh_host_key;
 pub mod sudoers;
 pub mod world_writable;
+
+/// The list of rules: one line per check, `module::Check { Rule = META, ... }`
+/// with the check's unit struct, then each rule it reports (its
+/// [`RuleId`] variant and the [`RuleMeta`] const in the module), in code
+/// order. It expands to `$callback! { <the list> }`: `rules` builds
+/// [`RuleId`] from it, this module [`RULES`], [`CHECKS`] and [`captures`].
+macro_rules! registry {
+    ($callback:ident) => {
+        $callback! {
+            root_user::RootUser {
+                RootUser = ROOT_USER,
+                UnresolvedUser = UNRESOLVED_USER,
+                RootGroup = ROOT_GROUP,
+            }
+            setuid::SetuidSetgid { SetuidBinary = SETUID_BINARY, SetgidBinary = SETGID_BINARY }
+            capabilities::FileCapabilities { FileCapability = FILE_CAPABILITY }
+            world_writable::WorldWritable { WorldWritablePath = WORLD_WRITABLE_PATH }
+            remote_shell::RemoteShellDaemon { RemoteShellDaemon = REMOTE_SHELL_DAEMON }
+            accounts::Uid0Accounts { Uid0Account = UID0_ACCOUNT }
+            ssh_host_key::SshHostKey { SshHostKey = SSH_HOST_KEY }
+            sudoers::SudoersNopasswd { SudoersNopasswd = SUDOERS_NOPASSWD }
+        }
+    };
+}
+
+/// Builds [`RULES`], [`CHECKS`] and [`captures`] from [`registry!`].
+macro_rules! build_registry {
+    ($($module:ident :: $check:ident { $($variant:ident = $meta:ident),+ $(,)? })+) => {
+        /// Every rule, in code order (the order of [`RuleId`]'s variants,
+        /// so `RULES[id as usize].id == id`).
+        pub static RULES: &[RuleMeta] = &[$($($module::$meta,)+)+];
+
+        /// Every check, in rule order.
+        pub static CHECKS: &[&dyn Check] = &[$(&$module::$check,)+];
+
+        /// Whether some check needs the contents of the file at `path`
+        /// (normalised, no leading `/`): the layer pipeline keeps those
+        /// bytes while it streams the layer. The scan passes this function
+        /// to [`crate::layer::LayerOptions::captures`]. It runs for every
+        /// tar member, so each part is a few byte comparisons, statically
+        /// dispatched.
+        pub fn captures(path: &str) -> bool {
+            packages::PackageDb::captures(path)
+                || accounts::Accounts::captures(path)
+                $(|| <$module::$check as Check>::captures(path))+
+        }
+    };
+}
+
+registry!(build_registry);
+
+impl RuleId {
+    /// This rule's metadata.
+    pub fn meta(self) -> &'static RuleMeta {
+        // RULES lists the rules in variant order (both come from `registry!`;
+        // `rules::tests::every_rule_has_meta_in_order` checks it).
+        &RULES[self as usize]
+    }
+}
+
+/// `path` is a direct child of `dir` (a name without `/`), for
+/// [`Check::captures`].
+pub(crate) fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
+    path.strip_prefix(dir)?
+        .strip_prefix('/')
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+}
 
 /// What a check sees.
 pub struct Context<'a> {
@@ -78,7 +159,7 @@ pub struct NewFinding<'a> {
     pub at: Option<(&'a str, &'a Node)>,
     /// One sentence for people.
     pub message: String,
-    /// Rule-specific facts.
+    /// Rule-specific facts: the rule's details struct, through [`details`].
     pub details: BTreeMap<String, Value>,
     /// What, besides rule and path, makes this finding distinct (for the
     /// fingerprint), e.g. the configured user.
@@ -141,32 +222,34 @@ impl Findings {
 
 /// One check.
 pub trait Check: Send + Sync {
-    /// The rules this check can report.
-    fn rules(&self) -> &'static [RuleId];
     /// Runs the check.
     fn run(&self, ctx: &Context<'_>, out: &mut Findings);
-}
 
-/// Every check, in rule order.
-pub static CHECKS: &[&dyn Check] = &[
-    &root_user::RootUser,
-    &setuid::SetuidSetgid,
-    &capabilities::FileCapabilities,
-    &world_writable::WorldWritable,
-    &remote_shell::RemoteShellDaemon,
-    &accounts::Uid0Accounts,
-    &ssh_host_key::SshHostKey,
-    &sudoers::SudoersNopasswd,
-];
+    /// Whether this check reads the contents of the file at `path`
+    /// (normalised, no leading `/`), which the layer pipeline then captures
+    /// (see [`captures`]). Most checks read only metadata.
+    fn captures(_path: &str) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+}
 
 /// `0o4755` as `"4755"`.
 pub fn mode_string(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
-/// A details map from pairs.
-pub fn details<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+/// A finding's details from the rule's details struct: its fields become
+/// the keys (the JSON Schema documents each rule's struct).
+pub fn details(d: &impl Serialize) -> BTreeMap<String, Value> {
+    match serde_json::to_value(d) {
+        Ok(Value::Object(map)) => map.into_iter().collect(),
+        // A details struct is a struct of strings, numbers and options, so
+        // neither can happen; no details beat a panic on input.
+        Ok(_) | Err(_) => BTreeMap::new(),
+    }
 }
 
 /// Runs every check over an image. Fails when a file the runtime reads to
@@ -211,12 +294,40 @@ mod tests {
     use strum::IntoEnumIterator;
 
     #[test]
-    fn every_rule_has_a_check() {
+    fn meta_is_found_by_id() {
         for id in RuleId::iter() {
-            assert!(
-                CHECKS.iter().any(|c| c.rules().contains(&id)),
-                "no check reports {id}"
-            );
+            assert_eq!(id.meta().id, id);
+        }
+    }
+
+    /// The files the checks read are captured; others are not.
+    #[test]
+    fn captured_files() {
+        for path in [
+            "etc/passwd",
+            "etc/group",
+            "usr/lib/passwd",
+            "var/lib/extrausers/group",
+            "etc/passwd-",
+            "var/lib/dpkg/status",
+            "var/lib/dpkg/info/login.list",
+            "var/lib/dpkg/status.d/base",
+            "lib/apk/db/installed",
+            "usr/lib/apk/db/installed",
+            "etc/sudoers",
+            "etc/sudoers.d/app",
+        ] {
+            assert!(captures(path), "{path}");
+        }
+        for path in [
+            "etc/sudoers.d/x/y",
+            "etc/sudoers.d",
+            "usr/bin/passwd",
+            "var/lib/dpkg/info/login.md5sums",
+            "home/app/passwd",
+            "etc/shadow",
+        ] {
+            assert!(!captures(path), "{path}");
         }
     }
 }

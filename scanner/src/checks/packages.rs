@@ -32,8 +32,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::Value;
-
 use crate::fs::FinalFs;
 use crate::tarstream::Kind;
 
@@ -222,6 +220,17 @@ fn parse_dpkg_status(text: &str) -> DpkgStatus {
 }
 
 impl PackageDb {
+    /// Whether the layer scan keeps this file (see [`super::captures`]): the
+    /// dpkg status (and distroless `status.d`) and file lists, the apk
+    /// database.
+    pub fn captures(path: &str) -> bool {
+        matches!(
+            path,
+            "var/lib/dpkg/status" | "lib/apk/db/installed" | "usr/lib/apk/db/installed"
+        ) || super::child_of(path, "var/lib/dpkg/info").is_some_and(|n| n.ends_with(".list"))
+            || super::child_of(path, "var/lib/dpkg/status.d").is_some()
+    }
+
     /// Loads package ownership from the final filesystem. Problems that limit
     /// it (a truncated database file) are added to `warnings`.
     pub fn load(fs: &FinalFs, warnings: &mut Vec<String>) -> Self {
@@ -259,12 +268,6 @@ impl PackageDb {
     /// Number of paths with an owner.
     pub fn owned_paths(&self) -> usize {
         self.owners.len()
-    }
-
-    /// The owner of `path` as a JSON value (`null` when none), for details.
-    pub(crate) fn owner_value(&self, path: &str) -> Value {
-        self.owner(path)
-            .map_or(Value::Null, |p| Value::String(p.to_owned()))
     }
 
     /// "owned by package login", "not owned by any package" or, without a

@@ -1,43 +1,48 @@
 //! `remote-shell-daemon`: ssh, telnet and r-services servers in the image.
 //!
-//! ## What it does
-//! Flags paths whose name is a remote shell server: OpenSSH `sshd`,
-//! `dropbear`/`dropbearmulti`, `tinysshd` (ssh), and `telnetd`, `in.telnetd`,
-//! `utelnetd`, `rlogind`, `rshd`, `rexecd` with their `in.` forms
-//! (cleartext). A regular file or hard link with such a name is a finding; so
-//! is a symlink that resolves to a regular file in the image, such as
-//! busybox's `/usr/sbin/telnetd -> /bin/busybox` (details give the `target`).
-//! A dangling symlink, a directory (`/run/sshd`), and a busybox binary with no
-//! link named after a daemon are not. Neither is anything under `/etc` or
-//! `/usr/share`: `/etc/pam.d/sshd` or `/etc/init.d/dropbear` are
-//! configuration named after a daemon, not the daemon.
-//!
-//! Severity: medium for ssh servers, high for cleartext ones; one level
-//! higher when the config exposes the daemon's port (22 for ssh, 23 telnet,
-//! 513 rlogin, 514 rsh, 512 rexec; `23/tcp` or `23`) or when the entrypoint
-//! or command starts it: any word of `Entrypoint` + `Cmd` (also inside
-//! `sh -c '...'` strings, split on blanks, quotes and `;&|()`) whose base
-//! name is the daemon's name.
-//!
-//! ## Why is this bad?
-//! Containers are entered with `docker exec`/`kubectl exec`; an in-container
-//! remote shell server is an extra door with its own credentials, host keys
-//! and patch cycle. telnet and the r-services send passwords in clear text.
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN apt-get purge -y openssh-server
-//! ```
-//!
-//! ## References
-//! - <https://docs.docker.com/engine/reference/commandline/exec/>
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`REMOTE_SHELL_DAEMON`] (`checks/docs/remote-shell-
+//! daemon.md`), included here.
+#![doc = include_str!("docs/remote-shell-daemon.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
 use crate::tarstream::Kind;
+
+/// `remote-shell-daemon` (IS008).
+pub const REMOTE_SHELL_DAEMON: RuleMeta = RuleMeta {
+    id: RuleId::RemoteShellDaemon,
+    code: "IS008",
+    name: "RemoteShellDaemon",
+    default_severity: Severity::Medium,
+    summary: "The image contains an ssh or telnet (remote shell) server: sshd, dropbear, tinysshd, telnetd, utelnetd, rlogind, rshd or rexecd (and their in. forms), including links to a multi-call binary such as busybox.",
+    severity_note: "medium for ssh servers, high for cleartext ones (telnet, rlogin, rsh, rexec); one level higher when the config exposes port 22/23 (or 513/514/512) or the entrypoint/command starts the daemon.",
+    tags: &["remote-access"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/remote-shell-daemon.md"),
+};
+
+/// `remote-shell-daemon` details.
+#[derive(Debug, Serialize)]
+pub struct RemoteShellDetails {
+    /// The daemon the file name matched (`sshd`, `in.telnetd`, ...).
+    pub daemon: &'static str,
+    /// Its protocol: `ssh`, `telnet`, `rlogin`, `rsh` or `rexec`.
+    pub protocol: &'static str,
+    /// Whether the config's `ExposedPorts` has the daemon's port.
+    pub exposed_port: bool,
+    /// Whether a word of `Entrypoint` + `Cmd` names the daemon.
+    pub started_by_config: bool,
+    /// For a symlink, the file it resolves to (absolute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For a hard link, the path it links to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardlink_to: Option<String>,
+}
 
 /// Reports `remote-shell-daemon`.
 pub struct RemoteShellDaemon;
@@ -105,10 +110,6 @@ fn command_words(entrypoint: &[String], cmd: &[String]) -> Vec<String> {
 }
 
 impl Check for RemoteShellDaemon {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::RemoteShellDaemon]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let words = command_words(&ctx.config.entrypoint, &ctx.config.cmd);
         for (path, node) in ctx
@@ -163,20 +164,17 @@ impl Check for RemoteShellDaemon {
                 (false, true) => message.push_str("; the entrypoint or command starts it"),
                 (false, false) => {}
             }
-            let mut d = details([
-                ("daemon", Value::from(daemon.name)),
-                ("protocol", Value::from(daemon.protocol)),
-                ("exposed_port", Value::from(exposed)),
-                ("started_by_config", Value::from(started)),
-            ]);
-            if let Some(t) = &target {
-                d.insert("target".to_owned(), Value::from(format!("/{t}")));
-            }
-            if node.kind == Kind::Hardlink
-                && let Some(t) = node.link()
-            {
-                d.insert("hardlink_to".to_owned(), Value::from(format!("/{t}")));
-            }
+            let d = details(&RemoteShellDetails {
+                daemon: daemon.name,
+                protocol: daemon.protocol,
+                exposed_port: exposed,
+                started_by_config: started,
+                target: target.as_ref().map(|t| format!("/{t}")),
+                hardlink_to: node
+                    .link()
+                    .filter(|_| node.kind == Kind::Hardlink)
+                    .map(|t| format!("/{t}")),
+            });
             out.push(
                 ctx,
                 NewFinding {

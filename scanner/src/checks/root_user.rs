@@ -1,47 +1,19 @@
 //! `root-user`, `unresolved-user` and `root-group`: who the container runs as.
 //!
-//! ## What it does
-//! Reads `config.User` (`user`, `uid`, `user:group`, `uid:gid`, `uid:group`,
-//! `user:gid`, image-spec `config.md`) and resolves it against the image's own
-//! final `/etc/passwd` and `/etc/group` ([`super::accounts`]), as the runtime
-//! will:
-//!
-//! - `root-user` (high): `User` missing or empty (the runtime default is
-//!   root), an empty user part (`:1000`), uid 0 however Go's `strconv.Atoi`
-//!   spells it (`0`, `+0`, `-0`, `00`), a name that `/etc/passwd` maps to
-//!   uid 0 (`toor:x:0:0` counts, and so does a uid field runc reads as 0,
-//!   such as `1000x`), or a number that a runtime truncates to uid 0
-//!   (`4294967296`). `root` is uid 0 even without an `/etc/passwd`.
-//! - `unresolved-user` (medium): a user name (not a number) that
-//!   `/etc/passwd` does not list, or a group name missing from `/etc/group`
-//!   (`root` always resolves). An unresolved user is not also reported as root:
-//!   imgscan cannot know what the platform will substitute.
-//! - `root-group` (low): a user that is not root whose group is gid 0: an
-//!   explicit `:0` or `:root` (or a name `/etc/group` maps to 0); with no
-//!   group part, the primary gid of the user's `/etc/passwd` line (found by
-//!   name, or by uid for a numeric user), or gid 0 for a uid `/etc/passwd`
-//!   does not list (what runtimes do); an empty group part (`app:`, gid 0
-//!   under containerd); or a supplementary group with gid 0 (`/etc/group`
-//!   lists the user as a member of it).
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`ROOT_USER`], [`UNRESOLVED_USER`], [`ROOT_GROUP`]
+//! (`checks/docs/root-user.md` and `checks/docs/unresolved-user.md` and
+//! `checks/docs/root-group.md`), included here.
 //!
 //! These findings are about the config, so they have no path; their subject
 //! is the `User` string (for a group that does not resolve, the string plus
 //! ` (group)`, so the two `unresolved-user` findings of `app:staff` differ).
-//!
-//! ## Why is this bad?
-//! A process that is root in the container is root on the host's kernel; a
-//! user the image does not define may be replaced by the platform's default
-//! (often root); group root reaches everything group-root and group-writable.
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN useradd -r -u 10001 app
-//! USER app
-//! ```
-//!
-//! ## References
-//! - <https://github.com/opencontainers/image-spec/blob/main/config.md> (`User`)
-//! - <https://docs.docker.com/reference/dockerfile/#user>
+#![doc = "# `root-user`"]
+#![doc = include_str!("docs/root-user.md")]
+#![doc = "# `unresolved-user`"]
+#![doc = include_str!("docs/unresolved-user.md")]
+#![doc = "# `root-group`"]
+#![doc = include_str!("docs/root-group.md")]
 //!
 //! # Runtime fidelity
 //!
@@ -72,12 +44,105 @@
 //!   matched user when no group is given; containerd's CRI adds them even
 //!   with a group.
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::accounts::{Accounts, GoAtoi, PasswdEntry, go_atoi};
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
+
+/// `root-user` (IS001).
+pub const ROOT_USER: RuleMeta = RuleMeta {
+    id: RuleId::RootUser,
+    code: "IS001",
+    name: "RootUser",
+    default_severity: Severity::High,
+    summary: "The image runs as root: its config User is missing, empty, root, uid 0, or a name that the image's /etc/passwd maps to uid 0.",
+    severity_note: "high.",
+    // CWE-250: Execution with Unnecessary Privileges.
+    tags: &["container-user", "external/cwe/cwe-250"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/root-user.md"),
+};
+
+/// `unresolved-user` (IS002).
+pub const UNRESOLVED_USER: RuleMeta = RuleMeta {
+    id: RuleId::UnresolvedUser,
+    code: "IS002",
+    name: "UnresolvedUser",
+    default_severity: Severity::Medium,
+    summary: "The image config names a user (or group) that the image's own /etc/passwd (or /etc/group) does not define.",
+    severity_note: "medium.",
+    tags: &["container-user"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/unresolved-user.md"),
+};
+
+/// `root-group` (IS003).
+pub const ROOT_GROUP: RuleMeta = RuleMeta {
+    id: RuleId::RootGroup,
+    code: "IS003",
+    name: "RootGroup",
+    default_severity: Severity::Low,
+    summary: "The image runs as a non-root user whose primary group is root (gid 0).",
+    severity_note: "low.",
+    // CWE-250: Execution with Unnecessary Privileges.
+    tags: &["container-user", "external/cwe/cwe-250"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/root-group.md"),
+};
+
+/// `root-user` details.
+#[derive(Debug, Serialize)]
+pub struct RootUserDetails<'a> {
+    /// The config's `User` as written; `None` (null) when the config has
+    /// none (an empty `User` is `""`).
+    pub user: Option<&'a str>,
+    /// Always 0.
+    pub uid: u32,
+    /// How the uid was found: `default` (no user part: the runtime's
+    /// default), `config` (a number, or `root`, in `User` itself) or
+    /// `passwd` (the name or uid looked up in `/etc/passwd`).
+    pub resolved_by: &'static str,
+    /// Which runtimes do this, when they disagree (`;`-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `root-group` details.
+#[derive(Debug, Serialize)]
+pub struct RootGroupDetails<'a> {
+    /// The config's `User` as written.
+    pub user: &'a str,
+    /// The group: the group part of `User` (`""` for `app:`, null when
+    /// there is none), or for a supplementary group, its name.
+    pub group: Option<&'a str>,
+    /// Always 0.
+    pub gid: u32,
+    /// How the gid was found: `default` (no group: the runtime's default
+    /// for a uid without a passwd entry, or an empty group part),
+    /// `config` (a number, or `root`, in `User`), `passwd` (the user's
+    /// primary group), `group` (a name looked up in `/etc/group`) or
+    /// `supplementary` (`/etc/group` lists the user in a gid-0 group).
+    pub resolved_by: &'static str,
+    /// Which runtimes do this, when they disagree (`;`-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `unresolved-user` details.
+#[derive(Debug, Serialize)]
+pub struct UnresolvedUserDetails<'a> {
+    /// The config's `User` as written.
+    pub user: &'a str,
+    /// The name that does not resolve.
+    pub name: &'a str,
+    /// Which part of `User` it is: `user` or `group`.
+    pub part: &'a str,
+    /// Why it does not resolve.
+    pub reason: &'a str,
+}
 
 /// Reports `root-user`, `unresolved-user` and `root-group`.
 pub struct RootUser;
@@ -287,10 +352,6 @@ fn implicit_gid(run: &UserRun<'_>) -> GroupRun {
 }
 
 impl Check for RootUser {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::RootUser, RuleId::UnresolvedUser, RuleId::RootGroup]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let accounts = ctx.accounts;
         let raw = ctx.config.user.as_deref().unwrap_or("");
@@ -329,19 +390,12 @@ impl Check for RootUser {
             if !notes.is_empty() {
                 message = format!("{message} ({})", notes.join("; "));
             }
-            let user_value = if ctx.config.user.is_some() {
-                Value::from(raw)
-            } else {
-                Value::Null
-            };
-            let mut d = details([
-                ("user", user_value),
-                ("uid", Value::from(0)),
-                ("resolved_by", Value::from(run.via.as_str())),
-            ]);
-            if !notes.is_empty() {
-                d.insert("note".into(), Value::from(notes.join("; ")));
-            }
+            let d = details(&RootUserDetails {
+                user: ctx.config.user.is_some().then_some(raw),
+                uid: 0,
+                resolved_by: run.via.as_str(),
+                note: (!notes.is_empty()).then(|| notes.join("; ")),
+            });
             out.push(
                 ctx,
                 config_finding(RuleId::RootUser, Severity::High, message, d, raw),
@@ -388,16 +442,17 @@ impl Check for RootUser {
                 .into_iter()
                 .flatten()
                 .collect();
-            let mut d = details([
-                ("user", Value::from(raw)),
-                ("group", group.map_or(Value::Null, Value::from)),
-                ("gid", Value::from(0)),
-                ("resolved_by", Value::from(g.via.as_str())),
-            ]);
-            if !notes.is_empty() {
-                message = format!("{message} ({})", notes.join("; "));
-                d.insert("note".into(), Value::from(notes.join("; ")));
+            let note = (!notes.is_empty()).then(|| notes.join("; "));
+            if let Some(note) = &note {
+                message = format!("{message} ({note})");
             }
+            let d = details(&RootGroupDetails {
+                user: raw,
+                group,
+                gid: 0,
+                resolved_by: g.via.as_str(),
+                note,
+            });
             out.push(
                 ctx,
                 config_finding(RuleId::RootGroup, Severity::Low, message, d, raw),
@@ -425,12 +480,13 @@ impl Check for RootUser {
                          /etc/group lists {} as a member of {} (line {})",
                         e.name, g.name, g.line
                     ),
-                    details([
-                        ("user", Value::from(raw)),
-                        ("group", Value::from(g.name.as_str())),
-                        ("gid", Value::from(0)),
-                        ("resolved_by", Value::from("supplementary")),
-                    ]),
+                    details(&RootGroupDetails {
+                        user: raw,
+                        group: Some(g.name.as_str()),
+                        gid: 0,
+                        resolved_by: "supplementary",
+                        note: None,
+                    }),
                     raw,
                 ),
             );
@@ -469,12 +525,12 @@ fn unresolved(
         severity: Severity::Medium,
         at: None,
         message: format!("User `{raw}` does not resolve: {reason}"),
-        details: details([
-            ("user", Value::from(raw)),
-            ("name", Value::from(name)),
-            ("part", Value::from(part)),
-            ("reason", Value::from(reason)),
-        ]),
+        details: details(&UnresolvedUserDetails {
+            user: raw,
+            name,
+            part,
+            reason,
+        }),
         subject,
     }
 }

@@ -1,45 +1,67 @@
 //! `setuid-binary` and `setgid-binary`: regular files with S_ISUID or S_ISGID.
 //!
-//! ## What it does
-//! Flags every regular file, and every hard link to one, in the final
-//! filesystem whose mode has S_ISUID (`04000`, `setuid-binary`) or S_ISGID
-//! (`02000`, `setgid-binary`); a `06755` file gets both. Directories (where
-//! setgid only makes new files inherit the group, as on `/var/mail`),
-//! symlinks and device nodes are never flagged. Both paths of a hard link
-//! are reported: each is a way to run the program (`hardlink_to` names the
-//! other). Details give the mode, uid, gid and the package that owns the
-//! path in the image's own dpkg or apk database
-//! ([`PackageDb`](super::packages::PackageDb)).
-//!
-//! Severity:
-//! - `setuid-binary`: critical when owned by uid 0 and the image has a package
-//!   database that no package lists the file in (added by hand); high when
-//!   owned by uid 0 otherwise; medium for any other owner.
-//! - `setgid-binary`: high when the group is gid 0, or when the image has a
-//!   package database and no package owns the file; medium otherwise.
-//!
-//! ## Why is this bad?
-//! A setuid-root program runs as root whoever starts it: one bug in it is a
-//! privilege escalation inside the container. A setgid program runs with its
-//! group (`shadow` reads password hashes). A set-id file no package owns was
-//! added by hand, which is how backdoors look.
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +
-//! ```
-//!
-//! ## References
-//! - <https://man7.org/linux/man-pages/man2/execve.2.html> (set-user-ID programs)
-//! - CIS Docker Benchmark 4.8 "Ensure setuid and setgid permissions are removed"
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`SETUID_BINARY`], [`SETGID_BINARY`] (`checks/docs/setuid-
+//! binary.md` and `checks/docs/setgid-binary.md`), included here.
+#![doc = "# `setuid-binary`"]
+#![doc = include_str!("docs/setuid-binary.md")]
+#![doc = "# `setgid-binary`"]
+#![doc = include_str!("docs/setgid-binary.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details, mode_string};
 use crate::fs::Node;
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
 use crate::tarstream::Kind;
+
+/// `setuid-binary` (IS004).
+pub const SETUID_BINARY: RuleMeta = RuleMeta {
+    id: RuleId::SetuidBinary,
+    code: "IS004",
+    name: "SetuidBinary",
+    default_severity: Severity::High,
+    summary: "A regular file in the final filesystem has the set-user-ID bit (S_ISUID).",
+    severity_note: "critical when owned by root and the image has a package database in which no package lists the file (added by hand); high when owned by root otherwise (also when the image has no package database); medium when owned by another user.",
+    // CWE-250: Execution with Unnecessary Privileges.
+    tags: &["privilege-escalation", "external/cwe/cwe-250"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/setuid-binary.md"),
+};
+
+/// `setgid-binary` (IS005).
+pub const SETGID_BINARY: RuleMeta = RuleMeta {
+    id: RuleId::SetgidBinary,
+    code: "IS005",
+    name: "SetgidBinary",
+    default_severity: Severity::Medium,
+    summary: "A regular file in the final filesystem has the set-group-ID bit (S_ISGID). Setgid directories are normal and not flagged.",
+    severity_note: "high when the group is root (gid 0), or when the image has a package database and no package owns the file; medium otherwise.",
+    // CWE-250: Execution with Unnecessary Privileges.
+    tags: &["privilege-escalation", "external/cwe/cwe-250"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/setgid-binary.md"),
+};
+
+/// `setuid-binary` and `setgid-binary` details.
+#[derive(Debug, Serialize)]
+pub struct SetIdDetails {
+    /// Permission bits, four octal digits with the set-id digit first (`4755`).
+    pub mode: String,
+    /// Owner uid.
+    pub uid: u64,
+    /// Owner gid.
+    pub gid: u64,
+    /// The package that owns the path in the image's package database;
+    /// `None` (null) when none does or there is no database.
+    pub package: Option<String>,
+    /// The package database consulted ([`super::packages::PackageDb::kind`]).
+    pub package_db: &'static str,
+    /// For a hard link, the path it links to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardlink_to: Option<String>,
+}
 
 const S_ISUID: u32 = 0o4000;
 const S_ISGID: u32 = 0o2000;
@@ -69,27 +91,21 @@ fn set_id_details(
     ctx: &Context<'_>,
     path: &str,
     node: &Node,
-) -> std::collections::BTreeMap<String, Value> {
-    let mut d = details([
-        ("mode", Value::from(mode_string(node.mode))),
-        ("uid", Value::from(node.uid)),
-        ("gid", Value::from(node.gid)),
-        ("package", ctx.packages.owner_value(path)),
-        ("package_db", Value::from(ctx.packages.kind())),
-    ]);
-    if node.kind == Kind::Hardlink
-        && let Some(target) = node.link()
-    {
-        d.insert("hardlink_to".to_owned(), Value::from(format!("/{target}")));
-    }
-    d
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    details(&SetIdDetails {
+        mode: mode_string(node.mode),
+        uid: node.uid,
+        gid: node.gid,
+        package: ctx.packages.owner(path).map(str::to_owned),
+        package_db: ctx.packages.kind(),
+        hardlink_to: node
+            .link()
+            .filter(|_| node.kind == Kind::Hardlink)
+            .map(|target| format!("/{target}")),
+    })
 }
 
 impl Check for SetuidSetgid {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::SetuidBinary, RuleId::SetgidBinary]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let known = ctx.packages.is_known();
         for (path, node) in ctx
@@ -152,6 +168,7 @@ mod tests {
     use crate::checks::packages::test_support::*;
     use crate::layer::Entry;
     use crate::tarstream::Kind;
+    use serde_json::Value;
 
     fn dpkg(lists: &[(&str, &str)]) -> Vec<Entry> {
         let mut v = vec![text(

@@ -1,32 +1,39 @@
 //! `ssh-host-key`: ssh server host private keys baked into the image.
 //!
-//! ## What it does
-//! Flags regular files (and hard links) named like host private keys:
-//! OpenSSH `/etc/ssh/ssh_host_<type>_key` (and the protocol 1
-//! `/etc/ssh/ssh_host_key`) and dropbear `/etc/dropbear/dropbear_<type>_host_key`.
-//! Public halves (`.pub`) are not secrets and are not flagged. The two
-//! directories are resolved through symlinks first, so `/etc/ssh -> /config/ssh`
-//! is still searched.
-//!
-//! ## Why is this bad?
-//! Every container from the image, and everyone who can pull it, shares the
-//! same host key: anyone can impersonate the server. Generate host keys at
-//! start-up (`ssh-keygen -A`, `dropbear -R`).
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN rm -f /etc/ssh/ssh_host_*
-//! ```
-//!
-//! ## References
-//! - <https://man.openbsd.org/sshd#FILES>
-//! - <https://manpages.debian.org/dropbear.8>
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`SSH_HOST_KEY`] (`checks/docs/ssh-host-key.md`), included
+//! here.
+#![doc = include_str!("docs/ssh-host-key.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
+
+/// `ssh-host-key` (IS010).
+pub const SSH_HOST_KEY: RuleMeta = RuleMeta {
+    id: RuleId::SshHostKey,
+    code: "IS010",
+    name: "SshHostKey",
+    default_severity: Severity::High,
+    summary: "An ssh server host private key is baked into the image.",
+    severity_note: "high.",
+    // CWE-321: Use of Hard-coded Cryptographic Key.
+    tags: &["remote-access", "external/cwe/cwe-321"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/ssh-host-key.md"),
+};
+
+/// `ssh-host-key` details.
+#[derive(Debug, Serialize)]
+pub struct SshHostKeyDetails {
+    /// The key type from the file name: `rsa`, `ecdsa`, `ed25519`, `dss`,
+    /// ... (`rsa1` for OpenSSH's protocol 1 `ssh_host_key`).
+    pub key_type: String,
+    /// Whose key it is: `openssh` or `dropbear`.
+    pub server: &'static str,
+}
 
 /// Reports `ssh-host-key`.
 pub struct SshHostKey;
@@ -42,10 +49,6 @@ fn key_type(server: &str, name: &str) -> Option<String> {
 }
 
 impl Check for SshHostKey {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::SshHostKey]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         for (server, dir) in [("dropbear", "etc/dropbear"), ("openssh", "etc/ssh")] {
             let Some(dir) = ctx.fs.canonical(dir, true) else {
@@ -68,10 +71,10 @@ impl Check for SshHostKey {
                         message: format!(
                             "{server} host private key /{path} ({kind}) is baked into the image"
                         ),
-                        details: details([
-                            ("key_type", Value::from(kind)),
-                            ("server", Value::from(server)),
-                        ]),
+                        details: details(&SshHostKeyDetails {
+                            key_type: kind,
+                            server,
+                        }),
                         subject: String::new(),
                     },
                 );

@@ -1,36 +1,39 @@
 //! `sudoers-nopasswd`: sudoers rules that need no password.
 //!
-//! ## What it does
-//! Reads the final `/etc/sudoers` and the files directly in `/etc/sudoers.d`
-//! (symlinks followed; names containing `.` or ending in `~` are skipped, as
-//! sudo's `@includedir` skips them) and flags each rule line with a
-//! `NOPASSWD:` tag. Comments are removed first (`#` up to the end of the
-//! line, except `#<digits>`, which is a uid in sudoers); `#include`,
-//! `@include`, `#includedir` and `@includedir` directives, `Defaults` lines
-//! and alias definitions are not rules. A line ending in `\` continues on the
-//! next one; the finding gives the number of its first line.
-//!
-//! Severity: high when the commands after `NOPASSWD:` include `ALL` (until a
-//! `PASSWD:` tag takes the password requirement back); medium otherwise.
-//!
-//! ## Why is this bad?
-//! With `NOPASSWD: ALL`, the unprivileged user is root with one command; the
-//! `USER` line then protects nothing.
-//!
-//! ## Example
-//! ```text
-//! app ALL=(ALL) NOPASSWD: ALL
-//! ```
-//! Remove sudo from the image.
-//!
-//! ## References
-//! - <https://www.sudo.ws/docs/man/sudoers.man/>
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`SUDOERS_NOPASSWD`] (`checks/docs/sudoers-nopasswd.md`),
+//! included here.
+#![doc = include_str!("docs/sudoers-nopasswd.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
-use super::{Check, Context, Findings, NewFinding, details};
-use crate::model::Severity;
-use crate::rules::RuleId;
+use super::{Check, Context, Findings, NewFinding, child_of, details};
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
+
+/// `sudoers-nopasswd` (IS011).
+pub const SUDOERS_NOPASSWD: RuleMeta = RuleMeta {
+    id: RuleId::SudoersNopasswd,
+    code: "IS011",
+    name: "SudoersNopasswd",
+    default_severity: Severity::Medium,
+    summary: "A sudoers rule lets a user or group run commands as another user without a password (NOPASSWD).",
+    severity_note: "high when the commands after NOPASSWD: include ALL (before a PASSWD: tag takes the password requirement back); medium otherwise.",
+    // CWE-269: Improper Privilege Management.
+    tags: &["privilege-escalation", "external/cwe/cwe-269"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/sudoers-nopasswd.md"),
+};
+
+/// `sudoers-nopasswd` details.
+#[derive(Debug, Serialize)]
+pub struct SudoersDetails {
+    /// The number of the rule's first line in the file (1-based).
+    pub line: usize,
+    /// The rule as written, comment removed, white space runs folded to one
+    /// space, continuation lines joined.
+    pub rule: String,
+}
 
 /// Reports `sudoers-nopasswd`.
 pub struct SudoersNopasswd;
@@ -152,10 +155,10 @@ impl SudoersNopasswd {
                     } else {
                         format!("/{resolved} line {number} allows commands without a password: {rule}")
                     },
-                    details: details([
-                        ("line", Value::from(number)),
-                        ("rule", Value::from(rule.as_str())),
-                    ]),
+                    details: details(&SudoersDetails {
+                        line: number,
+                        rule: rule.clone(),
+                    }),
                     subject: rule,
                 },
             );
@@ -164,8 +167,8 @@ impl SudoersNopasswd {
 }
 
 impl Check for SudoersNopasswd {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::SudoersNopasswd]
+    fn captures(path: &str) -> bool {
+        path == SUDOERS || child_of(path, SUDOERS_D).is_some()
     }
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {

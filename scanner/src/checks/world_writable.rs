@@ -1,35 +1,43 @@
 //! `world-writable-path`: root-owned files and directories anyone can write.
 //!
-//! ## What it does
-//! Flags regular files, hard links and directories owned by uid 0 whose mode
-//! has S_IWOTH (`0002`), the root directory `/` included. Not flagged:
-//! symlinks (their mode means nothing), device nodes, FIFOs and sockets (the
-//! runtime mounts its own `/dev`), other owners (writable by design for that
-//! user), and directories with the sticky bit (`01000`: `/tmp`, `/var/tmp`),
-//! where nobody can remove or rename what others created.
-//!
-//! Severity: high for files (anyone can rewrite what root runs or reads),
-//! medium for directories without the sticky bit.
-//!
-//! ## Why is this bad?
-//! Any user in the container, including a compromised unprivileged service,
-//! can rewrite a world-writable root-owned file (a script root runs, a config
-//! root reads) or replace entries in a world-writable directory.
-//!
-//! ## Example
-//! ```dockerfile
-//! RUN chmod o-w /etc/app.conf && chmod 1777 /var/shared
-//! ```
-//!
-//! ## References
-//! - CIS Distribution Independent Linux 6.1.10 "Ensure no world writable files exist"
+//! The documentation `imgscan explain`, SARIF help and `docs/rules.md` show is
+//! the Markdown of [`WORLD_WRITABLE_PATH`] (`checks/docs/world-writable-
+//! path.md`), included here.
+#![doc = include_str!("docs/world-writable-path.md")]
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details, mode_string};
-use crate::model::Severity;
-use crate::rules::RuleId;
+use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::severity::Severity;
 use crate::tarstream::Kind;
+
+/// `world-writable-path` (IS007).
+pub const WORLD_WRITABLE_PATH: RuleMeta = RuleMeta {
+    id: RuleId::WorldWritablePath,
+    code: "IS007",
+    name: "WorldWritablePath",
+    default_severity: Severity::Medium,
+    summary: "A root-owned file or directory is writable by everyone (mode o+w). Symlinks, device nodes and sticky directories such as /tmp are not flagged.",
+    severity_note: "high for files; medium for directories without the sticky bit.",
+    // CWE-732: Incorrect Permission Assignment for Critical Resource.
+    tags: &["file-permissions", "external/cwe/cwe-732"],
+    status: RuleStatus::Active,
+    explanation: include_str!("docs/world-writable-path.md"),
+};
+
+/// `world-writable-path` details.
+#[derive(Debug, Serialize)]
+pub struct WorldWritableDetails {
+    /// Permission bits, four octal digits (`0777`, `0666`).
+    pub mode: String,
+    /// What the entry is: `file`, `hardlink` or `dir`.
+    pub kind: &'static str,
+    /// Owner uid (always 0: only root-owned paths are flagged).
+    pub uid: u64,
+    /// Owner gid.
+    pub gid: u64,
+}
 
 const S_IWOTH: u32 = 0o002;
 const S_ISVTX: u32 = 0o1000;
@@ -38,10 +46,6 @@ const S_ISVTX: u32 = 0o1000;
 pub struct WorldWritable;
 
 impl Check for WorldWritable {
-    fn rules(&self) -> &'static [RuleId] {
-        &[RuleId::WorldWritablePath]
-    }
-
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         for (path, node) in ctx.fs.select(|_, n| n.uid == 0 && n.mode & S_IWOTH != 0) {
             let path = path.as_str();
@@ -66,12 +70,12 @@ impl Check for WorldWritable {
                     severity,
                     at: Some((path, node)),
                     message,
-                    details: details([
-                        ("mode", Value::from(mode)),
-                        ("kind", Value::from(node.kind.as_str())),
-                        ("uid", Value::from(node.uid)),
-                        ("gid", Value::from(node.gid)),
-                    ]),
+                    details: details(&WorldWritableDetails {
+                        mode,
+                        kind: node.kind.as_str(),
+                        uid: node.uid,
+                        gid: node.gid,
+                    }),
                     subject: String::new(),
                 },
             );

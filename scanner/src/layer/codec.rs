@@ -346,7 +346,11 @@ mod tests {
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, "opt/.wh..wh..opq", &b""[..]).unwrap();
         b.append_data(&mut h, "tmp/.wh.x", &b""[..]).unwrap();
-        scan_layer(&b.into_inner().unwrap()[..], &LayerOptions::default()).unwrap()
+        let opts = LayerOptions {
+            captures: |path| path == "etc/passwd",
+            ..LayerOptions::default()
+        };
+        scan_layer(&b.into_inner().unwrap()[..], &opts).unwrap()
     }
 
     #[test]
