@@ -90,7 +90,7 @@ fn scanner_modules_import_no_cycles() {
                 .or_insert_with(|| why.clone());
         }
         for scc in cycles(&graph) {
-            let names: Vec<String> = scc.iter().map(|m| name(m)).collect();
+            let names: Vec<String> = scc.iter().map(name).collect();
             let mut lines = vec![format!(
                 "cycle between {} (modules collapsed to depth {d}):",
                 names.join(", ")
