@@ -8,7 +8,7 @@
 //! keys, bad digests.)
 
 use scanner::Error;
-use scanner::gojson::{self, Kind};
+use scanner::view::{self, Kind};
 use serde_json::Value;
 
 use crate::go_oracle;
@@ -19,7 +19,7 @@ const SHA_C: &str = "sha256:6d3df9a8b5b2dc6e06fe6db8cc05b36c8a48deaa3ffb41cc6ca7
 
 /// imgscan's reading, through the parsers a scan uses.
 fn imgscan(kind: &str, doc: &[u8]) -> Result<Value, Error> {
-    gojson::view(Kind::parse(kind).expect("kind"), doc)
+    view::view(Kind::parse(kind).expect("kind"), doc)
 }
 
 /// Go's readings of many documents, one oracle process: `Err` is Go's error.

@@ -23,6 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Default image-wide budget: 1 GiB (`--max-memory`).
 pub const DEFAULT_MAX_MEMORY: u64 = 1 << 30;
 
+/// The CPUs this process may use (1 if that cannot be told), the other
+/// budget a scan divides: layer workers, stream workers, registry downloads.
+/// Asked once: the answer reads cgroup files, which costs a visible part of
+/// a small scan.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
 /// Bytes the input may make imgscan hold, image-wide.
 #[derive(Debug)]
 pub struct MemoryBudget {

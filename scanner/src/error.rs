@@ -7,6 +7,12 @@
 use std::io;
 use std::path::PathBuf;
 
+pub mod daemon;
+pub mod registry;
+
+pub use daemon::DaemonError;
+pub use registry::RegistryError;
+
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -147,10 +153,22 @@ pub enum Error {
     Usage(String),
     /// A registry pull failed: network, TLS, auth, not found, server errors.
     #[error(transparent)]
-    Registry(#[from] crate::source::registry::RegistryError),
+    Registry(#[from] RegistryError),
     /// The local engine (Docker Engine API) could not provide the image.
     #[error(transparent)]
-    Daemon(#[from] crate::source::daemon::DaemonError),
+    Daemon(#[from] DaemonError),
+    /// The input needs a transport this build of the library leaves out
+    /// (the `registry` and `daemon` cargo features).
+    #[error(
+        "cannot scan {what}: this imgscan was built without the `{feature}` feature \
+         (rebuild with `--features {feature}`)"
+    )]
+    NotBuilt {
+        /// The image argument.
+        what: String,
+        /// The cargo feature it needs.
+        feature: &'static str,
+    },
 }
 
 impl Error {

@@ -3,10 +3,12 @@
 //!
 //! # Architecture
 //!
-//! `source` finds the image (docker-archive, OCI layout, oci-archive, standard
-//! input, a registry, the local engine's API) and hands each layer blob to `pipeline`, which streams it through
-//! digest verification, decompression and tar parsing in parallel across layers
-//! (never extracting anything). `layer` turns one layer into a compact index
+//! `source` opens the image (docker-archive, OCI layout, oci-archive, standard
+//! input, a registry, the local engine's API): a container of layer blobs and
+//! a plan saying which digests they must have. `scan`, the one orchestrator,
+//! hands each layer blob to `layer`'s pipeline, which streams it through
+//! digest verification, decompression and tar parsing in parallel across
+//! layers (never extracting anything). `layer` turns one layer into a compact index
 //! of entries; `fs` applies the layers in order (whiteouts, opaque directories,
 //! replacements, hard links) to judge the final filesystem; `checks` turn the
 //! final filesystem and the image config into [`model::Finding`]s, attributed
@@ -32,6 +34,7 @@ pub mod scan;
 pub mod severity;
 pub mod source;
 pub mod tarstream;
+pub mod view;
 
 pub use error::{Error, Result};
 pub use scan::{ScanOptions, scan};

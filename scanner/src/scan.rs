@@ -1,10 +1,12 @@
 //! Scanning one image end to end: source → plan → layers (in parallel) →
 //! verification → final filesystem → checks → [`Report`].
-
-use std::fs::File;
-use std::io::{self, BufReader, Read};
+//!
+//! This is the one orchestrator: every source ([`source::open`]) only opens
+//! the image, a container and a plan, and [`finish`] here scans it, whatever
+//! the transport.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::budget::{DEFAULT_MAX_MEMORY, MemoryBudget};
@@ -14,12 +16,8 @@ use crate::error::{Error, Result};
 use crate::fs::FinalFs;
 use crate::layer::{Compression, LayerIndex, LayerOptions};
 use crate::model::{ImageInfo, LayerInfo, Report};
-use crate::source::archive::{self, ArchiveContainer};
-use crate::source::layout::LayoutContainer;
-use crate::source::registry::{RegistryError, RegistryOptions};
-use crate::source::{
-    self, Container, Input, LayerPlan, Plan, Selection, Transport, daemon, registry,
-};
+use crate::source::registry::RegistryOptions;
+use crate::source::{self, Container, Input, LayerPlan, OpenOptions, Opened, Plan, Selection};
 
 /// How to scan.
 #[derive(Debug, Clone)]
@@ -62,120 +60,26 @@ impl Default for ScanOptions {
     }
 }
 
-/// The CPUs this process may use (1 if that cannot be told). Asked once:
-/// the answer reads cgroup files, which costs a visible part of a small scan.
-pub fn cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+pub use crate::budget::cpus;
+
+impl ScanOptions {
+    /// The part of the options that opening an image needs.
+    pub fn open_options(&self) -> OpenOptions<'_> {
+        OpenOptions {
+            selection: &self.selection,
+            layer: &self.layer,
+            stream_workers: self.stream_workers,
+            registry: &self.registry,
+        }
+    }
 }
 
 /// Scans the image named by `input`, within a fresh memory budget of
 /// [`ScanOptions::max_memory`] bytes.
 pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
     let opts = &with_fresh_budget(opts);
-    match input.transport {
-        Transport::Registry => return registry::scan(input, opts),
-        Transport::DockerDaemon => return daemon::scan(input, opts),
-        Transport::Reference => return scan_reference(input, opts),
-        _ => {}
-    }
-    let Some(path) = &input.path else {
-        // `docker save | gzip | imgscan -`: compressed on standard input too,
-        // as `docker load` and `podman load` take it.
-        let stdin = io::stdin();
-        let mut reader = BufReader::with_capacity(256 * 1024, stdin.lock());
-        let what = "standard input";
-        let prefix = io::BufRead::fill_buf(&mut reader).map_err(|e| Error::read(what, e))?;
-        return match Compression::sniff(prefix) {
-            Compression::None => scan_reader(reader, what, input, opts),
-            Compression::Gzip => {
-                scan_reader(flate2::read::MultiGzDecoder::new(reader), what, input, opts)
-            }
-            Compression::Zstd => {
-                let r = zstd::stream::read::Decoder::with_buffer(reader)
-                    .map_err(|e| Error::read(what, e))?;
-                scan_reader(r, what, input, opts)
-            }
-        };
-    };
-    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    if meta.is_dir() {
-        let c = LayoutContainer::open(path)?;
-        let plan = source::resolve(
-            &c,
-            input.transport,
-            input.reference.as_deref(),
-            &opts.selection,
-            "oci-layout",
-        )?;
-        return finish(&c, plan, input, opts);
-    }
-    let io_err = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut f = File::open(path).map_err(io_err)?;
-    let mut prefix = [0u8; 4];
-    let n = f.read(&mut prefix).map_err(io_err)?;
-    match Compression::sniff(&prefix[..n]) {
-        Compression::None => {
-            if meta.len() == 0 {
-                return Err(Error::not_an_image(
-                    path.display().to_string(),
-                    "the file is empty",
-                ));
-            }
-            let c = ArchiveContainer::open(path)?;
-            let plan = source::resolve(
-                &c,
-                input.transport,
-                input.reference.as_deref(),
-                &opts.selection,
-                "oci-archive",
-            )?;
-            finish(&c, plan, input, opts)
-        }
-        // `docker save | gzip`: a stream, like standard input.
-        Compression::Gzip => {
-            let f = File::open(path).map_err(io_err)?;
-            let r = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
-            scan_reader(r, &path.display().to_string(), input, opts)
-        }
-        Compression::Zstd => {
-            let f = File::open(path).map_err(io_err)?;
-            let r = zstd::stream::read::Decoder::new(f).map_err(io_err)?;
-            scan_reader(r, &path.display().to_string(), input, opts)
-        }
-    }
-}
-
-/// `opts` with a new, empty budget of `max_memory` bytes (one per image) and
-/// the checks' capture predicate.
-fn with_fresh_budget(opts: &ScanOptions) -> ScanOptions {
-    let mut o = opts.clone();
-    o.layer.budget = std::sync::Arc::new(MemoryBudget::new(opts.max_memory));
-    // The layers keep the files the checks read, whatever the caller's
-    // layer options say: the checks declare them, not the caller.
-    o.layer.captures = checks::captures;
-    o
-}
-
-/// A bare name: the registry first; when the image is not there (or the
-/// registry cannot be reached or refuses), the local engine.
-fn scan_reference(input: &Input, opts: &ScanOptions) -> Result<Report> {
-    match registry::scan(input, opts) {
-        Err(Error::Registry(e)) if e.is_absent() => match daemon::scan(input, opts) {
-            Ok(r) => Ok(r),
-            Err(d) => Err(Error::Registry(RegistryError::NotInEngineEither {
-                registry_error: Box::new(e),
-                engine: d.to_string(),
-            })),
-        },
-        other => other,
-    }
+    let opened = source::open(input, &opts.open_options())?;
+    scan_opened(opened, input, opts)
 }
 
 /// Scans a docker-archive or oci-archive read from a stream.
@@ -185,15 +89,41 @@ pub fn scan_reader(
     input: &Input,
     opts: &ScanOptions,
 ) -> Result<Report> {
-    let c = archive::scan_stream(reader, name, &opts.layer, opts.stream_workers)?;
-    let plan = source::resolve(
-        &c,
-        input.transport,
-        input.reference.as_deref(),
-        &opts.selection,
-        "oci-archive",
-    )?;
-    finish(&c, plan, input, opts)
+    let opened = source::open_stream(reader, name, input, &opts.open_options())?;
+    scan_opened(opened, input, opts)
+}
+
+/// Scans an opened image with the number of layer workers its source asks
+/// for. The container (and whatever keeps it alive: a registry's runtime) is
+/// dropped after the report is made.
+fn scan_opened(opened: Opened, input: &Input, opts: &ScanOptions) -> Result<Report> {
+    let Opened {
+        container,
+        plan,
+        layer_workers,
+    } = opened;
+    match layer_workers {
+        Some(layer_workers) => {
+            let opts = ScanOptions {
+                layer_workers,
+                ..opts.clone()
+            };
+            finish(container.as_ref(), plan, input, &opts)
+        }
+        None => finish(container.as_ref(), plan, input, opts),
+    }
+}
+
+/// `opts` with a new, empty budget of `max_memory` bytes: one per image.
+/// `opts` with a new, empty budget of `max_memory` bytes (one per image) and
+/// the checks' capture predicate.
+fn with_fresh_budget(opts: &ScanOptions) -> ScanOptions {
+    let mut o = opts.clone();
+    o.layer.budget = std::sync::Arc::new(MemoryBudget::new(opts.max_memory));
+    // The layers keep the files the checks read, whatever the caller's
+    // layer options say: the checks declare them, not the caller.
+    o.layer.captures = checks::captures;
+    o
 }
 
 fn sniffed_media_type(c: Compression) -> &'static str {

@@ -389,7 +389,7 @@ fn parse_docker_manifest(bytes: &[u8], what: &str) -> Result<Vec<DockerManifestI
 }
 
 /// What imgscan reads from a docker-archive `manifest.json` (see
-/// [`gojson::view`]).
+/// [`crate::view::view`]).
 pub fn view_docker_manifest(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
     let items = parse_docker_manifest(bytes, what)?;
     Ok(serde_json::Value::Array(
@@ -624,7 +624,7 @@ fn count_uses(members: &BTreeMap<String, StreamMember>) -> BTreeMap<String, usiz
                     .and_then(|x| x.as_str())
                     .and_then(|s| Digest::parse(s).ok())
                 {
-                    add(&super::oci::blob_path(&dg));
+                    add(&super::blob_path(&dg));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Images in the local engine (`docker-daemon:NAME[:TAG]`): the Docker
 //! Engine API's `GET /images/{name}/get` streams a docker-archive, which goes
-//! straight into [`archive::scan_stream`] (no temporary file).
+//! straight into [`archive::scan_stream`] (no temporary file). Compiled with
+//! the library's `daemon` feature (on by default).
 //!
 //! The engine is found as docker finds it: `DOCKER_HOST` (`unix:///path` or
 //! `tcp://HOST:PORT`, plain HTTP), otherwise the first socket that exists of
@@ -23,72 +24,13 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Input, Transport, archive};
+use super::{Input, OpenOptions, Opened, Transport, archive};
 use crate::error::Result;
-use crate::model::Report;
-use crate::scan::ScanOptions;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
-/// Why the local engine could not provide the image.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DaemonError {
-    /// No engine to talk to.
-    #[error("no local engine found: {why}")]
-    NoEngine {
-        /// What was looked at.
-        why: String,
-    },
-    /// `DOCKER_HOST` is set to something unsupported.
-    #[error("DOCKER_HOST={value} is not supported: {why}")]
-    BadHost {
-        /// The value.
-        value: String,
-        /// Why.
-        why: String,
-    },
-    /// The connection failed.
-    #[error("cannot connect to the local engine at {host}: {source}")]
-    Connect {
-        /// The engine address.
-        host: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The engine does not have the image.
-    #[error("the local engine at {host} has no image {name}: {message}")]
-    NotFound {
-        /// The engine address.
-        host: String,
-        /// The image name.
-        name: String,
-        /// The engine's message.
-        message: String,
-    },
-    /// Any other HTTP error.
-    #[error("the local engine at {host} answered {status} to {request}: {message}")]
-    Http {
-        /// The engine address.
-        host: String,
-        /// The request line.
-        request: String,
-        /// The status code.
-        status: u16,
-        /// The engine's message.
-        message: String,
-    },
-    /// The answer is not HTTP as expected.
-    #[error("the local engine at {host} sent a malformed answer: {why}")]
-    Protocol {
-        /// The engine address.
-        host: String,
-        /// What is wrong.
-        why: String,
-    },
-}
+pub use crate::error::DaemonError;
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,9 +399,10 @@ pub fn open_image(
     })
 }
 
-/// Scans `docker-daemon:NAME[:TAG]` (or a bare name that fell back to the
-/// local engine).
-pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
+/// Opens `docker-daemon:NAME[:TAG]` (or a bare name that fell back to the
+/// local engine): the export streams through the archive reader, which scans
+/// its layers as they pass.
+pub fn open(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
     let raw = input.reference.as_deref().unwrap_or(&input.source);
     let name = normalize_name(raw);
     let addr = engine_address()?;
@@ -469,11 +412,11 @@ pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
     let body = open_image(&addr, &name, idle)?;
     let what = format!("docker-daemon:{name} ({addr})");
     let reader = BufReader::with_capacity(256 * 1024, body);
-    let c = archive::scan_stream(reader, &what, &opts.layer, opts.stream_workers)?;
-    let mut plan = super::resolve(&c, Transport::Auto, None, &opts.selection, "oci-archive")?;
+    let c = archive::scan_stream(reader, &what, opts.layer, opts.stream_workers)?;
+    let mut plan = super::resolve(&c, Transport::Auto, None, opts.selection, "oci-archive")?;
     plan.format = "docker-daemon";
     plan.reference = Some(name);
-    crate::scan::finish(&c, plan, input, opts)
+    Ok(Opened::new(c, plan))
 }
 
 #[cfg(test)]

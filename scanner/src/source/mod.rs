@@ -1,29 +1,150 @@
 //! Where images come from, and how one image is picked out of a container
 //! (archive, layout, stream).
 //!
-//! Every source ends in the same [`Plan`]: the verified config, and for each
-//! layer where its bytes are and which digests they must have. Resolution
-//! (reading `manifest.json`, `index.json`, manifests, picking a reference and
-//! a platform) is shared by all containers through the [`Container`] trait.
+//! Every transport answers one call, [`open`], with the same [`Opened`]: a
+//! [`Container`] that can scan each layer, and a [`Plan`] (the verified
+//! config, and for each layer where its bytes are and which digests they
+//! must have). Sources only open images: scanning the layers, verifying them
+//! and judging the result is [`crate::scan`]'s, for every transport alike.
+//! Resolution (reading `manifest.json`, `index.json`, manifests, picking a
+//! reference and a platform) is shared by all containers through the
+//! [`Container`] trait.
+//!
+//! The network transports are cargo features of the library (both on by
+//! default): `registry` (oci-client, reqwest, rustls, tokio) and `daemon`
+//! (the local engine's API). A build without one refuses its inputs with
+//! [`Error::NotBuilt`].
 
 use std::path::{Path, PathBuf};
 
 use crate::config::ImageConfig;
 use crate::digest::{self, Digest};
-use crate::error::{Error, Result};
+use crate::error::{Error, RegistryError, Result};
 use crate::layer::{self, LayerIndex, LayerOptions};
 
 pub mod archive;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod layout;
+mod local;
 pub mod oci;
 pub mod platform;
 pub mod registry;
 
+pub use local::open_stream;
 pub use platform::Platform;
+use registry::RegistryOptions;
 
 /// Largest JSON document (manifest, index, config) read into memory.
 pub const MAX_JSON: u64 = 16 << 20;
+
+/// What opening an image needs: a view of [`crate::ScanOptions`].
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions<'a> {
+    /// Which image to pick from an index or archive.
+    pub selection: &'a Selection,
+    /// Per-layer limits and the image's memory budget; streams scan their
+    /// layers while they are read, so opening one scans them.
+    pub layer: &'a LayerOptions,
+    /// Layers scanned at once while reading a stream.
+    pub stream_workers: usize,
+    /// Registry access (the local engine's idle limit is its
+    /// `request_timeout` too).
+    pub registry: &'a RegistryOptions,
+}
+
+/// An opened image: what [`crate::scan::finish`] scans.
+///
+/// Whatever the source needs to stay alive while its layers are read (a
+/// registry's async runtime, a stream's scanned layers) is owned by the
+/// container, and let go when it is dropped.
+pub struct Opened {
+    /// Where the layers are read from.
+    pub container: Box<dyn Container>,
+    /// The resolved image.
+    pub plan: Plan,
+    /// Layers to scan at once, when the source knows better than the CPU
+    /// count: registry downloads block their thread on the network, so more
+    /// may be in flight than there are CPUs (`--concurrency`).
+    pub layer_workers: Option<usize>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("container", &self.container.describe())
+            .field("plan", &self.plan)
+            .field("layer_workers", &self.layer_workers)
+            .finish()
+    }
+}
+
+impl Opened {
+    /// A container and its plan, scanned with the default number of workers.
+    pub fn new(container: impl Container + 'static, plan: Plan) -> Self {
+        Self {
+            container: Box::new(container),
+            plan,
+            layer_workers: None,
+        }
+    }
+}
+
+/// Opens the image `input` names, whatever its transport.
+pub fn open(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
+    match input.transport {
+        Transport::Registry => open_registry(input, opts),
+        Transport::DockerDaemon => open_daemon(input, opts),
+        Transport::Reference => open_reference(input, opts),
+        Transport::Auto
+        | Transport::DockerArchive
+        | Transport::OciArchive
+        | Transport::OciLayout => local::open(input, opts),
+    }
+}
+
+/// A bare name: the registry first; when the image is not there (or the
+/// registry cannot be reached or refuses), the local engine.
+fn open_reference(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
+    match open_registry(input, opts) {
+        Err(Error::Registry(e)) if e.is_absent() => match open_daemon(input, opts) {
+            Ok(o) => Ok(o),
+            // Without the engine transport there is nothing else to try.
+            Err(Error::NotBuilt { .. }) => Err(Error::Registry(e)),
+            Err(d) => Err(Error::Registry(RegistryError::NotInEngineEither {
+                registry_error: Box::new(e),
+                engine: d.to_string(),
+            })),
+        },
+        other => other,
+    }
+}
+
+#[cfg(feature = "registry")]
+fn open_registry(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
+    registry::open(input, opts)
+}
+
+#[cfg(not(feature = "registry"))]
+fn open_registry(input: &Input, _: &OpenOptions<'_>) -> Result<Opened> {
+    Err(Error::NotBuilt {
+        what: input.source.clone(),
+        feature: "registry",
+    })
+}
+
+#[cfg(feature = "daemon")]
+fn open_daemon(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
+    daemon::open(input, opts)
+}
+
+#[cfg(not(feature = "daemon"))]
+fn open_daemon(input: &Input, _: &OpenOptions<'_>) -> Result<Opened> {
+    Err(Error::NotBuilt {
+        what: input.source.clone(),
+        feature: "daemon",
+    })
+}
 
 /// How the user named the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +195,7 @@ impl Input {
         ] {
             if let Some(r) = arg.strip_prefix(prefix) {
                 if transport == Transport::Registry {
-                    registry::parse_reference(r)?;
+                    registry::check_reference(r)?;
                 } else if r.is_empty() {
                     return Err(Error::Usage(format!("`{arg}` names no image")));
                 }
@@ -272,6 +393,11 @@ pub struct Plan {
     pub config: ImageConfig,
     /// The layers.
     pub layers: Vec<LayerPlan>,
+}
+
+/// Path of a blob in a layout (and in an oci-archive): `blobs/<alg>/<hex>`.
+pub fn blob_path(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
 }
 
 /// The digest a blob path promises: `blobs/<alg>/<hex>`, or `<hex>.json` /

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::blob_path;
 use super::{Container, LayerPlan, Plan, Platform, Selection, read_verified};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
@@ -117,11 +118,6 @@ impl Descriptor {
     pub fn parsed_digest(&self) -> Result<Digest> {
         Digest::parse(&self.digest)
     }
-}
-
-/// Path of a blob in a layout.
-pub fn blob_path(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
 }
 
 #[derive(Deserialize)]
@@ -292,7 +288,7 @@ fn view_descriptor(d: &Descriptor) -> serde_json::Value {
     })
 }
 
-/// What imgscan reads from an image manifest (see [`gojson::view`]).
+/// What imgscan reads from an image manifest (see [`crate::view::view`]).
 pub fn view_manifest(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
     match parse_document(bytes, Some(MANIFEST_TYPES[0]), what)? {
         Document::Manifest(m) => Ok(serde_json::json!({
@@ -305,7 +301,7 @@ pub fn view_manifest(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
     }
 }
 
-/// What imgscan reads from an image index (see [`gojson::view`]).
+/// What imgscan reads from an image index (see [`crate::view::view`]).
 pub fn view_index(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
     match parse_document(bytes, Some(INDEX_TYPES[0]), what)? {
         Document::Index(entries) => Ok(serde_json::json!({

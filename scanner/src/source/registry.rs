@@ -21,8 +21,9 @@
 //! 5. Layers stream from `pull_blob_stream` through a bounded channel into
 //!    [`crate::layer::scan_layer`] on a small thread pool, a few layers at a time:
 //!    nothing touches the disk, downloads overlap with scanning, and the same
-//!    [`crate::scan::finish`] as for local images verifies the blob digest and
-//!    diff_id, builds the final filesystem and runs the checks.
+//!    `scan::finish` as for local images verifies the blob digest and
+//!    diff_id, builds the final filesystem and runs the checks: [`open`]
+//!    returns the container and the plan, the scan drives them.
 //!
 //! Blobs are always requested by bare digest, so descriptor `urls` (foreign
 //! layers) are never fetched: a hostile manifest cannot make imgscan fetch
@@ -37,28 +38,42 @@
 //! `Range` request from where it stopped; our own hash covers the whole blob.
 //! Each request has a connect and idle-read limit, the whole image an overall
 //! one.
+//!
+//! # The `registry` feature
+//!
+//! The network side (oci-client, reqwest, rustls, tokio) is compiled only
+//! with the library's `registry` feature (on by default). Without it this
+//! module keeps the plain types a caller configures ([`RegistryOptions`],
+//! [`Credentials`], [`LayerStore`], [`Progress`]), so a CLI compiles either
+//! way, and registry inputs fail with [`crate::Error::NotBuilt`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "registry")]
 use oci_client::Reference;
 
-use super::Input;
+#[cfg(feature = "registry")]
+use super::{Input, OpenOptions, Opened};
 use crate::digest::Digest;
+#[cfg(feature = "registry")]
 use crate::error::Result;
 use crate::layer::LayerIndex;
-use crate::model::Report;
-use crate::scan::ScanOptions;
 
+#[cfg(feature = "registry")]
 mod auth;
+#[cfg(feature = "registry")]
 mod blob;
+mod credentials;
+#[cfg(feature = "registry")]
 mod error;
+#[cfg(feature = "registry")]
 mod session;
 
-pub use auth::{CredentialSource, Credentials};
-pub use error::RegistryError;
+pub use crate::error::RegistryError;
+pub use credentials::{CredentialSource, Credentials};
 
 /// How to talk to registries.
 #[derive(Debug, Clone)]
@@ -124,7 +139,7 @@ impl Default for RegistryOptions {
             request_timeout: Duration::from_secs(60),
             attempts: 5,
             backoff: Duration::from_millis(250),
-            concurrency: crate::scan::cpus().max(3),
+            concurrency: crate::budget::cpus().max(3),
             layer_cache: None,
             progress: None,
         }
@@ -184,6 +199,7 @@ impl LayerCache {
 }
 
 /// Parses and normalises an image reference as docker does.
+#[cfg(feature = "registry")]
 pub fn parse_reference(s: &str) -> std::result::Result<Reference, RegistryError> {
     s.parse::<Reference>()
         .map_err(|e| RegistryError::BadReference {
@@ -192,9 +208,37 @@ pub fn parse_reference(s: &str) -> std::result::Result<Reference, RegistryError>
         })
 }
 
+/// Checks that `s` is an image reference (`docker://REF`).
+pub fn check_reference(s: &str) -> std::result::Result<(), RegistryError> {
+    #[cfg(feature = "registry")]
+    return parse_reference(s).map(drop);
+    #[cfg(not(feature = "registry"))]
+    if is_reference(s) {
+        Ok(())
+    } else {
+        Err(RegistryError::BadReference {
+            reference: s.chars().take(300).collect(),
+            why: "not a registry reference".to_owned(),
+        })
+    }
+}
+
 /// Whether `s` parses as an image reference.
+#[cfg(feature = "registry")]
 pub fn is_reference(s: &str) -> bool {
     parse_reference(s).is_ok()
+}
+
+/// Whether `s` looks like an image reference. Without the `registry`
+/// feature there is no reference parser, and a looser shape check decides
+/// only whether a name that is no file is refused as "no such file" or as
+/// "built without the `registry` feature": both fail.
+#[cfg(not(feature = "registry"))]
+pub fn is_reference(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['/', '.', ':', '@', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
 }
 
 fn host_of(registry: &str) -> &str {
@@ -219,6 +263,7 @@ pub fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+#[cfg(feature = "registry")]
 fn is_insecure(registry: &str, list: &[String]) -> bool {
     list.iter().any(|i| {
         let i = i
@@ -230,37 +275,32 @@ fn is_insecure(registry: &str, list: &[String]) -> bool {
     })
 }
 
-/// Pulls and scans the image `input` names in a registry.
-pub fn scan(input: &Input, opts: &ScanOptions) -> Result<Report> {
+/// Connects to the registry `input` names and resolves its image: the
+/// container downloads each layer when the scan asks for it.
+///
+/// The container owns the session (the async runtime and the client); when
+/// it is dropped, download tasks still unwinding are dropped with the
+/// runtime and the progress display is told the pull ended.
+#[cfg(feature = "registry")]
+pub fn open(input: &Input, opts: &OpenOptions<'_>) -> Result<Opened> {
     let raw = input.reference.as_deref().unwrap_or(&input.source);
     let reference = parse_reference(raw)?;
-    let session = session::Session::connect(reference, &opts.registry)?;
-    let plan = session.resolve(&opts.selection)?;
-    let progress = opts.registry.progress.as_ref().map(|p| &p.0);
-    if let Some(p) = progress {
+    let session = session::Session::connect(reference, opts.registry)?;
+    let plan = session.resolve(opts.selection)?;
+    if let Some(p) = &opts.registry.progress {
         let bytes = plan.layers.iter().filter_map(|l| l.size).sum();
-        p.start(&session.net.reference.whole(), plan.layers.len(), bytes);
+        p.0.start(&session.net.reference.whole(), plan.layers.len(), bytes);
     }
-    let container = blob::RegistryContainer {
-        session: &session,
-        cache: opts.registry.layer_cache.as_deref(),
-    };
-    // Layer downloads block their thread on the network, so more layers may
-    // be in flight than there are CPUs; `concurrency` bounds them.
-    let opts = crate::scan::ScanOptions {
-        layer_workers: opts.registry.concurrency.max(1),
-        ..opts.clone()
-    };
-    let report = crate::scan::finish(&container, plan, input, &opts);
-    // Download tasks still unwinding are dropped with the runtime.
-    session.rt.shutdown_background();
-    if let Some(p) = progress {
-        p.finish();
-    }
-    report
+    let container = blob::RegistryContainer::new(session, opts.registry.layer_cache.clone());
+    Ok(Opened {
+        // Layer downloads block their thread on the network, so more layers
+        // may be in flight than there are CPUs; `concurrency` bounds them.
+        layer_workers: Some(opts.registry.concurrency.max(1)),
+        ..Opened::new(container, plan)
+    })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "registry"))]
 mod tests {
     use super::*;
 

@@ -200,22 +200,52 @@ impl Net {
 }
 
 /// The registry as a [`Container`]: layers come from the network.
-pub(super) struct RegistryContainer<'a> {
-    pub(super) session: &'a Session,
-    pub(super) cache: Option<&'a dyn LayerStore>,
+///
+/// It owns the session, so that the async runtime lives exactly as long as
+/// the scan reads layers.
+pub(super) struct RegistryContainer {
+    net: Arc<Net>,
+    /// Spawns the downloads on the session's runtime.
+    handle: tokio::runtime::Handle,
+    /// The runtime itself, shut down when the container is dropped (`None`
+    /// only then).
+    runtime: Option<tokio::runtime::Runtime>,
+    cache: Option<Arc<dyn LayerStore>>,
 }
 
-impl RegistryContainer<'_> {
+impl RegistryContainer {
+    pub(super) fn new(session: Session, cache: Option<Arc<dyn LayerStore>>) -> Self {
+        Self {
+            net: session.net,
+            handle: session.rt.handle().clone(),
+            runtime: Some(session.rt),
+            cache,
+        }
+    }
+
     fn layer_done(&self) {
-        if let Some(p) = &self.session.net.opts.progress {
+        if let Some(p) = &self.net.opts.progress {
             p.0.layer_done();
         }
     }
 }
 
-impl Container for RegistryContainer<'_> {
+impl Drop for RegistryContainer {
+    fn drop(&mut self) {
+        if let Some(p) = &self.net.opts.progress {
+            p.0.finish();
+        }
+        // Download tasks still unwinding are dropped with the runtime, not
+        // waited for.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Container for RegistryContainer {
     fn describe(&self) -> String {
-        format!("registry image {}", self.session.net.reference)
+        format!("registry image {}", self.net.reference)
     }
 
     fn exists(&self, _path: &str) -> bool {
@@ -237,14 +267,14 @@ impl Container for RegistryContainer<'_> {
                 why: "the manifest gives no digest".into(),
             });
         };
-        if let Some(hit) = self.cache.and_then(|c| c.get(digest)) {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(digest)) {
             self.layer_done();
             return Ok(hit);
         }
         let what = format!("layer {} blob {digest}", plan.index);
         let state = Arc::new(BlobState::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let net = Arc::clone(&self.session.net);
+        let net = Arc::clone(&self.net);
         let pump = Pump {
             reference: net.reference.clone(),
             digest: digest.to_string(),
@@ -253,7 +283,7 @@ impl Container for RegistryContainer<'_> {
             tx,
             state: Arc::clone(&state),
         };
-        let task = self.session.rt.spawn(async move { net.pump(pump).await });
+        let task = self.handle.spawn(async move { net.pump(pump).await });
         let _abort = AbortOnDrop(task);
         let mut reader = ChannelReader {
             rx,
@@ -270,7 +300,7 @@ impl Container for RegistryContainer<'_> {
                         actual,
                     });
                 }
-                if let Some(c) = self.cache {
+                if let Some(c) = &self.cache {
                     idx.tar
                         .verify(&format!("layer {} diff_id", plan.index), &plan.diff_id)?;
                     c.put(digest, &idx);

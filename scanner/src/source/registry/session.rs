@@ -14,7 +14,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use tokio::time::Instant;
 
-use super::auth::{self, CredentialSource};
+use super::CredentialSource;
+use super::auth;
 use super::error::{self, Class, Failure};
 use super::{RegistryError, RegistryOptions, is_insecure, is_loopback};
 use crate::digest::{self, Digest};
