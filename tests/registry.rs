@@ -253,6 +253,7 @@ fn basic_auth_over_tls_with_a_private_ca() {
     let reg = Registry::start_with(RegistryConfig {
         tls: true,
         user: Some(("tester", "s3cret-pass")),
+        ..RegistryConfig::default()
     });
     reg.push(&sample_layout(), "lab/private:v1", &[]);
     let image = format!("{}/lab/private:v1", reg.host());
@@ -345,6 +346,7 @@ fn credentials_from_docker_config_and_a_helper() {
     let reg = Registry::start_with(RegistryConfig {
         tls: true,
         user: Some(("tester", "s3cret-pass")),
+        ..RegistryConfig::default()
     });
     reg.push(&sample_layout(), "lab/private:v1", &[]);
     let image = format!("docker://{}/lab/private:v1", reg.host());

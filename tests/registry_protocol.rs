@@ -46,6 +46,7 @@ fn scan(env: &CleanEnv, args: &[&str]) -> Run {
 }
 
 fn expect_error(r: &Run, needles: &[&str]) {
+    eprintln!("exit {}: {}", r.code, r.stderr.trim());
     assert_eq!(r.code, 2, "expected exit 2; stderr: {}", r.stderr);
     assert!(r.stdout.is_empty(), "an error must print no report");
     for n in needles {

@@ -13,9 +13,8 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::runtime_oracle::{Case, Expect, Facts, check, require_runtimes};
 use crate::support::rawtar::{

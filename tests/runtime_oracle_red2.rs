@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use crate::runtime_oracle::{Case, Expect, check, require_runtimes};
 use crate::runtime_oracle_more::check_layout;
 use crate::support::rawtar::{
-    ELF, INDEX, Layout, MANIFEST, OCI_CONFIG, RawTar, TAR, archive_with_config, base, cfg_name,
-    evil_cfg, evil_tar, hardlink, imgscan_deadline, manifest_doc, outer, symlink,
+    ELF, INDEX, Layout, MANIFEST, OCI_CONFIG, RawTar, TAR, archive_with_config, base, cfg_name, da,
+    evil_cfg, evil_tar, hardlink, manifest_doc, outer, symlink,
 };
-use crate::util::{Comp, compress, config, sha256};
+use crate::util::{config, sha256};
 
 /// Writes `doc` as a blob, tags it `test` in index.json, and judges.
 fn layout_with_manifest(name: &str, l: &Layout, doc: &Value, expect: Expect) {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::support::http::request;
 use crate::support::ports::free_port;
 use crate::support::registry::{Registry, RegistryConfig};
-use crate::support::serve::{EVENTS_V2, Serve, TOKEN, push_event, wait_for, write_config};
+use crate::support::serve::{Serve, blob_event, push_event, wait_for, write_config};
 use crate::support::{OCI_MANIFEST, SAMPLE_DIGEST};
 use crate::util::{imgscan, testdata};
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::rawtar::{
     ELF, Hdr, INDEX, Layout, MANIFEST, OCI_CONFIG, RawTar, TAR, archive_with_config, base,
-    cfg_name, evil_cfg, evil_tar, hardlink, imgscan_deadline, manifest_doc, outer, symlink,
+    cfg_name, da, evil_cfg, evil_tar, hardlink, imgscan_deadline, manifest_doc, outer, symlink,
 };
 use crate::util::{Comp, compress, config, sha256};
 
@@ -230,10 +230,6 @@ fn stream_same_with(name: &str, archive: &[u8], gz_stdin: bool) {
     for (how, o) in &all[1..] {
         assert_eq!((o.0, &o.1), (f.0, &f.1), "{name}: {how} vs file");
     }
-}
-
-fn da(name: &str, layers: &[Vec<u8>], container: Value) -> Vec<u8> {
-    crate::util::docker_archive(layers, container, &format!("x/{name}:t"))
 }
 
 /// Hostile layers (hard links, whiteouts, pax/gnu names) streamed.

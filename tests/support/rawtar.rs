@@ -331,3 +331,8 @@ pub(crate) fn evil_cfg(container: Value) -> (Vec<u8>, Vec<u8>) {
     let cfg = config(std::slice::from_ref(&t), container);
     (t, cfg)
 }
+
+/// A docker-archive of `layers` tagged `x/NAME:t`.
+pub(crate) fn da(name: &str, layers: &[Vec<u8>], container: Value) -> Vec<u8> {
+    crate::util::docker_archive(layers, container, &format!("x/{name}:t"))
+}
