@@ -146,9 +146,9 @@ fn manifest_digest_mismatch() {
         }
     });
     let r = scan(&env, &[&format!("{}/{REPO}:v1", reg.host())]);
-    expect_error(&r, &["digest", &digest]);
+    expect_error(&r, &["digest mismatch for the tag v1 of lab/app", &digest]);
     let r = scan(&env, &[&format!("{}/{REPO}@{digest}", reg.host())]);
-    expect_error(&r, &["digest", &digest]);
+    expect_error(&r, &["digest mismatch for the manifest", &digest]);
 }
 
 /// A layer blob that is valid gzip but not the blob its digest names is a
@@ -190,7 +190,7 @@ fn blob_digest_mismatch() {
         }
     });
     let r = scan(&env, &[&format!("{}/{REPO}:v1", reg.host())]);
-    expect_error(&r, &[&config]);
+    expect_error(&r, &["digest mismatch for config", &config]);
 }
 
 /// A repository, tag or digest the registry lacks is exit 2 with a 404 that
@@ -256,7 +256,7 @@ fn truncated_blobs() {
         }
     });
     let r = scan(&env, &[&format!("{}/{REPO}:v1", reg.host())]);
-    expect_error(&r, &[]);
+    expect_error(&r, &["blob", "failed after 2 attempts"]);
 }
 
 /// 503 answers to the manifest and a blob are retried, then succeed; a
