@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::support::env::{CleanEnv, Run, output};
-use crate::support::fake_registry::{FakeRegistry, Image, Request, Response, bearer};
+use crate::support::fake_registry::{FakeRegistry, Image, Request, Response, basic, bearer};
 use crate::support::ports::free_port;
 use crate::util::{Comp, LayerBuilder, base_layer, compress, write_oci_layout};
 
@@ -125,6 +125,47 @@ fn bearer_token_flow() {
             .all(|r| r.header("authorization") == Some("Bearer t0ken"));
         assert!(authed, "{path} sent without the token: {reqs:#?}");
     }
+}
+
+/// A registry behind Basic auth: `--username` with `--password-stdin`
+/// pulls; a wrong password, or none, is exit 2 before anything is pulled.
+#[test]
+fn basic_auth_credentials() {
+    let env = CleanEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, layout) = image(dir.path());
+    let local = scan(&env, &[&layout]).json();
+    let reg = FakeRegistry::start(basic("tester", "s3cret", move |r| img.answer(r)));
+    let image = format!("{}/{REPO}:v1", reg.host());
+    let with_password = |password: &str| {
+        output(
+            env.imgscan()
+                .args(["--format", "json", "--fail-on", "none", "--retries", "1"])
+                .args(["--username", "tester", "--password-stdin", &image]),
+            Some(password),
+        )
+    };
+    assert_eq!(
+        with_password("s3cret\n").json()["findings"],
+        local["findings"]
+    );
+    let pulled = |reg: &FakeRegistry| {
+        reg.requests()
+            .iter()
+            .filter(|r| r.path.contains("/blobs/"))
+            .count()
+    };
+    let before = pulled(&reg);
+    expect_error(
+        &with_password("wrong\n"),
+        &["401", "the username or password is wrong"],
+    );
+    expect_error(&scan(&env, &[&image]), &["401", "credentials tried: none"]);
+    assert_eq!(
+        pulled(&reg),
+        before,
+        "no blob is fetched without credentials"
+    );
 }
 
 /// A manifest whose bytes are not what its digest says is exit 2, whether

@@ -393,3 +393,26 @@ pub(crate) fn bearer(
         )
     }
 }
+
+/// Wraps `inner` in HTTP Basic auth: every request without
+/// `Authorization: Basic base64(user:password)` gets a 401 with a Basic
+/// challenge, as an htpasswd-protected distribution registry answers.
+pub(crate) fn basic(
+    user: &str,
+    password: &str,
+    inner: impl Fn(&Request) -> Response + Send + Sync + 'static,
+) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    move |req| {
+        if req.header("authorization") == Some(expected.as_str()) {
+            inner(req)
+        } else {
+            Response::error(401, "UNAUTHORIZED", "authentication required")
+                .header("WWW-Authenticate", "Basic realm=\"fake-registry\"")
+        }
+    }
+}
