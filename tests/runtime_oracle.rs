@@ -19,135 +19,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::util::{config, imgscan, require_tool, sha256};
-
-/// A tar written header by header, so that fields can disagree with each
-/// other the way an attacker makes them.
-#[derive(Default)]
-pub(crate) struct RawTar(pub(crate) Vec<u8>);
-
-/// One ustar header's fields.
-pub(crate) struct Hdr<'a> {
-    pub(crate) name: &'a [u8],
-    pub(crate) typeflag: u8,
-    pub(crate) mode: u32,
-    pub(crate) uid: u64,
-    pub(crate) gid: u64,
-    pub(crate) size: u64,
-    pub(crate) link: &'a [u8],
-}
-
-impl<'a> Hdr<'a> {
-    pub(crate) fn new(name: &'a [u8], typeflag: u8, mode: u32, size: u64) -> Self {
-        Self {
-            name,
-            typeflag,
-            mode,
-            uid: 0,
-            gid: 0,
-            size,
-            link: b"",
-        }
-    }
-}
-
-pub(crate) fn octal(field: &mut [u8], v: u64) {
-    let s = format!("{v:0width$o}", width = field.len() - 1);
-    assert_eq!(s.len(), field.len() - 1, "{v} does not fit the field");
-    field[..s.len()].copy_from_slice(s.as_bytes());
-    field[s.len()] = 0;
-}
-
-impl RawTar {
-    pub(crate) fn header(mut self, h: &Hdr<'_>) -> Self {
-        let mut b = [0u8; 512];
-        assert!(h.name.len() <= 100 && h.link.len() <= 100);
-        b[..h.name.len()].copy_from_slice(h.name);
-        octal(&mut b[100..108], u64::from(h.mode));
-        octal(&mut b[108..116], h.uid);
-        octal(&mut b[116..124], h.gid);
-        octal(&mut b[124..136], h.size);
-        octal(&mut b[136..148], 0);
-        b[156] = h.typeflag;
-        b[157..157 + h.link.len()].copy_from_slice(h.link);
-        b[257..263].copy_from_slice(b"ustar\0");
-        b[263..265].copy_from_slice(b"00");
-        b[148..156].fill(b' ');
-        let sum: u32 = b.iter().map(|v| u32::from(*v)).sum();
-        let s = format!("{sum:06o}\0 ");
-        b[148..156].copy_from_slice(s.as_bytes());
-        self.0.extend_from_slice(&b);
-        self
-    }
-
-    /// Member data, padded to the block size.
-    pub(crate) fn data(mut self, d: &[u8]) -> Self {
-        self.0.extend_from_slice(d);
-        let pad = (512 - d.len() % 512) % 512;
-        self.0.extend(std::iter::repeat_n(0, pad));
-        self
-    }
-
-    pub(crate) fn file(self, name: &[u8], mode: u32, d: &[u8]) -> Self {
-        self.header(&Hdr::new(name, b'0', mode, d.len() as u64))
-            .data(d)
-    }
-
-    pub(crate) fn dir(self, name: &[u8]) -> Self {
-        self.header(&Hdr::new(name, b'5', 0o755, 0))
-    }
-
-    /// A PAX header (`x`, or `g` for a global one) holding `records`.
-    pub(crate) fn pax(self, typeflag: u8, records: &[(&str, &[u8])]) -> Self {
-        let mut body = Vec::new();
-        for (k, v) in records {
-            let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            body.extend_from_slice(format!("{len} {k}=").as_bytes());
-            body.extend_from_slice(v);
-            body.push(b'\n');
-        }
-        self.header(&Hdr::new(
-            b"././@PaxHeader",
-            typeflag,
-            0o644,
-            body.len() as u64,
-        ))
-        .data(&body)
-    }
-
-    /// A GNU long name (`L`) or long link (`K`).
-    pub(crate) fn gnu_long(self, typeflag: u8, name: &[u8]) -> Self {
-        let mut d = name.to_vec();
-        d.push(0);
-        self.header(&Hdr::new(b"././@LongLink", typeflag, 0o644, d.len() as u64))
-            .data(&d)
-    }
-
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        self.0.extend(std::iter::repeat_n(0, 1024));
-        self.0
-    }
-}
-
-pub(crate) const ELF: &[u8] = b"\x7fELF-imgscan-test";
-
-/// A base layer every case builds on: a passwd, a group, the usual dirs.
-pub(crate) fn base() -> RawTar {
-    RawTar::default()
-        .dir(b"etc/")
-        .file(
-            b"etc/passwd",
-            0o644,
-            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        )
-        .file(b"etc/group", 0o644, b"root:x:0:\napp:x:1000:\n")
-        .dir(b"usr/")
-        .dir(b"usr/bin/")
-}
+use crate::support::rawtar::{ELF, Hdr, RawTar, archive_with_config, base, cfg_name, outer};
+use crate::support::tools::{require_root, require_tool};
+use crate::util::{config, imgscan, sha256};
 
 /// What one reader (a runtime or imgscan) saw.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -477,19 +351,12 @@ pub(crate) fn check(case: &Case) {
     }
 }
 
+/// Fails the test unless the runtimes are installed and it runs as root.
 pub(crate) fn require_runtimes() {
     for t in ["umoci", "podman", "getcap"] {
         require_tool(t);
     }
-    assert!(
-        nix_is_root(),
-        "the runtime oracle tests unpack images as root (ownership must survive): run them as root"
-    );
-}
-
-fn nix_is_root() -> bool {
-    let out = run(Command::new("id").arg("-u"));
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+    require_root("the runtime oracle tests unpack images as root (ownership must survive)");
 }
 
 /// A plain image with a setuid-root file: every reader agrees (the control).
@@ -904,27 +771,6 @@ fn unknown_member_type() {
     ));
 }
 
-/// A config's member name in a docker-archive: its digest, as `docker save`
-/// writes it (imgscan verifies the config by its name).
-pub(crate) fn cfg_name(cfg: &[u8]) -> String {
-    format!("{}.json", &sha256(cfg)[7..])
-}
-
-/// An outer docker-archive written by hand: `(name, typeflag, data or link)`.
-pub(crate) fn outer(members: &[(&str, u8, &[u8])]) -> Vec<u8> {
-    let mut t = RawTar::default();
-    for (name, typeflag, data) in members {
-        t = match typeflag {
-            b'2' => t.header(&Hdr {
-                link: data,
-                ..Hdr::new(name.as_bytes(), b'2', 0o777, 0)
-            }),
-            _ => t.file(name.as_bytes(), 0o644, data),
-        };
-    }
-    t.finish()
-}
-
 /// `manifest.json` keys matched the Go way: `layers` is `Layers`.
 #[test]
 fn docker_manifest_lower_case_keys() {
@@ -1097,27 +943,6 @@ fn pax_ids_out_of_range() {
     }
 }
 
-/// A docker-archive whose config is `cfg`, written as given (raw JSON).
-pub(crate) fn archive_with_config(name: &str, layers: &[Vec<u8>], cfg: &[u8]) -> Vec<u8> {
-    let tag = format!("localhost/imgscan-oracle/{name}:test");
-    let mut members: Vec<(String, u8, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (format!("l{i}.tar"), b'0', l.clone()))
-        .collect();
-    let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
-    members.push((cfg_name(cfg), b'0', cfg.to_vec()));
-    let m =
-        serde_json::to_vec(&json!([{"Config": cfg_name(cfg), "RepoTags": [tag], "Layers": names}]))
-            .unwrap();
-    members.push(("manifest.json".into(), b'0', m));
-    let refs: Vec<(&str, u8, &[u8])> = members
-        .iter()
-        .map(|(n, t, d)| (n.as_str(), *t, d.as_slice()))
-        .collect();
-    outer(&refs)
-}
-
 /// Image configs whose keys Go matches in another case, or repeats: read
 /// the way encoding/json does, or refused.
 #[test]
@@ -1163,13 +988,4 @@ fn config_keys_in_other_cases() {
         ));
         check(&case);
     }
-}
-
-/// The sanity check of the harness: the config digest the archive names is
-/// the one written, so podman and umoci load the same image imgscan reads.
-#[test]
-fn harness_writes_consistent_images() {
-    let layers = vec![base().finish()];
-    let cfg = config(&layers, json!({"User": "app"}));
-    assert!(sha256(&cfg).starts_with("sha256:"));
 }

@@ -1,70 +1,12 @@
 //! The real-builder sample image (umoci + busybox-static + setcap, exported by
 //! skopeo) in every input format, compared with the oracle that `umoci unpack`
-//! and find/getcap produced (`testdata/sample.oracle`).
-
-use std::collections::BTreeSet;
-use std::process::Command;
+//! and find/getcap produced (`testdata/sample.oracle`). The forms that need
+//! skopeo, and the oracle re-run live, are in `sample_tools.rs` (e2e tier).
 
 use serde_json::Value;
 
-use crate::util::{imgscan, imgscan_stdin, require_tool, scan_json, testdata};
-
-/// Findings of a report in the oracle's line format (`testdata/oracle.sh`).
-fn oracle_lines(report: &Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for f in report["findings"].as_array().unwrap() {
-        let path = f["path"].as_str().unwrap_or("");
-        let d = &f["details"];
-        let line = match f["rule_id"].as_str().unwrap() {
-            "setuid-binary" | "setgid-binary" => format!(
-                "{} {path} {} {} {}",
-                if f["rule_id"] == "setuid-binary" {
-                    "setuid"
-                } else {
-                    "setgid"
-                },
-                d["mode"].as_str().unwrap(),
-                d["uid"],
-                d["gid"]
-            ),
-            "file-capability" => format!("cap {path} {}", d["getcap"].as_str().unwrap()),
-            "world-writable-path" => format!(
-                "world-writable {path} {}",
-                match d["kind"].as_str().unwrap() {
-                    "dir" => "dir",
-                    _ => "file",
-                }
-            ),
-            "remote-shell-daemon" => format!("daemon {path}"),
-            _ => continue,
-        };
-        out.insert(line);
-    }
-    out
-}
-
-fn expected() -> BTreeSet<String> {
-    std::fs::read_to_string(testdata("sample.oracle"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn assert_matches_oracle(image: &str) -> Value {
-    let report = scan_json(image);
-    assert_eq!(oracle_lines(&report), expected(), "image {image}");
-    // Config findings: no USER means root.
-    let root: Vec<_> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule_id"] == "root-user")
-        .collect();
-    assert_eq!(root.len(), 1, "{image}: one root-user finding");
-    assert!(root[0]["path"].is_null());
-    report
-}
+use crate::support::sample::{assert_matches_oracle, expected, oracle_lines};
+use crate::util::{imgscan, imgscan_stdin, scan_json, testdata};
 
 /// The committed docker-archive (skopeo, uncompressed, symlinked layer.tar).
 #[test]
@@ -149,55 +91,6 @@ fn gzipped_docker_archive() {
     assert_matches_oracle(gz.to_str().unwrap());
 }
 
-fn skopeo(args: &[&str]) {
-    require_tool("skopeo");
-    let out = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q"])
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// skopeo-written oci-archive and zstd OCI layout, and the oci-archive on stdin.
-#[test]
-fn skopeo_oci_archive_and_zstd() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = format!("oci:{}:sample", testdata("sample/oci"));
-    let archive = dir.path().join("sample-oci.tar");
-    skopeo(&[&src, &format!("oci-archive:{}:sample", archive.display())]);
-    let r = assert_matches_oracle(archive.to_str().unwrap());
-    assert_eq!(r["image"]["format"], "oci-archive");
-    assert_matches_oracle(&format!("oci-archive:{}:sample", archive.display()));
-
-    let zdir = dir.path().join("zstd");
-    skopeo(&[
-        "--dest-compress-format",
-        "zstd",
-        &src,
-        &format!("oci:{}:sample", zdir.display()),
-    ]);
-    let r = assert_matches_oracle(&format!("oci:{}:sample", zdir.display()));
-    for l in r["image"]["layers"].as_array().unwrap() {
-        assert_eq!(l["compression"], "zstd");
-    }
-
-    let data = std::fs::read(&archive).unwrap();
-    let out = imgscan_stdin(&["--format", "json", "--fail-on", "none", "-"], Some(&data));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(oracle_lines(&r), expected());
-}
-
 /// Findings are identical whatever the input format (same image, same report
 /// apart from the image section).
 #[test]
@@ -217,39 +110,6 @@ fn same_findings_in_every_format() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&a), strip(&b));
-}
-
-/// The oracle itself, re-run live when umoci can restore owners (root only).
-#[test]
-fn oracle_is_current() {
-    require_tool("umoci");
-    require_tool("getcap");
-    // SAFETY-free check of the effective uid: /proc/self/status "Uid:" line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
-    assert!(
-        root,
-        "oracle_is_current needs root (umoci unpack restores owners and xattrs only as root)"
-    );
-    let out = Command::new("bash")
-        .arg(testdata("oracle.sh"))
-        .arg(format!("{}:sample", testdata("sample/oci")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let live: BTreeSet<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(live, expected());
 }
 
 /// The table goes to the terminal while JSON and SARIF files are written.

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::serve_support::{
-    EVENTS_V2, OCI_MANIFEST, Registry, RegistryOptions, SAMPLE_DIGEST, Serve, TOKEN, blob_event,
-    free_port, push_event, request, wait_for, write_config,
-};
+use crate::support::http::request;
+use crate::support::ports::free_port;
+use crate::support::registry::{Registry, RegistryConfig};
+use crate::support::serve::{Serve, blob_event, push_event, wait_for, write_config};
+use crate::support::{OCI_MANIFEST, SAMPLE_DIGEST};
 use crate::util::{imgscan, testdata};
 
 /// `(rule_id, severity, path, layer_index, message)` of every finding.
@@ -42,10 +43,10 @@ fn serve_scans_pushes_notified_by_a_real_registry() {
     let reg_url = format!("http://127.0.0.1:{reg_port}");
     let config = write_config(dir.path(), "workers = 2", &[("local", reg_url.as_str())]);
     let serve = Serve::start(&config);
-    let registry = Registry::start(RegistryOptions {
+    let registry = Registry::start_with(RegistryConfig {
         notify: Some(format!("http://{}/v1/events/local", serve.addr)),
         port: Some(reg_port),
-        ..RegistryOptions::default()
+        ..RegistryConfig::default()
     });
 
     let digest = registry.push_sample("lab/sample:v1");
@@ -150,189 +151,21 @@ fn serve_scans_pushes_notified_by_a_real_registry() {
     assert_eq!(serve.metric("imgscan_scan_duration_seconds_count"), 1.0);
 }
 
-/// Every endpoint but /healthz refuses a missing or wrong token; bodies are
-/// size-limited; malformed envelopes get 400 until they would block the
-/// registry's queue, then are acknowledged and dropped.
-#[test]
-fn serve_refuses_unauthorised_and_malformed_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "max_body_bytes = 4096\nreject_limit = 2",
-        &[("local", "http://127.0.0.1:1")],
-    );
-    let serve = Serve::start(&config);
-    let a = serve.addr.as_str();
-    let d = SAMPLE_DIGEST;
-    let endpoints = [
-        ("POST", "/v1/events".to_owned()),
-        ("POST", "/v1/events/local".to_owned()),
-        ("GET", "/api/v1/metadata".to_owned()),
-        ("POST", "/api/v1/scan".to_owned()),
-        ("GET", "/api/v1/scan/x/report".to_owned()),
-        ("GET", format!("/v1/reports/{d}")),
-        ("GET", "/v1/scans".to_owned()),
-        ("GET", format!("/v1/scans/{d}")),
-        ("GET", "/metrics".to_owned()),
-    ];
-    let wrong = format!("Bearer {}", TOKEN.replace('0', "1"));
-    for (method, path) in &endpoints {
-        for headers in [
-            vec![],
-            vec![("Authorization", wrong.as_str())],
-            vec![("Authorization", "Basic Zm9vOmJhcg==")],
-            vec![("X-ScannerAdapter-API-Key", "nope")],
-        ] {
-            let r = request(a, method, path, &headers, b"{}").unwrap();
-            assert_eq!(
-                r.status,
-                401,
-                "{method} {path} with {headers:?}: {}",
-                r.text()
-            );
-            assert_eq!(
-                r.header("www-authenticate"),
-                Some("Bearer realm=\"imgscan\"")
-            );
-        }
-    }
-    let h = request(a, "GET", "/healthz", &[], b"").unwrap();
-    assert_eq!((h.status, h.json()["status"].as_str()), (200, Some("ok")));
-    // Harbor may present the token as an API key.
-    let m = request(
-        a,
-        "GET",
-        "/api/v1/metadata",
-        &[("X-ScannerAdapter-API-Key", TOKEN)],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(m.status, 200);
-    assert!(
-        !serve.logs().contains(TOKEN),
-        "the token must never be logged"
-    );
-
-    // Too large.
-    let big = vec![b' '; 8192];
-    let r = serve.call("POST", "/v1/events", &[("Content-Type", EVENTS_V2)], &big);
-    assert_eq!(r.status, 413);
-    // Malformed: 400 twice (reject_limit = 2), then acknowledged and dropped.
-    for want in [400, 400, 200, 400] {
-        let r = serve.call(
-            "POST",
-            "/v1/events",
-            &[("Content-Type", EVENTS_V2)],
-            b"{\"events\": 7}",
-        );
-        assert_eq!(r.status, want, "{}", r.text());
-    }
-    let r = serve.call(
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "text/plain")],
-        b"{}",
-    );
-    assert_eq!(r.status, 415);
-    // A push event whose digest is not a digest.
-    let mut bad = push_event("127.0.0.1:1", "lab/x", "v1", d);
-    bad["target"]["digest"] = json!("sha256:../../../etc/passwd");
-    let r = serve.notify("/v1/events", &[bad]);
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(
-        serve.metric("imgscan_http_refusals_total{reason=\"poison_dropped\"}"),
-        1.0
-    );
-    assert_eq!(
-        serve.metric("imgscan_http_refusals_total{reason=\"too_large\"}"),
-        1.0
-    );
-    assert!(serve.metric("imgscan_http_refusals_total{reason=\"unauthorized\"}") >= 36.0);
-    assert_eq!(serve.get("/v1/scans").json()["scans"], json!([]));
-}
-
-/// An event naming a registry that is not on the allowlist is refused (403)
-/// and nothing is pulled; a named endpoint for an unknown registry is 404;
-/// the event's URL never decides where imgscan pulls from.
-#[test]
-fn serve_refuses_registries_off_the_allowlist() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", &[("local", "http://127.0.0.1:1")]);
-    let serve = Serve::start(&config);
-    let d = SAMPLE_DIGEST;
-    let r = serve.notify(
-        "/v1/events",
-        &[push_event("evil.example:5000", "lab/x", "v1", d)],
-    );
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert_eq!(
-        r.json()["error"]["message"],
-        "registry evil.example:5000 is not on the allowlist"
-    );
-    assert_eq!(serve.get(&format!("/v1/scans/{d}")).status, 404);
-    let r = serve.notify(
-        "/v1/events/nosuch",
-        &[push_event("127.0.0.1:1", "lab/x", "v1", d)],
-    );
-    assert_eq!(r.status, 404, "{}", r.text());
-    // Mixed envelope: the allowlisted event is kept, the other reported.
-    let other = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-    let r = serve.notify(
-        "/v1/events",
-        &[
-            push_event("evil.example:5000", "lab/x", "v1", other),
-            push_event("127.0.0.1:1", "lab/x", "v1", d),
-            blob_event("127.0.0.1:1", "lab/x"),
-        ],
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    let body = r.json();
-    assert_eq!(
-        (body["queued"].as_u64(), body["off_allowlist"].as_u64()),
-        (Some(1), Some(1))
-    );
-    assert_eq!(body["ignored"], 1);
-    assert_eq!(serve.get(&format!("/v1/scans/{other}")).status, 404);
-    assert_eq!(serve.scan(d).unwrap()["registry"], "local");
-    // distribution 3 sends one event per envelope, as …events.v2+json.
-    let third = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
-    let body = json!({"events": [push_event("127.0.0.1:1", "lab/y", "v3", third)]});
-    let r = serve.call(
-        "POST",
-        "/v1/events",
-        &[("Content-Type", EVENTS_V2)],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(serve.scan(third).unwrap()["repository"], "lab/y");
-    // Harbor: a registry URL off the allowlist is refused too.
-    let req = json!({"registry": {"url": "https://evil.example"},
-                     "artifact": {"repository": "lab/x", "digest": other}});
-    let r = serve.call("POST", "/api/v1/scan", &[], req.to_string().as_bytes());
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("allowlist")
-    );
-}
-
 /// Pushes acknowledged before a `kill -9` (some queued, one mid-scan) are
 /// all scanned after a restart, each exactly once.
 #[test]
 fn serve_kill_9_and_restart_scans_every_push_exactly_once() {
-    let registry = Registry::start(RegistryOptions::default());
+    let registry = Registry::start();
     registry.push_sample("lab/app:base");
     let digests = registry.variants("lab/app", 10);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         "workers = 1",
-        &[("local", &format!("http://{}", registry.addr()))],
+        &[("local", &format!("http://{}", registry.host()))],
     );
     let serve = Serve::start(&config);
-    let host = registry.addr();
+    let host = registry.host();
     for chunk in digests.chunks(3) {
         let events: Vec<Value> = chunk
             .iter()
@@ -394,17 +227,17 @@ fn serve_kill_9_and_restart_scans_every_push_exactly_once() {
 #[test]
 fn serve_burst_of_notifications_respects_the_queue_bound() {
     const CAPACITY: usize = 6;
-    let registry = Registry::start(RegistryOptions::default());
+    let registry = Registry::start();
     registry.push_sample("lab/burst:base");
     let digests = Arc::new(registry.variants("lab/burst", 24));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!("workers = 2\nqueue_capacity = {CAPACITY}"),
-        &[("local", &format!("http://{}", registry.addr()))],
+        &[("local", &format!("http://{}", registry.host()))],
     );
     let serve = Arc::new(Serve::start(&config));
-    let host = registry.addr();
+    let host = registry.host();
 
     let busy = Arc::new(AtomicUsize::new(0));
     let max_depth = Arc::new(Mutex::new(0f64));
@@ -523,9 +356,9 @@ fn serve_burst_of_notifications_respects_the_queue_bound() {
 /// one item per finding; every answer well within Harbor's 5 s.
 #[test]
 fn serve_harbor_adapter_flow() {
-    let registry = Registry::start(RegistryOptions {
-        basic_auth: Some(("robot$lab+scan".into(), "s3cret-pass".into())),
-        ..RegistryOptions::default()
+    let registry = Registry::start_with(RegistryConfig {
+        user: Some(("robot$lab+scan", "s3cret-pass")),
+        ..RegistryConfig::default()
     });
     let digest = registry.push_sample("lab/app:1.0");
     let busy = registry.variants("lab/app", 1);
@@ -540,7 +373,7 @@ fn serve_harbor_adapter_flow() {
              username = \"robot$lab+scan\"\npassword_file = \"pw\"\n",
             registry.port
         ),
-        &[("harbor", &format!("http://{}", registry.addr()))],
+        &[("harbor", &format!("http://{}", registry.host()))],
     );
     let serve = Serve::start(&config);
     let timed = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
@@ -598,7 +431,7 @@ fn serve_harbor_adapter_flow() {
     );
     let scan_request = |d: &str, auth: &str| {
         json!({
-            "registry": {"url": format!("http://{}", registry.addr()), "authorization": auth, "insecure": true},
+            "registry": {"url": format!("http://{}", registry.host()), "authorization": auth, "insecure": true},
             "artifact": {"repository": "lab/app", "digest": d, "tag": "1.0",
                          "mime_type": OCI_MANIFEST, "size": 820},
             "enabled_capabilities": [{"type": "vulnerability",
@@ -726,7 +559,7 @@ fn serve_harbor_adapter_flow() {
 /// imgscan is down is found after the restart.
 #[test]
 fn serve_reconciliation_finds_pushes_no_event_announced() {
-    let registry = Registry::start(RegistryOptions::default());
+    let registry = Registry::start();
     let base = registry.push_sample("lab/a:base");
     let mut digests = vec![base.clone()];
     digests.extend(registry.variants("lab/a", 3));
@@ -745,7 +578,7 @@ fn serve_reconciliation_finds_pushes_no_event_announced() {
     chart["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json");
     let chart = serde_json::to_vec(&chart).unwrap();
     let r = request(
-        &registry.addr(),
+        &registry.host(),
         "PUT",
         "/v2/lab/a/manifests/chart",
         &[("Content-Type", OCI_MANIFEST)],
@@ -762,7 +595,7 @@ fn serve_reconciliation_finds_pushes_no_event_announced() {
         dir.path(),
         "workers = 1\nqueue_capacity = 2\nreconcile_interval_secs = 1\n\
          reconcile_page_size = 1\nreconcile_max_tags = 3",
-        &[("local", &format!("http://{}", registry.addr()))],
+        &[("local", &format!("http://{}", registry.host()))],
     );
     let serve = Serve::start(&config);
     let done = serve.wait_done(&digests, Duration::from_secs(120));
@@ -831,15 +664,15 @@ fn serve_reconciliation_finds_pushes_no_event_announced() {
 /// only its new layer (a miss), with the same findings for the base layer.
 #[test]
 fn serve_layer_cache_survives_kill_9() {
-    let registry = Registry::start(RegistryOptions::default());
+    let registry = Registry::start();
     let first = registry.push_sample("lab/app:base");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         "workers = 1",
-        &[("local", &format!("http://{}", registry.addr()))],
+        &[("local", &format!("http://{}", registry.host()))],
     );
-    let host = registry.addr();
+    let host = registry.host();
     let serve = Serve::start(&config);
     let r = serve.notify(
         "/v1/events",

@@ -1,25 +1,22 @@
-//! Integration tests: the `imgscan` binary over real-builder fixtures and
-//! images written in code.
+//! The `integration` test target (`cargo test`): the `imgscan` binary over
+//! committed fixtures, images written in code and an in-process fake
+//! registry. It needs nothing but the Rust toolchain; the tests that run
+//! real tools (registries, skopeo, umoci, podman, Go) are the `e2e` target
+//! (tests/e2e.rs), which `scripts/test` runs too.
 
+mod support;
 mod util;
-
-mod go_oracle;
 
 mod archive_fidelity;
 mod cli;
-mod differential_json;
-mod differential_tar;
 mod docs;
 mod edge;
 mod errors;
 mod fuzz_regressions;
 mod hostile_fs;
-mod registry;
-mod registry_support;
-mod runtime_oracle;
-mod runtime_oracle_more;
-mod runtime_oracle_red2;
+mod registry_protocol;
 mod sample;
-mod serve;
-mod serve_support;
+#[cfg(feature = "serve")]
+mod serve_api;
+mod streams_and_limits;
 mod users;

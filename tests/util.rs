@@ -86,18 +86,6 @@ pub(crate) fn findings_of<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Fails with an install hint when a tool is missing.
-pub(crate) fn require_tool(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(tool).is_file();
-    assert!(
-        found,
-        "`{tool}` is not installed: run scripts/install-test-deps (or scripts/test, which runs it)"
-    );
-}
-
 /// sha256 digest string.
 pub(crate) fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(data)))
