@@ -128,9 +128,9 @@ fn with_fresh_budget(opts: &ScanOptions) -> ScanOptions {
 
 fn sniffed_media_type(c: Compression) -> &'static str {
     match c {
-        Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::None => source::media::OCI_LAYER_TAR,
+        Compression::Gzip => source::media::OCI_LAYER_GZIP,
+        Compression::Zstd => source::media::OCI_LAYER_ZSTD,
     }
 }
 

@@ -52,10 +52,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_SECS: u64 = 60;
 
 /// The manifest types asked for (`Accept`) when resolving a tag.
-pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-     application/vnd.oci.image.manifest.v1+json, \
-     application/vnd.docker.distribution.manifest.list.v2+json, \
-     application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) use scanner::source::media::MANIFEST_ACCEPT;
 
 /// Why a request gave nothing usable.
 #[derive(Debug, Clone, PartialEq, Eq)]

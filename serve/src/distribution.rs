@@ -50,22 +50,8 @@ use super::{App, blocking};
 pub(crate) const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
 pub(crate) const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
 
-pub(crate) const IMAGE_MANIFESTS: &[&str] = &[
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-pub(crate) const INDEXES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-pub(crate) const SCHEMA1: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
-pub(crate) const IMAGE_CONFIGS: &[&str] = &[
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
+/// The media types, from the scanner: one list for scans and the hook.
+pub(crate) use scanner::source::media::{IMAGE_CONFIGS, IMAGE_MANIFESTS, INDEXES, SCHEMA1};
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -115,18 +101,9 @@ struct RequestInfo {
 }
 
 /// Whether `d` is a digest imgscan accepts: `sha256:<64 hex>` or
-/// `sha512:<128 hex>`, lowercase.
+/// `sha512:<128 hex>`, lowercase; the scanner's own parser decides.
 pub(crate) fn valid_digest(d: &str) -> bool {
-    let hex_ok = |h: &str, n: usize| {
-        h.len() == n
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    match d.split_once(':') {
-        Some(("sha256", h)) => hex_ok(h, 64),
-        Some(("sha512", h)) => hex_ok(h, 128),
-        _ => false,
-    }
+    scanner::digest::Digest::parse(d).is_ok()
 }
 
 /// Whether `r` is a repository name as distribution defines it

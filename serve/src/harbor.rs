@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use scanner::model::{Report, Severity};
+use scanner::source::media::{DOCKER_MANIFEST, OCI_MANIFEST};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -53,8 +54,6 @@ pub(crate) const VULN_REPORT_1_1: &str =
 /// no `Accept` is sent, as the spec says).
 pub(crate) const HARBOR_NATIVE_1_0: &str =
     "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Harbor drops scan ids after 30 minutes of polling; keep them a day.
 pub(crate) const SCAN_ID_TTL_MS: i64 = 24 * 3600 * 1000;
 

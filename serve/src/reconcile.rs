@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
+use scanner::source::media;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -453,6 +454,8 @@ struct Descriptor {
 struct Platform {
     #[serde(default)]
     os: String,
+    #[serde(default)]
+    architecture: String,
 }
 
 /// The digest of `bytes` in `digest`'s algorithm, or `None` for an
@@ -538,13 +541,17 @@ pub(crate) fn classify(
             let Some(cd) = child.digest.as_deref().filter(|d| valid_digest(d)) else {
                 continue;
             };
-            // Build attestations (buildx) are manifests for platform
-            // unknown/unknown, not images.
-            let attestation = child.platform.as_ref().is_some_and(|p| p.os == "unknown")
-                || child
+            // Build attestations (buildx) are manifests, not images: the
+            // scanner's classifier, so a scan and a sweep agree.
+            let p = child.platform.as_ref();
+            let attestation = media::is_attestation(
+                p.map(|p| p.os.as_str()),
+                p.map(|p| p.architecture.as_str()),
+                child
                     .annotations
-                    .get("vnd.docker.reference.type")
-                    .is_some_and(|v| v == "attestation-manifest");
+                    .get(media::REFERENCE_TYPE)
+                    .map(String::as_str),
+            );
             if attestation || jobs.iter().any(|j| j.digest == cd) {
                 continue;
             }
@@ -1102,6 +1109,8 @@ mod tests {
         let (a, _) = image(1);
         let (b, _) = image(2);
         let (att, _) = image(3);
+        // os `unknown` alone is an image, as the scanner reads it.
+        let (odd, _) = image(4);
         let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
             "manifests": [
                 {"mediaType": OCI_MANIFEST, "digest": a, "platform": {"os": "linux", "architecture": "amd64"}},
@@ -1109,6 +1118,7 @@ mod tests {
                 {"mediaType": OCI_MANIFEST, "digest": b},
                 {"mediaType": OCI_MANIFEST, "digest": att, "platform": {"os": "unknown", "architecture": "unknown"},
                  "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+                {"mediaType": OCI_MANIFEST, "digest": odd, "platform": {"os": "unknown", "architecture": "amd64"}},
                 {"mediaType": OCI_INDEX, "digest": sha(b"nested")},
                 {"mediaType": OCI_MANIFEST, "digest": "sha256:bad"}
             ]}))
@@ -1126,7 +1136,8 @@ mod tests {
             [
                 (d.as_str(), Some("v1")),
                 (a.as_str(), None),
-                (b.as_str(), None)
+                (b.as_str(), None),
+                (odd.as_str(), None)
             ]
         );
     }

@@ -27,6 +27,7 @@ pub mod archive;
 pub mod daemon;
 pub mod layout;
 mod local;
+pub mod media;
 pub mod oci;
 pub mod platform;
 pub mod registry;

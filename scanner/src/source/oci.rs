@@ -33,34 +33,11 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gojson;
 
-const INDEX_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: &[&str] = &[
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+use super::media::{IMAGE_MANIFESTS as MANIFEST_TYPES, INDEXES as INDEX_TYPES};
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
-/// Whether a layer media type is a filesystem tar (any compression).
-pub fn is_layer_media_type(mt: &str) -> bool {
-    matches!(
-        mt,
-        "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd"
-            | "application/vnd.docker.container.image.rootfs.diff+x-gtar"
-    )
-}
+pub use super::media::is_layer as is_layer_media_type;
 
 /// A content descriptor.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,11 +84,12 @@ impl Descriptor {
     }
 
     fn is_attestation(&self) -> bool {
-        self.annotation("vnd.docker.reference.type") == Some("attestation-manifest")
-            || self
-                .platform
-                .as_ref()
-                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+        let p = self.platform.as_ref();
+        super::media::is_attestation(
+            p.map(|p| p.os.as_str()),
+            p.map(|p| p.architecture.as_str()),
+            self.annotation(super::media::REFERENCE_TYPE),
+        )
     }
 
     /// The parsed digest.

@@ -23,12 +23,7 @@ use crate::error::{Error, Result};
 use crate::source::oci::{self, Descriptor, Document};
 use crate::source::{MAX_JSON, Plan, Platform, Selection};
 
-const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+use crate::source::media::MANIFESTS as MANIFEST_MEDIA_TYPES;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const USER_AGENT: &str = concat!("imgscan/", env!("CARGO_PKG_VERSION"));
