@@ -9,7 +9,7 @@
 //! included by the meta), the files it needs captured while the layers
 //! stream ([`Check::captures`]), a `#[derive(Serialize)]` struct per rule
 //! for the finding's `details`, and the check itself. The one list of rules
-//! is [`registry!`] below: one line per check. From it come
+//! is `registry!` below: one line per check. From it come
 //! [`crate::rules::RuleId`], [`RULES`], [`CHECKS`] and [`captures`]. So a new
 //! rule is a new file, its `pub mod` line and its line in the list; then
 //! regenerate `docs/rules.md`, the snapshots and the JSON Schema's details

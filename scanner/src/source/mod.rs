@@ -5,7 +5,7 @@
 //! [`Container`] that can scan each layer, and a [`Plan`] (the verified
 //! config, and for each layer where its bytes are and which digests they
 //! must have). Sources only open images: scanning the layers, verifying them
-//! and judging the result is [`crate::scan`]'s, for every transport alike.
+//! and judging the result is [`crate::scan`](mod@crate::scan)'s, for every transport alike.
 //! Resolution (reading `manifest.json`, `index.json`, manifests, picking a
 //! reference and a platform) is shared by all containers through the
 //! [`Container`] trait.
