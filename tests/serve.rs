@@ -731,3 +731,93 @@ fn serve_layer_cache_survives_kill_9() {
     assert!(!a.is_empty(), "the sample's base layer has findings");
     assert_eq!(a, b);
 }
+
+/// A registry on TLS whose certificate is signed by a private CA: serve
+/// configured with that CA as the entry's `ca_cert` (and without
+/// `insecure`) reconciles its catalog and pulls the image it finds; the
+/// same entry without `ca_cert` fails both on certificate verification.
+#[test]
+fn serve_trusts_a_private_ca_with_ca_cert() {
+    let registry = Registry::start_with(RegistryConfig {
+        tls: true,
+        ..RegistryConfig::default()
+    });
+    let digest = registry.push_sample("lab/private:v1");
+    assert_eq!(digest, SAMPLE_DIGEST);
+    let ca = registry.tls.as_ref().unwrap().ca.clone();
+    let url = format!("https://{}", registry.host());
+    let entry = |ca_cert: Option<&std::path::Path>| {
+        let mut e = format!(
+            "workers = 1\nmax_attempts = 1\nreconcile_interval_secs = 1\n\
+             [[registry]]\nname = \"corp\"\nurl = \"{url}\"\n"
+        );
+        if let Some(p) = ca_cert {
+            e.push_str(&format!("ca_cert = \"{}\"\n", p.display()));
+        }
+        e
+    };
+
+    // Trusted: the sweep finds the image, the pull verifies the registry.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &entry(Some(&ca)), &[]);
+    let serve = Serve::start(&config);
+    let done = serve.wait_done(std::slice::from_ref(&digest), Duration::from_secs(90));
+    assert_eq!(
+        (done[0]["source"].as_str(), done[0]["registry"].as_str()),
+        (Some("reconcile"), Some("corp")),
+        "{:#}",
+        done[0]
+    );
+    assert_eq!(done[0]["repository"], "lab/private");
+    let report = serve.get(&format!("/v1/reports/{digest}"));
+    assert_eq!(report.status, 200, "{}", serve.logs());
+    assert_eq!(report.header("x-imgscan-verdict"), Some("fail"));
+    assert_eq!(report.json()["image"]["manifest_digest"], SAMPLE_DIGEST);
+    assert_eq!(
+        serve.metric("imgscan_reconcile_sweeps_total{result=\"failed\"}"),
+        0.0,
+        "{}",
+        serve.logs()
+    );
+    drop(serve);
+
+    // Untrusted: the same registry without ca_cert. The sweep fails on the
+    // certificate, and so does a pull asked for by an event.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &entry(None), &[]);
+    let serve = Serve::start(&config);
+    wait_for(
+        Duration::from_secs(30),
+        "a failed sweep",
+        || (serve.metric("imgscan_reconcile_sweeps_total{result=\"failed\"}") >= 1.0).then_some(()),
+        || serve.logs(),
+    );
+    let logs = serve.logs();
+    let sweep = logs
+        .lines()
+        .find(|l| l.contains("reconcile `corp`") && l.contains("listing the catalog"))
+        .unwrap_or_else(|| panic!("no failed sweep in the log:\n{logs}"));
+    assert!(
+        sweep.contains("invalid peer certificate"),
+        "not a TLS verification error: {sweep}"
+    );
+    let r = serve.notify(
+        "/v1/events/corp",
+        &[push_event(&registry.host(), "lab/private", "v1", &digest)],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let failed = wait_for(
+        Duration::from_secs(60),
+        "the pull to fail",
+        || serve.scan(&digest).filter(|s| s["state"] == "failed"),
+        || serve.logs(),
+    );
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TLS") && error.contains("invalid peer certificate"),
+        "not a TLS verification error: {failed:#}"
+    );
+    // No report: the failed job instead.
+    assert_eq!(serve.get(&format!("/v1/reports/{digest}")).status, 502);
+    assert_eq!(serve.metric("imgscan_reconcile_queued_total"), 0.0);
+}

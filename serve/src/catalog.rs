@@ -35,7 +35,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use super::config::RegistryEntry;
+use super::config::{RegistryEntry, read_ca_certs};
 
 /// Largest catalog or tag-list page read (distribution 2.x ignores `n` on
 /// tag lists and sends them all at once).
@@ -267,7 +267,7 @@ impl Client {
                 attempt.stop()
             }
         });
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 "imgscan/",
                 env!("CARGO_PKG_VERSION"),
@@ -276,11 +276,18 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(policy)
-            .danger_accept_invalid_certs(https && entry.insecure)
-            .build()
-            .map_err(|e| {
-                ListError::Invalid(format!("setting up the HTTP client: {}", chain(&e)))
+            .danger_accept_invalid_certs(https && entry.insecure);
+        // The entry's private CA (`ca_cert`), added to the system's roots as
+        // the scanner does for pulls (`--ca-cert`).
+        if let Some(path) = &entry.ca_cert {
+            let certs = read_ca_certs(path).map_err(|m| {
+                ListError::Invalid(format!("ca_cert of registry `{}`: {m}", entry.name))
             })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| {
+            ListError::Invalid(format!("setting up the HTTP client: {}", chain(&e)))
+        })?;
         let basic = match (&entry.username, &entry.password) {
             (Some(u), Some(p)) => Some(format!(
                 "Basic {}",
@@ -537,6 +544,7 @@ mod tests {
             username: None,
             password: None,
             insecure: false,
+            ca_cert: None,
             reconcile_every: None,
         }
     }

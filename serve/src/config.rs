@@ -155,6 +155,10 @@ pub(crate) struct RegistryEntry {
     pub(crate) password: Option<Secret>,
     /// Plain HTTP or TLS without verification.
     pub(crate) insecure: bool,
+    /// A PEM file of CA certificates trusted for this registry's TLS, besides
+    /// the system's roots (`ca_cert`; checked at startup, read again by each
+    /// client that uses it).
+    pub(crate) ca_cert: Option<PathBuf>,
     /// How often its catalog is swept for manifests no event announced
     /// (`reconcile_interval_secs`); `None`: never.
     pub(crate) reconcile_every: Option<Duration>,
@@ -269,6 +273,7 @@ struct FileRegistry {
     password_env: Option<String>,
     #[serde(default)]
     insecure: bool,
+    ca_cert: Option<PathBuf>,
     reconcile_interval_secs: Option<u64>,
 }
 
@@ -304,6 +309,37 @@ pub(crate) fn split_url(url: &str) -> Option<(String, String)> {
         return None;
     }
     Some((scheme, authority.to_ascii_lowercase()))
+}
+
+/// The certificates of the PEM file `path` (a registry's `ca_cert`): at
+/// least one, or a message saying why not. Used at startup to check the
+/// setting and by the reconciliation client to load it (the scanner reads
+/// the same file for pulls).
+pub(crate) fn read_ca_certs(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "{} is not a valid PEM certificate file: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Checks `ca_cert` of registry `name` (an https:// entry).
+fn check_ca_cert(name: &str, scheme: &str, path: &Path) -> Result<()> {
+    if scheme != "https" {
+        bail!(
+            "registry `{name}`: ca_cert {} is for https:// registries; this one is {scheme}://",
+            path.display()
+        );
+    }
+    read_ca_certs(path).map_err(|m| anyhow::anyhow!("registry `{name}`: ca_cert: {m}"))?;
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -352,6 +388,7 @@ fn registry_entry(
         hosts: all,
         username,
         password,
+        ca_cert: None,
         reconcile_every: None,
     })
 }
@@ -491,6 +528,11 @@ impl ServeConfig {
             };
             let mut entry =
                 registry_entry(r.name, &r.url, r.hosts, r.username, password, r.insecure)?;
+            if let Some(p) = &r.ca_cert {
+                let p = rel(p);
+                check_ca_cert(&entry.name, &entry.scheme, &p)?;
+                entry.ca_cert = Some(p);
+            }
             entry.reconcile_every = reconcile_every(
                 r.reconcile_interval_secs.or(file.reconcile_interval_secs),
                 &entry.name,
@@ -723,5 +765,96 @@ mod tests {
         assert_eq!((r.max_age_ms, r.max_finished), (None, None));
         assert_eq!(retention(Some(1), Some(7)).unwrap().max_finished, Some(7));
         assert!(retention(Some(u64::MAX), None).is_err());
+    }
+
+    /// A self-signed CA certificate (public part only) for the `ca_cert` tests.
+    const TEST_CA: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBljCCATugAwIBAgIUaUcyhsgFngJK2RwhmAjDyNRqNZ4wCgYIKoZIzj0EAwIw
+HzEdMBsGA1UEAwwUaW1nc2NhbiB1bml0LXRlc3QgQ0EwIBcNMjYxMjAzMTUzNjQz
+WhgPMjEyNjExMDkxNTM2NDNaMB8xHTAbBgNVBAMMFGltZ3NjYW4gdW5pdC10ZXN0
+IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAECkezdRM/tkjx0eCo5OWzd+4X
+MKuqC4MWu2fvn37Vlk9dsKPVRl8lMiftiMnzrat2kDjO+KL/CVve1SPKhVNweKNT
+MFEwHQYDVR0OBBYEFPi7irw0b+wFRjINGcLkh9Y4ejsUMB8GA1UdIwQYMBaAFPi7
+irw0b+wFRjINGcLkh9Y4ejsUMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
+SQAwRgIhANOx9zLSGyXUaXBlD8PVijFLDEdcA8/MsaeMWWxJoO2sAiEAxkynOtkE
+sxAzav1IzSk0nyrKjfwBXG8/+xv7ED1Z1Ks=
+-----END CERTIFICATE-----";
+
+    /// Loads a config file holding a token file and one `[[registry]]`
+    /// entry with `registry` as its body.
+    fn load_with_registry(dir: &Path, registry: &str) -> Result<ServeConfig> {
+        std::fs::write(dir.join("token"), "ab".repeat(MIN_TOKEN_LEN)).unwrap();
+        let path = dir.join("serve.toml");
+        std::fs::write(
+            &path,
+            format!("token_file = \"token\"\n[[registry]]\nname = \"corp\"\n{registry}\n"),
+        )
+        .unwrap();
+        ServeConfig::load(&ServeArgs {
+            config: Some(path),
+            listen: None,
+            database: None,
+            token_file: Some(dir.join("token")),
+            registries: Vec::new(),
+            workers: None,
+            queue_capacity: None,
+            fail_on: None,
+            log_format: None,
+        })
+    }
+
+    #[test]
+    fn ca_cert_is_checked_at_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let https = "url = \"https://registry.corp:5000\"";
+
+        // Missing: the registry and the path are named.
+        let e = load_with_registry(d, &format!("{https}\nca_cert = \"nope.pem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("registry `corp`"), "{e}");
+        assert!(e.contains("ca_cert"), "{e}");
+        assert!(e.contains(&d.join("nope.pem").display().to_string()), "{e}");
+
+        // Not PEM (a private key is not a certificate either).
+        std::fs::write(d.join("junk.pem"), "not a certificate\n").unwrap();
+        let e = load_with_registry(d, &format!("{https}\nca_cert = \"junk.pem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("registry `corp`"), "{e}");
+        assert!(e.contains(&d.join("junk.pem").display().to_string()), "{e}");
+        assert!(e.contains("no PEM certificate"), "{e}");
+        std::fs::write(
+            d.join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = load_with_registry(d, &format!("{https}\nca_cert = \"key.pem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+
+        // A CA certificate, relative to the config file; not insecure.
+        std::fs::write(d.join("ca.pem"), TEST_CA).unwrap();
+        let cfg = load_with_registry(d, &format!("{https}\nca_cert = \"ca.pem\"")).unwrap();
+        let r = cfg.registry("corp").unwrap();
+        assert_eq!(r.ca_cert.as_deref(), Some(d.join("ca.pem").as_path()));
+        assert!(!r.insecure);
+        assert_eq!(read_ca_certs(&d.join("ca.pem")).unwrap().len(), 1);
+
+        // Plain HTTP has no use for one.
+        let e = load_with_registry(d, "url = \"http://127.0.0.1:5000\"\nca_cert = \"ca.pem\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("registry `corp`") && e.contains("https://"),
+            "{e}"
+        );
+
+        // Without the setting, none.
+        let cfg = load_with_registry(d, https).unwrap();
+        assert_eq!(cfg.registry("corp").unwrap().ca_cert, None);
     }
 }

@@ -528,6 +528,7 @@ mod tests {
                 username: None,
                 password: None,
                 insecure: true,
+                ca_cert: None,
                 reconcile_every: None,
             }],
             workers: 1,

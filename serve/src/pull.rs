@@ -135,6 +135,8 @@ impl ImageScanner for RegistryScanner {
         if t.registry.insecure {
             opts.registry.insecure = vec![t.registry.authority.clone()];
         }
+        // The entry's private CA, on top of the system's roots.
+        opts.registry.ca_certs = t.registry.ca_cert.iter().cloned().collect();
         opts.registry.credentials = match &t.auth {
             PullAuth::Basic {
                 username,
@@ -171,6 +173,7 @@ mod tests {
             username: None,
             password: None,
             insecure: false,
+            ca_cert: None,
             reconcile_every: None,
         }
     }
