@@ -408,8 +408,9 @@ impl Net {
                 registry: registry.clone(),
                 why: f.message,
                 hint: format!(
-                    "for a private CA pass --ca-cert FILE; to skip verification (or use plain \
-                     HTTP) pass --insecure-registry {registry}"
+                    "for a private CA pass --ca-cert FILE (imgscan serve: `ca_cert` in the \
+                     registry's [[registry]] entry); to skip verification (or use plain HTTP) \
+                     pass --insecure-registry {registry} (imgscan serve: `insecure = true`)"
                 ),
             }
             .into();
