@@ -9,9 +9,21 @@ use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     /// Worth knowing; not a problem by itself.
     #[default]
@@ -38,13 +50,7 @@ impl Severity {
 
     /// Lowercase name, as in the JSON report.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
+        self.into()
     }
 
     /// One step more severe (saturating at critical).
@@ -100,5 +106,19 @@ impl std::str::FromStr for Severity {
                 "unknown severity `{other}` (expected critical, high, medium, low or info)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Severity;
+
+    /// The names are the JSON report's (serde) and the CLI's.
+    #[test]
+    fn names_match_the_report() {
+        for s in Severity::ALL_DESC {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(Severity::Critical.as_str(), "critical");
     }
 }

@@ -55,7 +55,7 @@ pub(crate) enum Refusal {
 }
 
 /// How a reconciliation sweep can end (`reconcile::SweepEnd::label`).
-const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
+pub(crate) const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
 
 /// Counters kept since start.
 #[derive(Debug, Default)]

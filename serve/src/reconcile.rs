@@ -97,8 +97,10 @@ pub(crate) struct Cursor {
     partial: Option<(String, Option<String>)>,
 }
 
-/// How a sweep ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a sweep ended; its label (`complete`, `limited`, `queue_full`,
+/// `failed`) names it in logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub(crate) enum SweepEnd {
     /// The whole catalog was walked; the next sweep starts from the top.
     Complete,
@@ -113,12 +115,7 @@ pub(crate) enum SweepEnd {
 
 impl SweepEnd {
     pub(crate) fn label(&self) -> &'static str {
-        match self {
-            Self::Complete => "complete",
-            Self::Limited => "limited",
-            Self::QueueFull => "queue_full",
-            Self::Failed(_) => "failed",
-        }
+        self.into()
     }
 }
 
@@ -1140,6 +1137,14 @@ mod tests {
                 (odd.as_str(), None)
             ]
         );
+    }
+
+    /// The metrics pre-register one series per way a sweep ends.
+    #[test]
+    fn every_sweep_end_has_a_metrics_label() {
+        use strum::VariantNames as _;
+        assert_eq!(SweepEnd::VARIANTS, crate::metrics::RECONCILE_ENDS);
+        assert_eq!(SweepEnd::Failed("x".into()).label(), "failed");
     }
 
     #[test]
