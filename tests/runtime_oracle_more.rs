@@ -1494,13 +1494,7 @@ fn deep_member_paths_stay_within_the_budget() {
             0,
         ));
     }
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("image.tar");
-    std::fs::write(
-        &archive,
-        crate::util::docker_archive(&[t.finish()], json!({"User": "app"}), "x/y:z"),
-    )
-    .unwrap();
+    let (_work, archive) = crate::support::rawtar::app_archive(t.finish());
     let out = Command::new(crate::support::tools::require_tool("time"))
         .arg("-f")
         .arg("%M")

@@ -84,13 +84,7 @@ fn deep_symlink_chains_scan_quickly() {
     for f in &files {
         t = t.header(&Hdr::new(f, b'0', 0o644, 0));
     }
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("image.tar");
-    std::fs::write(
-        &archive,
-        crate::util::docker_archive(&[t.finish()], json!({"User": "app"}), "x/y:z"),
-    )
-    .unwrap();
+    let (_work, archive) = crate::support::rawtar::app_archive(t.finish());
     let (code, err, took) = imgscan_deadline(
         &["--fail-on", "none", archive.to_str().unwrap()],
         Duration::from_secs(20),
@@ -116,13 +110,7 @@ fn huge_symlink_target_scans_quickly() {
     for f in &files {
         t = t.header(&Hdr::new(f, b'0', 0o644, 0));
     }
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("image.tar");
-    std::fs::write(
-        &archive,
-        crate::util::docker_archive(&[t.finish()], json!({"User": "app"}), "x/y:z"),
-    )
-    .unwrap();
+    let (_work, archive) = crate::support::rawtar::app_archive(t.finish());
     let (code, err, took) = imgscan_deadline(
         &["--fail-on", "none", archive.to_str().unwrap()],
         Duration::from_secs(30),

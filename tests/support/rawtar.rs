@@ -272,18 +272,29 @@ impl Layout {
     }
 }
 
-pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-pub(crate) const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-
-pub(crate) const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-pub(crate) const ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// The media types the documents use: the scanner's own list. (Each test
+/// target uses some of them; `dead_code` does not cover imports.)
+#[allow(unused_imports)]
+pub(crate) use scanner::source::media::{
+    OCI_CONFIG, OCI_INDEX as INDEX, OCI_LAYER_GZIP as GZ, OCI_LAYER_TAR as TAR,
+    OCI_LAYER_ZSTD as ZST, OCI_MANIFEST as MANIFEST,
+};
 
 pub(crate) fn evil_tar() -> Vec<u8> {
     base().file(b"usr/bin/su", 0o4755, ELF).finish()
+}
+
+/// `layer` as the one layer of a docker-archive run as `app`, written in a
+/// new temporary directory (kept alive by the returned guard).
+pub(crate) fn app_archive(layer: Vec<u8>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("image.tar");
+    std::fs::write(
+        &archive,
+        crate::util::docker_archive(&[layer], json!({"User": "app"}), "x/y:z"),
+    )
+    .unwrap();
+    (work, archive)
 }
 
 /// Runs imgscan with a deadline; `(exit code, stderr, elapsed)`, `None` code
@@ -312,8 +323,6 @@ pub(crate) fn imgscan_deadline(args: &[&str], limit: Duration) -> (Option<i32>, 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// A manifest document over one `tar` layer with `cfg` as the config blob.
 pub(crate) fn manifest_doc(l: &Layout, cfg_mt: &str, cfg: &[u8], tars: &[Vec<u8>]) -> Value {
