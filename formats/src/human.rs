@@ -16,8 +16,12 @@
 use std::io::{self, Write};
 
 use scanner::checks::RULES;
-use scanner::model::{Finding, Report, Severity, Summary};
+use scanner::model::{
+    Closer, Escalation, EscalationPath, Finding, Reach, Report, Resolution, Severity, Summary,
+    Verdict,
+};
 use scanner::rules::{RuleMeta, RuleStatus};
+use strum::IntoEnumIterator;
 
 use crate::{EmitOptions, Emitter};
 
@@ -70,6 +74,12 @@ impl TableEmitter {
     fn report(&self, w: &mut dyn Write, report: &Report) -> io::Result<()> {
         let image = &report.image;
         writeln!(w, "image {}", image.source)?;
+        for (i, line) in wrap(&verdict_line(&report.escalation), TABLE_WIDTH - 2)
+            .iter()
+            .enumerate()
+        {
+            writeln!(w, "{}{line}", if i == 0 { "  " } else { "    " })?;
+        }
         let user = match image.user.as_deref() {
             None => "(not set)".to_owned(),
             Some("") => "(empty)".to_owned(),
@@ -171,6 +181,52 @@ impl TableEmitter {
 }
 
 /// `N findings: X critical, Y high, Z medium, W low, V info`, or `no findings`.
+/// The verdict in one sentence: `runs as app (uid 10001): can become root,
+/// 2 ways, both closed by no-new-privileges`.
+pub fn verdict_line(e: &Escalation) -> String {
+    let u = &e.runtime_user;
+    let who = match (&u.name, u.uid) {
+        (Some(n), Some(uid)) => format!("{n} (uid {uid})"),
+        (None, Some(uid)) => format!("uid {uid}"),
+        _ => "?".to_owned(),
+    };
+    let local: Vec<&EscalationPath> = e.paths.iter().filter(|p| p.reach == Reach::Local).collect();
+    let remote = e.paths.len() - local.len();
+    let closers = |paths: &[&EscalationPath]| -> String {
+        let common: Vec<&str> = Closer::iter()
+            .filter(|c| paths.iter().all(|p| p.closed_by.contains(c)))
+            .map(Closer::as_str)
+            .collect();
+        match (paths.len(), common.is_empty()) {
+            (_, true) => "no one setting closes them all".to_owned(),
+            (1, false) => format!("closed by {}", common.join(" or ")),
+            (2, false) => format!("both closed by {}", common.join(" or ")),
+            (_, false) => format!("all closed by {}", common.join(" or ")),
+        }
+    };
+    let mut line = match e.verdict {
+        Verdict::RunsAsRoot => "runs as root (uid 0): closed by a non-root user".to_owned(),
+        Verdict::CanBecomeRoot => format!(
+            "runs as {who}: can become root, {} {}, {}",
+            local.len(),
+            if local.len() == 1 { "way" } else { "ways" },
+            closers(&local)
+        ),
+        Verdict::NoKnownPath if u.resolution == Resolution::WillNotStart => format!(
+            "does not start: {}",
+            u.reason.as_deref().unwrap_or("its User does not resolve")
+        ),
+        Verdict::NoKnownPath => format!("runs as {who}: no known path to root"),
+    };
+    if remote > 0 {
+        line.push_str(&format!(
+            "; {remote} remote root {}",
+            if remote == 1 { "login" } else { "logins" }
+        ));
+    }
+    line
+}
+
 fn summary_line(s: &Summary) -> String {
     if s.total == 0 {
         return "no findings".to_owned();

@@ -740,11 +740,13 @@ mod tests {
             image("a.tar", "docker-archive", Some("app:1")),
             vec![],
             vec![],
+            Default::default(),
         );
         let b = Report::new(
             image("b.tar", "docker-archive", Some("app:2")),
             vec![],
             vec![],
+            Default::default(),
         );
         let ids: Vec<String> = log(&[a.clone(), b, a])
             .runs

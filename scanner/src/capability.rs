@@ -74,6 +74,27 @@ pub const ROOT_EQUIVALENT: &[&str] = &[
     "cap_bpf",
 ];
 
+/// The bounding set Docker and containerd give a container by default
+/// (moby `oci/caps/defaults.go` `DefaultCapabilities`, containerd
+/// `pkg/oci/spec.go` `defaultUnixCaps`); podman drops `cap_net_raw`,
+/// `cap_mknod` and `cap_audit_write` from it.
+pub const DOCKER_DEFAULT: &[&str] = &[
+    "cap_chown",
+    "cap_dac_override",
+    "cap_fsetid",
+    "cap_fowner",
+    "cap_mknod",
+    "cap_net_raw",
+    "cap_setgid",
+    "cap_setuid",
+    "cap_setfcap",
+    "cap_setpcap",
+    "cap_net_bind_service",
+    "cap_sys_chroot",
+    "cap_kill",
+    "cap_audit_write",
+];
+
 /// Powerful capabilities short of root.
 pub const DANGEROUS: &[&str] = &[
     "cap_net_admin",
@@ -161,6 +182,14 @@ impl FileCaps {
     pub fn names(&self) -> Vec<String> {
         let all = self.permitted | self.inheritable;
         (0..64).filter(|b| all & (1 << b) != 0).map(name).collect()
+    }
+
+    /// Lowercase names of the permitted capabilities.
+    pub fn permitted_names(&self) -> Vec<String> {
+        (0..64)
+            .filter(|b| self.permitted & (1 << b) != 0)
+            .map(name)
+            .collect()
     }
 
     /// `getcap`-style text: `cap_net_raw=ep`.

@@ -1126,6 +1126,14 @@ impl FinalFs {
         (s.flags & IMPLICIT == 0).then_some(&s.node)
     }
 
+    /// The node at exactly `path` (no symlink resolution), including the
+    /// directories no member named, which runtimes create as parents with
+    /// mode `0755`, owned by root (moby `pkg/archive` and containerd
+    /// `archive/tar.go` `mkparent` both use 0755; see `implicit_dir`).
+    pub fn node_at(&self, path: &str) -> Option<&Node> {
+        self.exact(path).map(|id| &self.slots[id as usize].node)
+    }
+
     fn exact(&self, path: &str) -> Option<Id> {
         let mut cur = ROOT;
         for c in path.split('/').filter(|c| !c.is_empty()) {

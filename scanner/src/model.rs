@@ -12,11 +12,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::rules::Reach;
 use crate::rules::RuleId;
 pub use crate::severity::Severity;
 
 /// Version of the JSON report layout (see `formats/schema/report.schema.json`).
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// The tool that wrote a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +196,7 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// Version of this layout, currently `1.1` ([`SCHEMA_VERSION`]).
+    /// Version of this layout, currently `1.2` ([`SCHEMA_VERSION`]).
     pub schema_version: String,
     /// The tool that wrote it.
     pub tool: ToolInfo,
@@ -208,11 +209,19 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Counts by severity.
     pub summary: Summary,
+    /// Can the container run as root, or its runtime user become root: the
+    /// verdict and its proof.
+    pub escalation: Escalation,
 }
 
 impl Report {
     /// Builds a report, sorting findings and warnings and counting the summary.
-    pub fn new(image: ImageInfo, mut findings: Vec<Finding>, mut warnings: Vec<String>) -> Self {
+    pub fn new(
+        image: ImageInfo,
+        mut findings: Vec<Finding>,
+        mut warnings: Vec<String>,
+        escalation: Escalation,
+    ) -> Self {
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         warnings.sort();
         warnings.dedup();
@@ -224,6 +233,149 @@ impl Report {
             findings,
             warnings,
             summary,
+            escalation,
+        }
+    }
+}
+
+/// How the config's `User` resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// The process runs as uid 0.
+    Root,
+    /// The process runs as a non-root uid.
+    User,
+    /// The runtime cannot resolve the user: the container does not start.
+    WillNotStart,
+}
+
+/// Who the container's process runs as, resolved from the config's `User`
+/// and the image's `/etc/passwd` and `/etc/group` as runc does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeUser {
+    /// The config's `User`, exactly as written (null when absent).
+    pub user: Option<String>,
+    /// Root, a non-root user, or a container that does not start.
+    pub resolution: Resolution,
+    /// The uid (null when the container does not start).
+    pub uid: Option<u32>,
+    /// The primary gid (null when the container does not start).
+    pub gid: Option<u32>,
+    /// Supplementary gids, sorted (every gid some runtime may add).
+    pub groups: Vec<u32>,
+    /// The passwd entry's name, when the uid has one.
+    pub name: Option<String>,
+    /// Home directory (`/` for a uid without a passwd entry).
+    pub home: Option<String>,
+    /// Login shell from passwd, when the uid has an entry.
+    pub shell: Option<String>,
+    /// Why the container does not start, when it does not.
+    pub reason: Option<String>,
+    /// Where runtimes disagree, what each does.
+    pub notes: Vec<String>,
+}
+
+impl Default for RuntimeUser {
+    /// No `User`: the runtime's default, root.
+    fn default() -> Self {
+        Self {
+            user: None,
+            resolution: Resolution::Root,
+            uid: Some(0),
+            gid: Some(0),
+            groups: Vec::new(),
+            name: None,
+            home: None,
+            shell: None,
+            reason: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The answer to "can this container run as root, or its user become root?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The process runs as uid 0.
+    RunsAsRoot,
+    /// The runtime user has at least one working path to uid 0.
+    CanBecomeRoot,
+    /// No path imgscan knows of holds (which is not a proof there is none).
+    NoKnownPath,
+}
+
+/// A runtime setting that closes a path to root (FORMATS: what closes it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::EnumIter,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Closer {
+    /// `--security-opt no-new-privileges`, `allowPrivilegeEscalation: false`:
+    /// set-id bits and file capabilities give nothing at exec.
+    NoNewPrivileges,
+    /// `--cap-drop ALL`, `capabilities.drop: [ALL]`.
+    CapDropAll,
+    /// `--read-only`, `readOnlyRootFilesystem: true`: the write cannot happen.
+    ReadOnlyRootfs,
+    /// `--user UID`, `runAsUser`/`runAsNonRoot`: the process is not root.
+    NonRootUser,
+}
+
+impl Closer {
+    /// The kebab-case name, as in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoNewPrivileges => "no-new-privileges",
+            Self::CapDropAll => "cap-drop-all",
+            Self::ReadOnlyRootfs => "read-only-rootfs",
+            Self::NonRootUser => "non-root-user",
+        }
+    }
+}
+
+/// One way to root, with its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPath {
+    /// The rule that found it (its finding has the same fingerprint).
+    pub rule_id: RuleId,
+    /// The finding's severity.
+    pub severity: Severity,
+    /// The finding's fingerprint.
+    pub fingerprint: String,
+    /// `local` (the runtime user becomes root) or `remote` (someone from
+    /// outside logs in as root).
+    pub reach: Reach,
+    /// Each fact the path needs, in order; every one was checked.
+    pub steps: Vec<String>,
+    /// The runtime settings, any one of which closes it, sorted.
+    pub closed_by: Vec<Closer>,
+}
+
+/// The verdict, who it is about, and its paths. The default is the
+/// verdict on an image without a `User` and without findings (it runs as
+/// root), for reports built by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// Who the process runs as.
+    pub runtime_user: RuntimeUser,
+    /// The answer.
+    pub verdict: Verdict,
+    /// Every path found (running as root is one, `root-user`), most severe
+    /// first, then by rule and fingerprint.
+    pub paths: Vec<EscalationPath>,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Self {
+            runtime_user: RuntimeUser::default(),
+            verdict: Verdict::RunsAsRoot,
+            paths: Vec::new(),
         }
     }
 }
@@ -232,7 +384,7 @@ impl Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultiReport {
-    /// Version of this layout, currently `1.1` ([`SCHEMA_VERSION`]).
+    /// Version of this layout, currently `1.2` ([`SCHEMA_VERSION`]).
     pub schema_version: String,
     /// The tool that wrote it.
     pub tool: ToolInfo,

@@ -82,6 +82,26 @@ pub enum RuleStatus {
     },
 }
 
+/// What a rule's findings are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A fact about the image (attack surface, a risky setting).
+    Fact,
+    /// A path to root: every finding carries `steps` and `closed_by` in its
+    /// details and is one of the report's `escalation.paths`.
+    Path(Reach),
+}
+
+/// Who walks a path to root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// The container's own process, as its runtime user.
+    Local,
+    /// Someone over the network.
+    Remote,
+}
+
 /// Documentation and defaults for one rule. Each check declares the
 /// `RuleMeta` of the rules it reports, next to its code.
 #[derive(Debug)]
@@ -104,6 +124,8 @@ pub struct RuleMeta {
     pub tags: &'static [&'static str],
     /// Active or retired.
     pub status: RuleStatus,
+    /// A fact, or a path to root.
+    pub kind: RuleKind,
     /// The rule's Markdown documentation (`checks/docs/<rule-id>.md`):
     /// `## What it does`, `## Why is this bad?`, `## Example`, `## References`.
     /// `imgscan explain`, SARIF `help` and `docs/rules.md` all show it.

@@ -226,7 +226,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         );
     }
     warnings.extend(fs.warnings().iter().cloned());
-    let out = checks::run_all(&fs, &plan.config, &layers)?;
+    let (out, escalation) = checks::run_all(&fs, &plan.config, &layers)?;
     warnings.extend(out.warnings);
     let image = ImageInfo {
         source: input.source.clone(),
@@ -239,7 +239,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         user: plan.config.user.clone(),
         layers,
     };
-    Ok(Report::new(image, out.findings, warnings))
+    Ok(Report::new(image, out.findings, warnings, escalation))
 }
 
 /// Scans one layer and verifies its blob digest, size and diff_id.

@@ -74,7 +74,13 @@ pub(crate) fn sample_report() -> Report {
             None,
             None,
             "The image runs as root: its config has no User.",
-            json!({ "user": null, "uid": 0, "resolved_by": "default" }),
+            json!({
+                "user": null,
+                "uid": 0,
+                "resolved_by": "default",
+                "steps": ["the image config sets no User: the container runs as root"],
+                "closed_by": ["non-root-user"],
+            }),
             1,
         ),
         finding(
@@ -161,10 +167,12 @@ pub(crate) fn sample_report() -> Report {
         user: None,
         layers,
     };
+    let escalation = scanner::checks::escalation::escalation(Default::default(), &findings);
     Report::new(
         image,
         findings,
         vec!["/var/lib/dpkg/status lists a file twice; the first owner is used".to_owned()],
+        escalation,
     )
 }
 
@@ -182,5 +190,14 @@ pub(crate) fn clean_report() -> Report {
         user: Some("10001:10001".to_owned()),
         layers: vec![layer(0, "ADD rootfs.tar /")],
     };
-    Report::new(image, Vec::new(), Vec::new())
+    let user = scanner::model::RuntimeUser {
+        user: Some("10001:10001".to_owned()),
+        resolution: scanner::model::Resolution::User,
+        uid: Some(10001),
+        gid: Some(10001),
+        home: Some("/".to_owned()),
+        ..Default::default()
+    };
+    let escalation = scanner::checks::escalation::escalation(user, &[]);
+    Report::new(image, Vec::new(), Vec::new(), escalation)
 }

@@ -48,7 +48,7 @@ use serde::Serialize;
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::error::{Error, Result};
 use crate::fs::FinalFs;
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 
 /// `uid0-account` (IS009).
@@ -56,12 +56,13 @@ pub const UID0_ACCOUNT: RuleMeta = RuleMeta {
     id: RuleId::Uid0Account,
     code: "IS009",
     name: "Uid0Account",
-    default_severity: Severity::High,
+    default_severity: Severity::Medium,
     summary: "An account other than root has uid 0 in the image's /etc/passwd.",
-    severity_note: "high.",
+    severity_note: "medium: root under another name is attack surface (a login that accepts it, a password someone knows); when it has an empty password and a setuid su the runtime user can run, `su-empty-password` reports the path (critical).",
     // CWE-269: Improper Privilege Management.
     tags: &["accounts", "external/cwe/cwe-269"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/uid0-account.md"),
 };
 
@@ -268,6 +269,8 @@ pub struct PasswdEntry {
     /// Login name (lossily decoded; matching uses the raw bytes).
     pub name: String,
     name_raw: Box<[u8]>,
+    /// The password field (`x`: see `/etc/shadow`; empty: no password).
+    pub password: String,
     /// The uid as runc parsed it (Go `int`): 0 when the field is not a number.
     pub uid: i64,
     /// The uid field as written (lossily decoded), `None` when missing.
@@ -369,6 +372,7 @@ pub fn parse_passwd(data: &[u8]) -> Result<Vec<PasswdEntry>, LineTooLong> {
             PasswdEntry {
                 name: s(0),
                 name_raw: f.first().copied().unwrap_or_default().into(),
+                password: s(1),
                 uid: n(2),
                 uid_field: f.get(2).map(|b| lossy(b)),
                 gid: n(3),
@@ -411,6 +415,55 @@ pub struct Accounts {
     groups: Vec<GroupEntry>,
     passwd_path: Option<String>,
     group_path: Option<String>,
+    /// `/etc/shadow`: where it resolved to and its entries (name, password
+    /// field, line), when it could be read.
+    shadow: Option<(String, Vec<ShadowEntry>)>,
+}
+
+/// A `/etc/shadow` entry: name, password field, 1-based line.
+type ShadowEntry = (String, String, usize);
+
+/// How an account's password stands, as `pam_unix` and shadow's `su` read
+/// it (shadow(5), passwd(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasswordState {
+    /// No password at all: an empty field (in passwd, or in shadow when
+    /// passwd says `x`).
+    Empty,
+    /// Locked for password login (`!`, `*`, `!!` …).
+    Locked,
+    /// A crypt hash.
+    Hash,
+    /// `x` in passwd and no readable shadow entry: not known.
+    Unknown,
+}
+
+/// An account's password state and the line that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Password {
+    /// The state.
+    pub state: PasswordState,
+    /// `/etc/shadow line 1`, for steps.
+    pub source: String,
+}
+
+/// `/etc/shadow` lines as glibc's `fgetspent` splits them: `name:password:…`,
+/// empty lines, `#` comments and NIS `+`/`-` lines skipped.
+fn parse_shadow(data: &[u8]) -> Vec<ShadowEntry> {
+    data.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if l.is_empty() || matches!(l[0], b'#' | b'+' | b'-') {
+                return None;
+            }
+            let mut f = l.split(|&b| b == b':');
+            let name = lossy(f.next()?);
+            let pw = lossy(f.next()?);
+            Some((name, pw, i + 1))
+        })
+        .collect()
 }
 
 /// The contents of the account file at `path` as the runtime opens it:
@@ -500,6 +553,20 @@ const ACCOUNT_NAMES: &[&str] = &[
     "group.master",
 ];
 
+/// A password field's state.
+fn classify(pw: &str) -> PasswordState {
+    if pw.is_empty() {
+        PasswordState::Empty
+    } else if pw.starts_with('!') || pw.starts_with('*') || pw == "x" {
+        PasswordState::Locked
+    } else {
+        PasswordState::Hash
+    }
+}
+
+/// `/etc/shadow`, which `su` and `sudo` (through PAM) read for passwords.
+const SHADOW: &str = "etc/shadow";
+
 impl Accounts {
     /// Whether the layer scan keeps this file (see [`super::captures`]).
     /// The account files are read as the runtime opens `/etc/passwd`,
@@ -507,6 +574,9 @@ impl Accounts {
     /// really are keeps such images scannable (one whose `/etc/passwd`
     /// resolves to a file not captured here fails the scan).
     pub fn captures(path: &str) -> bool {
+        if path == SHADOW {
+            return true;
+        }
         // Every account name ends in one of these bytes: most paths stop
         // here (this runs for every member).
         matches!(path.as_bytes().last(), Some(b'd' | b'p' | b'-' | b'r'))
@@ -528,7 +598,47 @@ impl Accounts {
             a.groups = parse_group(data).map_err(|e| too_long(&path, &e, GROUP_MAX_LINE))?;
             a.group_path = Some(path);
         }
+        if let Some((path, node)) = fs.resolve(SHADOW)
+            && node.is_regular()
+        {
+            match node.content() {
+                Some(c) if !c.truncated => a.shadow = Some((path, parse_shadow(&c.data))),
+                _ => warnings.push(format!(
+                    "/{path} was not read in full: passwords it holds are not judged"
+                )),
+            }
+        }
         Ok(a)
+    }
+
+    /// Where `/etc/shadow` resolved to, when it was read.
+    pub fn shadow_path(&self) -> Option<&str> {
+        self.shadow.as_ref().map(|(p, _)| p.as_str())
+    }
+
+    /// How `user`'s password stands (passwd field 2, then `/etc/shadow`).
+    pub fn password(&self, user: &PasswdEntry) -> Password {
+        let passwd = self.passwd_path.as_deref().unwrap_or(PASSWD);
+        let in_passwd = |state| Password {
+            state,
+            source: format!("/{passwd} line {}", user.line),
+        };
+        match user.password.as_str() {
+            "" => in_passwd(PasswordState::Empty),
+            "x" => {
+                let Some((path, entries)) = &self.shadow else {
+                    return in_passwd(PasswordState::Unknown);
+                };
+                let Some((_, pw, line)) = entries.iter().find(|(n, _, _)| *n == user.name) else {
+                    return in_passwd(PasswordState::Unknown);
+                };
+                Password {
+                    state: classify(pw),
+                    source: format!("/{path} line {line}"),
+                }
+            }
+            other => in_passwd(classify(other)),
+        }
     }
 
     /// Whether the runtime finds an `/etc/passwd`.
@@ -618,7 +728,7 @@ impl Check for Uid0Accounts {
                 ctx,
                 NewFinding {
                     rule: RuleId::Uid0Account,
-                    severity: Severity::High,
+                    severity: Severity::Medium,
                     at: Some((path, node)),
                     message: match odd {
                         None => format!(
@@ -965,8 +1075,8 @@ c\u{feff}:x:4:4\n";
         assert_eq!(
             brief(&out.findings),
             [
-                "uid0-account high /etc/passwd",
-                "uid0-account high /etc/passwd"
+                "uid0-account medium /etc/passwd",
+                "uid0-account medium /etc/passwd"
             ]
         );
         assert_eq!(out.findings[0].layer_index, Some(1));

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::capability::{DANGEROUS, FileCaps, ROOT_EQUIVALENT};
 use crate::digest::to_hex;
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 use crate::tarstream::Kind;
 
@@ -19,12 +19,13 @@ pub const FILE_CAPABILITY: RuleMeta = RuleMeta {
     id: RuleId::FileCapability,
     code: "IS006",
     name: "FileCapability",
-    default_severity: Severity::Medium,
+    default_severity: Severity::Low,
     summary: "A file carries Linux file capabilities (the security.capability extended attribute).",
-    severity_note: "critical when a permitted or inheritable capability is root-equivalent (cap_sys_admin, cap_sys_ptrace, cap_sys_module, cap_dac_override, cap_dac_read_search, cap_setuid, cap_setgid, cap_setfcap, cap_setpcap, cap_chown, cap_fowner, cap_sys_rawio, cap_bpf); high for other powerful ones (cap_net_admin, cap_sys_chroot, cap_mknod, cap_sys_time, ...); medium otherwise (cap_net_raw, cap_net_bind_service); info for an empty set. Capabilities namespaced to a non-zero rootid (revision 3) are one level lower. A malformed value is medium.",
+    severity_note: "high when a permitted or inheritable capability is root-equivalent (cap_sys_admin, cap_sys_ptrace, cap_sys_module, cap_dac_override, cap_dac_read_search, cap_setuid, cap_setgid, cap_setfcap, cap_setpcap, cap_chown, cap_fowner, cap_sys_rawio, cap_bpf); medium for other powerful ones (cap_net_admin, cap_sys_chroot, cap_mknod, cap_sys_time, ...); low otherwise (cap_net_raw, cap_net_bind_service); info for an empty set. Capabilities namespaced to a non-zero rootid (revision 3) are one level lower. A malformed value is medium. An interpreter the runtime user can run with cap_setuid or cap_setfcap is also a `capability-root` path (critical).",
     // CWE-250: Execution with Unnecessary Privileges.
     tags: &["privilege-escalation", "external/cwe/cwe-250"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/file-capability.md"),
 };
 
@@ -68,14 +69,16 @@ pub struct FileCapabilities;
 pub fn caps_severity(caps: &FileCaps) -> Severity {
     let names = caps.names();
     let has = |set: &[&str]| names.iter().any(|n| set.contains(&n.as_str()));
+    // Severities by exploitability: a capability alone is attack surface;
+    // `capability-root` reports the files that are a working path.
     let base = if has(ROOT_EQUIVALENT) {
-        Severity::Critical
-    } else if has(DANGEROUS) {
         Severity::High
+    } else if has(DANGEROUS) {
+        Severity::Medium
     } else if names.is_empty() {
         Severity::Info
     } else {
-        Severity::Medium
+        Severity::Low
     };
     if caps.rootid.is_some_and(|r| r != 0) {
         base.lowered()
@@ -204,11 +207,11 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "file-capability critical /usr/bin/admin-tool",
+                "file-capability high /usr/bin/admin-tool",
                 "file-capability info /usr/bin/empty",
-                "file-capability high /usr/bin/netadm",
-                "file-capability medium /usr/bin/ping",
-                "file-capability medium /usr/bin/web",
+                "file-capability medium /usr/bin/netadm",
+                "file-capability low /usr/bin/ping",
+                "file-capability low /usr/bin/web",
             ]
         );
         let ping = &out.findings[3];
@@ -235,9 +238,9 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "file-capability high /usr/bin/ns-admin",
-                "file-capability low /usr/bin/ns-ping",
-                "file-capability critical /usr/bin/root-ns",
+                "file-capability medium /usr/bin/ns-admin",
+                "file-capability info /usr/bin/ns-ping",
+                "file-capability high /usr/bin/root-ns",
             ]
         );
         assert_eq!(out.findings[0].details["rootid"], 1000);
@@ -290,9 +293,9 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "file-capability critical /opt/odd",
-                "file-capability medium /usr/bin/ping",
-                "file-capability medium /usr/bin/ping2",
+                "file-capability high /opt/odd",
+                "file-capability low /usr/bin/ping",
+                "file-capability low /usr/bin/ping2",
             ]
         );
     }

@@ -26,18 +26,28 @@ use crate::budget::{BudgetExceeded, Charge};
 use crate::config::ImageConfig;
 use crate::digest::to_hex;
 use crate::fs::{FinalFs, Node};
-use crate::model::{Finding, LayerInfo, Severity};
+use crate::model::{Escalation, Finding, LayerInfo, RuntimeUser, Severity};
 use crate::rules::{RuleId, RuleMeta};
 
+pub mod access;
 pub mod accounts;
 pub mod capabilities;
+pub mod capability_root;
+pub mod escalation;
+pub mod identity;
 pub mod packages;
 pub mod remote_shell;
+pub mod root_ssh_login;
 pub mod root_user;
 pub mod setuid;
+pub mod setuid_shell;
 pub mod ssh_host_key;
+pub mod su_empty_password;
+pub mod sudo;
+pub mod sudo_root;
 pub mod sudoers;
 pub mod world_writable;
+pub mod writable_account_file;
 
 /// The list of rules: one line per check, `module::Check { Rule = META, ... }`
 /// with the check's unit struct, then each rule it reports (its
@@ -59,6 +69,15 @@ macro_rules! registry {
             accounts::Uid0Accounts { Uid0Account = UID0_ACCOUNT }
             ssh_host_key::SshHostKey { SshHostKey = SSH_HOST_KEY }
             sudoers::SudoersNopasswd { SudoersNopasswd = SUDOERS_NOPASSWD }
+            setuid_shell::SetuidRootShell { SetuidRootShell = SETUID_ROOT_SHELL }
+            capability_root::CapabilityRoot { CapabilityRoot = CAPABILITY_ROOT }
+            sudo_root::SudoRoot { SudoRoot = SUDO_ROOT }
+            su_empty_password::SuEmptyPassword {
+                SuEmptyPassword = SU_EMPTY_PASSWORD,
+                EmptyPassword = EMPTY_PASSWORD,
+            }
+            writable_account_file::WritableAccountFile { WritableAccountFile = WRITABLE_ACCOUNT_FILE }
+            root_ssh_login::RootSshLogin { RootSshLogin = ROOT_SSH_LOGIN, PrivateKey = PRIVATE_KEY }
         }
     };
 }
@@ -118,6 +137,8 @@ pub struct Context<'a> {
     pub packages: &'a packages::PackageDb,
     /// Accounts from the final `/etc/passwd` and `/etc/group`.
     pub accounts: &'a accounts::Accounts,
+    /// Who the process runs as ([`identity::runtime_user`]).
+    pub user: &'a RuntimeUser,
 }
 
 /// Collects findings and warnings.
@@ -252,14 +273,15 @@ pub fn details(d: &impl Serialize) -> BTreeMap<String, Value> {
     }
 }
 
-/// Runs every check over an image. Fails when a file the runtime reads to
-/// set up the container (`/etc/passwd`, `/etc/group`) cannot be read as the
-/// runtime reads it.
+/// Runs every check over an image, then builds the escalation verdict from
+/// the findings. Fails when a file the runtime reads to set up the
+/// container (`/etc/passwd`, `/etc/group`) cannot be read as the runtime
+/// reads it.
 pub fn run_all(
     fs: &FinalFs,
     config: &ImageConfig,
     layers: &[LayerInfo],
-) -> crate::error::Result<Findings> {
+) -> crate::error::Result<(Findings, Escalation)> {
     let mut out = Findings {
         charge: fs
             .budget()
@@ -268,12 +290,14 @@ pub fn run_all(
     };
     let packages = packages::PackageDb::load(fs, &mut out.warnings);
     let accounts = accounts::Accounts::load(fs, &mut out.warnings)?;
+    let user = identity::runtime_user(config, &accounts);
     let ctx = Context {
         fs,
         config,
         layers,
         packages: &packages,
         accounts: &accounts,
+        user: &user,
     };
     for check in CHECKS {
         check.run(&ctx, &mut out);
@@ -285,7 +309,8 @@ pub fn run_all(
             why: "raise --max-memory if this image is genuine".to_owned(),
         });
     }
-    Ok(out)
+    let escalation = escalation::escalation(user, &out.findings);
+    Ok((out, escalation))
 }
 
 #[cfg(test)]
@@ -316,6 +341,7 @@ mod tests {
             "usr/lib/apk/db/installed",
             "etc/sudoers",
             "etc/sudoers.d/app",
+            "etc/shadow",
         ] {
             assert!(captures(path), "{path}");
         }
@@ -325,7 +351,7 @@ mod tests {
             "usr/bin/passwd",
             "var/lib/dpkg/info/login.md5sums",
             "home/app/passwd",
-            "etc/shadow",
+            "etc/shadow-",
         ] {
             assert!(!captures(path), "{path}");
         }

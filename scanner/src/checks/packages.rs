@@ -555,6 +555,7 @@ pub(crate) mod test_support {
         let mut out = Findings::default();
         let packages = PackageDb::load(fs, &mut out.warnings);
         let accounts = Accounts::load(fs, &mut out.warnings).expect("account files are readable");
+        let user = crate::checks::identity::runtime_user(config, &accounts);
         let layers = layer_infos(8);
         let ctx = Context {
             fs,
@@ -562,6 +563,7 @@ pub(crate) mod test_support {
             layers: &layers,
             packages: &packages,
             accounts: &accounts,
+            user: &user,
         };
         check.run(&ctx, &mut out);
         out

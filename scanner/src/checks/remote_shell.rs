@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 use crate::tarstream::Kind;
 
@@ -22,6 +22,7 @@ pub const REMOTE_SHELL_DAEMON: RuleMeta = RuleMeta {
     severity_note: "medium for ssh servers, high for cleartext ones (telnet, rlogin, rsh, rexec); one level higher when the config exposes port 22/23 (or 513/514/512) or the entrypoint/command starts the daemon.",
     tags: &["remote-access"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/remote-shell-daemon.md"),
 };
 

@@ -47,9 +47,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::accounts::{Accounts, GoAtoi, PasswdEntry, go_atoi};
+use super::identity::{GroupRun, Via, implicit_gid, resolve_group, resolve_user};
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::model::Closer;
+use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 
 /// `root-user` (IS001).
@@ -63,6 +64,7 @@ pub const ROOT_USER: RuleMeta = RuleMeta {
     // CWE-250: Execution with Unnecessary Privileges.
     tags: &["container-user", "external/cwe/cwe-250"],
     status: RuleStatus::Active,
+    kind: RuleKind::Path(Reach::Local),
     explanation: include_str!("docs/root-user.md"),
 };
 
@@ -76,6 +78,7 @@ pub const UNRESOLVED_USER: RuleMeta = RuleMeta {
     severity_note: "medium.",
     tags: &["container-user"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/unresolved-user.md"),
 };
 
@@ -90,6 +93,7 @@ pub const ROOT_GROUP: RuleMeta = RuleMeta {
     // CWE-250: Execution with Unnecessary Privileges.
     tags: &["container-user", "external/cwe/cwe-250"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/root-group.md"),
 };
 
@@ -108,6 +112,10 @@ pub struct RootUserDetails<'a> {
     /// Which runtimes do this, when they disagree (`;`-separated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The proof: the `User` and how it resolved.
+    pub steps: Vec<String>,
+    /// What closes it: running as a non-root user.
+    pub closed_by: Vec<Closer>,
 }
 
 /// `root-group` details.
@@ -146,210 +154,6 @@ pub struct UnresolvedUserDetails<'a> {
 
 /// Reports `root-user`, `unresolved-user` and `root-group`.
 pub struct RootUser;
-
-/// The largest uid or gid current runtimes accept (`math.MaxInt32`).
-const MAX_ID: i64 = i32::MAX as i64;
-
-/// How a uid or gid was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    /// Nothing configured: the runtime default.
-    Default,
-    /// A number, or `root`, in the config itself.
-    Config,
-    /// Looked up in `/etc/passwd`.
-    Passwd,
-    /// Looked up in `/etc/group`.
-    Group,
-}
-
-impl Via {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Default => "default",
-            Self::Config => "config",
-            Self::Passwd => "passwd",
-            Self::Group => "group",
-        }
-    }
-}
-
-/// One uid some runtime may run the process as.
-#[derive(Debug, Clone)]
-struct UserRun<'a> {
-    uid: u32,
-    via: Via,
-    /// The passwd entry the runtime took (primary gid, supplementary groups).
-    entry: Option<&'a PasswdEntry>,
-    /// Which runtimes do this, when they do not all agree.
-    note: Option<String>,
-}
-
-/// One gid some runtime may run the process with.
-#[derive(Debug, Clone)]
-struct GroupRun {
-    gid: u32,
-    via: Via,
-    /// How the gid came about, for the message.
-    how: String,
-    note: Option<String>,
-}
-
-/// The uids the user part may run as (worst cases included), or why no
-/// runtime resolves it.
-fn resolve_user<'a>(user: &str, acc: &'a Accounts) -> Result<Vec<UserRun<'a>>, String> {
-    if user.is_empty() {
-        return Ok(vec![UserRun {
-            uid: 0,
-            via: Via::Default,
-            entry: acc.user_by_uid(0),
-            note: None,
-        }]);
-    }
-    match go_atoi(user.as_bytes()) {
-        GoAtoi::Int(v) if (0..=MAX_ID).contains(&v) => Ok(vec![UserRun {
-            uid: v as u32,
-            via: Via::Config,
-            entry: acc.user_by_uid(v),
-            note: (user != v.to_string())
-                .then(|| format!("runtimes read `{user}` with Go's strconv.Atoi, as {v}")),
-        }]),
-        GoAtoi::Int(v) => {
-            let t = v as u32;
-            let mut runs = vec![UserRun {
-                uid: t,
-                via: Via::Config,
-                entry: acc.user_by_uid(i64::from(t)),
-                note: Some(format!(
-                    "containerd before 1.6.38, 1.7.27 and 2.0.4 stores {v} in the OCI spec's \
-                     32-bit uid as {t} (CVE-2024-40635); current moby, podman and containerd \
-                     refuse a uid outside 0..={MAX_ID}"
-                )),
-            }];
-            if let Some(e) = acc.user_by_uid(v) {
-                runs.push(UserRun {
-                    uid: e.runtime_uid(),
-                    via: Via::Passwd,
-                    entry: Some(e),
-                    note: Some(format!(
-                        "runc's libcontainer/user (moby/sys/user before 0.4.1) takes the \
-                         /etc/passwd entry with uid {v} (line {}) unchecked, which the runtime \
-                         stores as uid {}",
-                        e.line,
-                        e.runtime_uid()
-                    )),
-                });
-            }
-            Ok(runs)
-        }
-        atoi => {
-            let beyond = matches!(atoi, GoAtoi::Range(_)).then(|| {
-                format!(
-                    "`{user}` is a number beyond 64 bits: current runtimes refuse it, older \
-                     ones look it up as a name"
-                )
-            });
-            if let Some(e) = acc.user_by_name(user) {
-                Ok(vec![UserRun {
-                    uid: e.runtime_uid(),
-                    via: Via::Passwd,
-                    entry: Some(e),
-                    note: beyond.or_else(|| e.odd_uid0()),
-                }])
-            } else if user == "root" {
-                Ok(vec![UserRun {
-                    uid: 0,
-                    via: Via::Config,
-                    entry: None,
-                    note: None,
-                }])
-            } else if acc.has_passwd() {
-                Err(format!("no user named `{user}` in /etc/passwd"))
-            } else {
-                Err("the image has no /etc/passwd".to_owned())
-            }
-        }
-    }
-}
-
-/// The gids an explicit, non-empty group part may give, or why no runtime
-/// resolves it.
-fn resolve_group(group: &str, acc: &Accounts) -> Result<Vec<GroupRun>, String> {
-    match go_atoi(group.as_bytes()) {
-        GoAtoi::Int(v) if (0..=MAX_ID).contains(&v) => Ok(vec![GroupRun {
-            gid: v as u32,
-            via: Via::Config,
-            how: "its configured group".into(),
-            note: (group != v.to_string())
-                .then(|| format!("runtimes read `{group}` with Go's strconv.Atoi, as {v}")),
-        }]),
-        GoAtoi::Int(v) => {
-            let t = v as u32;
-            let mut runs = vec![GroupRun {
-                gid: t,
-                via: Via::Config,
-                how: "its configured group".into(),
-                note: Some(format!(
-                    "containerd before 1.6.38, 1.7.27 and 2.0.4 stores {v} in the OCI spec's \
-                     32-bit gid as {t} (CVE-2024-40635); current runtimes refuse it"
-                )),
-            }];
-            if let Some(g) = acc.group_by_gid(v) {
-                runs.push(GroupRun {
-                    gid: g.runtime_gid(),
-                    via: Via::Group,
-                    how: "its group in /etc/group".into(),
-                    note: Some(format!(
-                        "runc's libcontainer/user (moby/sys/user before 0.4.1) takes the \
-                         /etc/group entry with gid {v} unchecked, stored as gid {}",
-                        g.runtime_gid()
-                    )),
-                });
-            }
-            Ok(runs)
-        }
-        _ => {
-            if let Some(g) = acc.group_by_name(group) {
-                Ok(vec![GroupRun {
-                    gid: g.runtime_gid(),
-                    via: Via::Group,
-                    how: "its group in /etc/group".into(),
-                    note: None,
-                }])
-            } else if group == "root" {
-                Ok(vec![GroupRun {
-                    gid: 0,
-                    via: Via::Config,
-                    how: "its configured group".into(),
-                    note: None,
-                }])
-            } else if acc.has_group() {
-                Err(format!("no group named `{group}` in /etc/group"))
-            } else {
-                Err("the image has no /etc/group".to_owned())
-            }
-        }
-    }
-}
-
-/// The primary gid without an explicit group: the passwd entry's, or 0
-/// when the uid has none (runc's default, containerd's `WithUserID`).
-fn implicit_gid(run: &UserRun<'_>) -> GroupRun {
-    match run.entry {
-        Some(e) => GroupRun {
-            gid: e.runtime_gid(),
-            via: Via::Passwd,
-            how: "its primary group in /etc/passwd".into(),
-            note: run.note.clone(),
-        },
-        None => GroupRun {
-            gid: 0,
-            via: Via::Default,
-            how: "the runtime's default: its uid has no /etc/passwd entry".into(),
-            note: run.note.clone(),
-        },
-    }
-}
 
 impl Check for RootUser {
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
@@ -395,6 +199,13 @@ impl Check for RootUser {
                 uid: 0,
                 resolved_by: run.via.as_str(),
                 note: (!notes.is_empty()).then(|| notes.join("; ")),
+                steps: vec![
+                    message.clone(),
+                    "uid 0 in the container holds every capability of its bounding set \
+                     (Docker's default 14 include cap_dac_override, cap_setuid and cap_chown)"
+                        .to_owned(),
+                ],
+                closed_by: vec![Closer::NonRootUser],
             });
             out.push(
                 ctx,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details, mode_string};
 use crate::fs::Node;
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 use crate::tarstream::Kind;
 
@@ -21,12 +21,13 @@ pub const SETUID_BINARY: RuleMeta = RuleMeta {
     id: RuleId::SetuidBinary,
     code: "IS004",
     name: "SetuidBinary",
-    default_severity: Severity::High,
+    default_severity: Severity::Low,
     summary: "A regular file in the final filesystem has the set-user-ID bit (S_ISUID).",
-    severity_note: "critical when owned by root and the image has a package database in which no package lists the file (added by hand); high when owned by root otherwise (also when the image has no package database); medium when owned by another user.",
+    severity_note: "attack surface, not by itself a way to root: medium when owned by root and no package of the image's database lists it (added by hand, or no database); low when a package owns it (the distribution's su, passwd, mount...) or its owner is not root. A setuid-root shell or command runner the runtime user can execute is also a `setuid-root-shell` path (critical).",
     // CWE-250: Execution with Unnecessary Privileges.
     tags: &["privilege-escalation", "external/cwe/cwe-250"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/setuid-binary.md"),
 };
 
@@ -35,12 +36,13 @@ pub const SETGID_BINARY: RuleMeta = RuleMeta {
     id: RuleId::SetgidBinary,
     code: "IS005",
     name: "SetgidBinary",
-    default_severity: Severity::Medium,
+    default_severity: Severity::Info,
     summary: "A regular file in the final filesystem has the set-group-ID bit (S_ISGID). Setgid directories are normal and not flagged.",
-    severity_note: "high when the group is root (gid 0), or when the image has a package database and no package owns the file; medium otherwise.",
+    severity_note: "medium when the group is root (gid 0) and no package owns the file; low when the group is root and a package owns it, or when no package owns it; info for a package-owned setgid tool (chage, expiry, unix_chkpwd, ssh-agent).",
     // CWE-250: Execution with Unnecessary Privileges.
     tags: &["privilege-escalation", "external/cwe/cwe-250"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/setgid-binary.md"),
 };
 
@@ -70,20 +72,25 @@ const S_ISGID: u32 = 0o2000;
 pub struct SetuidSetgid;
 
 /// Severity of a setuid file.
+///
+/// By exploitability: a setuid program is attack surface, not by itself a
+/// way to root (the ones that are, such as a setuid shell, are
+/// `setuid-root-shell` paths). A package-owned one is the distribution's
+/// (`su`, `passwd`, `mount` need a password or do one narrow task).
 fn setuid_severity(uid: u64, db_known: bool, owned: bool) -> Severity {
-    match (uid, db_known && !owned) {
-        (0, true) => Severity::Critical,
-        (0, false) => Severity::High,
-        _ => Severity::Medium,
+    match (uid, db_known && owned) {
+        (0, true) => Severity::Low,
+        (0, false) => Severity::Medium,
+        _ => Severity::Low,
     }
 }
 
 /// Severity of a setgid file.
 fn setgid_severity(gid: u64, db_known: bool, owned: bool) -> Severity {
-    if gid == 0 || (db_known && !owned) {
-        Severity::High
-    } else {
-        Severity::Medium
+    match (gid, db_known && owned) {
+        (0, false) => Severity::Medium,
+        (0, true) | (_, false) => Severity::Low,
+        (_, true) => Severity::Info,
     }
 }
 
@@ -187,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn usr_merge_ownership_is_high_and_unowned_is_critical() {
+    fn usr_merge_ownership_is_low_and_unowned_is_medium() {
         let mut base = vec![
             dir("usr", 0o755),
             dir("usr/bin", 0o755),
@@ -208,9 +215,9 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "setuid-binary high /usr/bin/passwd",
-                "setuid-binary high /usr/bin/su",
-                "setuid-binary critical /usr/local/bin/backdoor",
+                "setuid-binary low /usr/bin/passwd",
+                "setuid-binary low /usr/bin/su",
+                "setuid-binary medium /usr/local/bin/backdoor",
             ]
         );
         assert_eq!(out.findings[1].details["package"], "login");
@@ -228,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_package_db_setuid_root_is_high() {
+    fn without_a_package_db_setuid_root_is_medium() {
         let fs = fs_of(vec![vec![
             file("usr/local/bin/x", 0o4755),
             owned(file("usr/local/bin/y", 0o4750), 1000, 1000),
@@ -237,8 +244,8 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "setuid-binary high /usr/local/bin/x",
-                "setuid-binary medium /usr/local/bin/y",
+                "setuid-binary medium /usr/local/bin/x",
+                "setuid-binary low /usr/local/bin/y",
             ]
         );
         assert_eq!(out.findings[0].details["package_db"], "none");
@@ -267,11 +274,11 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "setuid-binary critical /usr/bin/both",
-                "setgid-binary high /usr/bin/both",
-                "setgid-binary medium /usr/bin/chage",
-                "setgid-binary high /usr/bin/rootgrp",
-                "setgid-binary high /usr/local/bin/handmade",
+                "setuid-binary medium /usr/bin/both",
+                "setgid-binary medium /usr/bin/both",
+                "setgid-binary info /usr/bin/chage",
+                "setgid-binary low /usr/bin/rootgrp",
+                "setgid-binary low /usr/local/bin/handmade",
             ]
         );
         assert_eq!(
@@ -300,8 +307,8 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "setuid-binary high /usr/bin/suidish",
-                "setuid-binary high /usr/bin/suidlink",
+                "setuid-binary medium /usr/bin/suidish",
+                "setuid-binary medium /usr/bin/suidlink",
             ]
         );
         assert!(!out.findings[0].details.contains_key("hardlink_to"));

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details};
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 
 /// `ssh-host-key` (IS010).
@@ -16,12 +16,13 @@ pub const SSH_HOST_KEY: RuleMeta = RuleMeta {
     id: RuleId::SshHostKey,
     code: "IS010",
     name: "SshHostKey",
-    default_severity: Severity::High,
+    default_severity: Severity::Medium,
     summary: "An ssh server host private key is baked into the image.",
-    severity_note: "high.",
+    severity_note: "medium: every container of the image shares the host key, so one leaked container lets anyone impersonate all of them; it is not a way to root.",
     // CWE-321: Use of Hard-coded Cryptographic Key.
     tags: &["remote-access", "external/cwe/cwe-321"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/ssh-host-key.md"),
 };
 
@@ -66,7 +67,7 @@ impl Check for SshHostKey {
                     ctx,
                     NewFinding {
                         rule: RuleId::SshHostKey,
-                        severity: Severity::High,
+                        severity: Severity::Medium,
                         at: Some((&path, node)),
                         message: format!(
                             "{server} host private key /{path} ({kind}) is baked into the image"
@@ -109,11 +110,11 @@ mod tests {
         assert_eq!(
             brief(&out.findings),
             [
-                "ssh-host-key high /etc/dropbear/dropbear_rsa_host_key",
-                "ssh-host-key high /etc/ssh/ssh_host_ecdsa_key",
-                "ssh-host-key high /etc/ssh/ssh_host_ed25519_key",
-                "ssh-host-key high /etc/ssh/ssh_host_key",
-                "ssh-host-key high /etc/ssh/ssh_host_rsa_key",
+                "ssh-host-key medium /etc/dropbear/dropbear_rsa_host_key",
+                "ssh-host-key medium /etc/ssh/ssh_host_ecdsa_key",
+                "ssh-host-key medium /etc/ssh/ssh_host_ed25519_key",
+                "ssh-host-key medium /etc/ssh/ssh_host_key",
+                "ssh-host-key medium /etc/ssh/ssh_host_rsa_key",
             ]
         );
         let types: Vec<&str> = out
@@ -135,7 +136,7 @@ mod tests {
         let out = run(&SshHostKey, &fs, &config_user(None));
         assert_eq!(
             brief(&out.findings),
-            ["ssh-host-key high /config/ssh/ssh_host_rsa_key"]
+            ["ssh-host-key medium /config/ssh/ssh_host_rsa_key"]
         );
 
         let fs = fs_of(vec![vec![file("etc/ssh/ssh_host_rsa_key.pub", 0o644)]]);

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, child_of, details};
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 
 /// `sudoers-nopasswd` (IS011).
@@ -16,12 +16,13 @@ pub const SUDOERS_NOPASSWD: RuleMeta = RuleMeta {
     id: RuleId::SudoersNopasswd,
     code: "IS011",
     name: "SudoersNopasswd",
-    default_severity: Severity::Medium,
+    default_severity: Severity::Low,
     summary: "A sudoers rule lets a user or group run commands as another user without a password (NOPASSWD).",
-    severity_note: "high when the commands after NOPASSWD: include ALL (before a PASSWD: tag takes the password requirement back); medium otherwise.",
+    severity_note: "medium when the commands after NOPASSWD: include ALL (before a PASSWD: tag takes the password requirement back); low otherwise. Whether the runtime user can use it to become root is the `sudo-root` path (critical).",
     // CWE-269: Improper Privilege Management.
     tags: &["privilege-escalation", "external/cwe/cwe-269"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/sudoers-nopasswd.md"),
 };
 
@@ -148,7 +149,7 @@ impl SudoersNopasswd {
                 ctx,
                 NewFinding {
                     rule: RuleId::SudoersNopasswd,
-                    severity: if all { Severity::High } else { Severity::Medium },
+                    severity: if all { Severity::Medium } else { Severity::Low },
                     at: Some((&resolved, node)),
                     message: if all {
                         format!("/{resolved} line {number} allows ALL commands without a password: {rule}")
@@ -220,11 +221,11 @@ svc ALL = (ALL) NOEXEC: NOPASSWD: ALL
         assert_eq!(
             got,
             [
-                "high 6 \"%admin ALL=(ALL) NOPASSWD: ALL\"",
-                "medium 8 \"app ALL=(root) NOPASSWD: /usr/bin/apt-get, /usr/sbin/service\"",
-                "high 9 \"#1000 ALL = (ALL) NOPASSWD: ALL\"",
-                "medium 11 \"ops ALL = NOPASSWD: /bin/ls, PASSWD: ALL\"",
-                "high 12 \"svc ALL = (ALL) NOEXEC: NOPASSWD: ALL\"",
+                "medium 6 \"%admin ALL=(ALL) NOPASSWD: ALL\"",
+                "low 8 \"app ALL=(root) NOPASSWD: /usr/bin/apt-get, /usr/sbin/service\"",
+                "medium 9 \"#1000 ALL = (ALL) NOPASSWD: ALL\"",
+                "low 11 \"ops ALL = NOPASSWD: /bin/ls, PASSWD: ALL\"",
+                "medium 12 \"svc ALL = (ALL) NOEXEC: NOPASSWD: ALL\"",
             ]
         );
         assert!(
@@ -252,7 +253,7 @@ svc ALL = (ALL) NOEXEC: NOPASSWD: ALL
         let out = run(&SudoersNopasswd, &fs, &config_user(None));
         assert_eq!(
             brief(&out.findings),
-            ["sudoers-nopasswd high /etc/sudoers.d/90-app"]
+            ["sudoers-nopasswd medium /etc/sudoers.d/90-app"]
         );
         assert_eq!(out.findings[0].layer_index, Some(1));
         assert_eq!(out.findings[0].details["line"], 1);

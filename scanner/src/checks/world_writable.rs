@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Check, Context, Findings, NewFinding, details, mode_string};
-use crate::rules::{RuleId, RuleMeta, RuleStatus};
+use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 use crate::tarstream::Kind;
 
@@ -23,6 +23,7 @@ pub const WORLD_WRITABLE_PATH: RuleMeta = RuleMeta {
     // CWE-732: Incorrect Permission Assignment for Critical Resource.
     tags: &["file-permissions", "external/cwe/cwe-732"],
     status: RuleStatus::Active,
+    kind: RuleKind::Fact,
     explanation: include_str!("docs/world-writable-path.md"),
 };
 
