@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum as _};
 use scanner::model::Severity;
 use scanner::source::Platform;
-use scanner::source::registry::check_ca_certs;
+use scanner::source::registry::{Credentials, check_ca_certs};
 use serde::Deserialize;
 
 use super::LogFormat;
@@ -169,6 +169,19 @@ impl RegistryEntry {
     /// `scheme://authority`, for messages and docs.
     pub(crate) fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
+    }
+
+    /// The configured credentials, as the scanner takes them (pulls and
+    /// reconciliation).
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.expose().to_owned(),
+                origin: format!("registry `{}` in the serve config", self.name),
+            }),
+            _ => None,
+        }
     }
 }
 

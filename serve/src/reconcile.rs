@@ -29,16 +29,16 @@
 //! # Security
 //!
 //! Requests go to the allowlist entry only, with its credentials
-//! ([`scanner::source::registry::listing`]). Repository names, tags and digests from the
-//! registry are validated as event fields are before they are used in a
-//! URL or a job.
+//! ([`scanner::source::registry::listing`]). Repository names, tags and
+//! digests from the registry are validated as event fields are before they
+//! are used in a URL or a job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use scanner::source::media;
+use scanner::source::registry::RegistryOptions;
 use scanner::source::registry::listing::{Client, ListError};
-use scanner::source::registry::{Credentials, RegistryOptions};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -647,14 +647,7 @@ impl Listing for RegistryListing {
 /// for one call, retries included.
 fn listing_options(entry: &RegistryEntry) -> RegistryOptions {
     RegistryOptions {
-        credentials: match (&entry.username, &entry.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.expose().to_owned(),
-                origin: format!("registry `{}` in the serve config", entry.name),
-            }),
-            _ => None,
-        },
+        credentials: entry.credentials(),
         ca_certs: entry.ca_cert.iter().cloned().collect(),
         insecure: if entry.insecure {
             vec![entry.authority.clone()]

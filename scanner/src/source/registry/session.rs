@@ -34,7 +34,7 @@ use crate::source::media::MANIFESTS as MANIFEST_MEDIA_TYPES;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest backoff delay without a `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
-pub(super) const USER_AGENT: &str = concat!("imgscan/", env!("CARGO_PKG_VERSION"));
+const USER_AGENT: &str = concat!("imgscan/", env!("CARGO_PKG_VERSION"));
 
 /// A connected registry: the runtime and the network side.
 pub(super) struct Session {
