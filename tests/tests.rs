@@ -14,6 +14,8 @@ mod edge;
 mod errors;
 mod fuzz_regressions;
 mod hostile_fs;
+#[cfg(feature = "registry")]
+mod registry_listing;
 mod registry_protocol;
 mod sample;
 #[cfg(feature = "serve")]

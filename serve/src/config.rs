@@ -21,6 +21,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum as _};
 use scanner::model::Severity;
 use scanner::source::Platform;
+use scanner::source::registry::{Credentials, check_ca_certs};
 use serde::Deserialize;
 
 use super::LogFormat;
@@ -169,6 +170,19 @@ impl RegistryEntry {
     pub(crate) fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }
+
+    /// The configured credentials, as the scanner takes them (pulls and
+    /// reconciliation).
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.expose().to_owned(),
+                origin: format!("registry `{}` in the serve config", self.name),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Validated settings.
@@ -311,25 +325,6 @@ pub(crate) fn split_url(url: &str) -> Option<(String, String)> {
     Some((scheme, authority.to_ascii_lowercase()))
 }
 
-/// The certificates of the PEM file `path` (a registry's `ca_cert`): at
-/// least one, or a message saying why not. Used at startup to check the
-/// setting and by the reconciliation client to load it (the scanner reads
-/// the same file for pulls).
-pub(crate) fn read_ca_certs(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certs) if !certs.is_empty() => Ok(certs),
-        Ok(_) => Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )),
-        Err(e) => Err(format!(
-            "{} is not a valid PEM certificate file: {e}",
-            path.display()
-        )),
-    }
-}
-
 /// Checks `ca_cert` of registry `name` (an https:// entry).
 fn check_ca_cert(name: &str, scheme: &str, path: &Path) -> Result<()> {
     if scheme != "https" {
@@ -338,7 +333,7 @@ fn check_ca_cert(name: &str, scheme: &str, path: &Path) -> Result<()> {
             path.display()
         );
     }
-    read_ca_certs(path).map_err(|m| anyhow::anyhow!("registry `{name}`: ca_cert: {m}"))?;
+    check_ca_certs(path).map_err(|m| anyhow::anyhow!("registry `{name}`: ca_cert: {m}"))?;
     Ok(())
 }
 
@@ -842,7 +837,7 @@ sxAzav1IzSk0nyrKjfwBXG8/+xv7ED1Z1Ks=
         let r = cfg.registry("corp").unwrap();
         assert_eq!(r.ca_cert.as_deref(), Some(d.join("ca.pem").as_path()));
         assert!(!r.insecure);
-        assert_eq!(read_ca_certs(&d.join("ca.pem")).unwrap().len(), 1);
+        assert_eq!(check_ca_certs(&d.join("ca.pem")).unwrap(), 1);
 
         // Plain HTTP has no use for one.
         let e = load_with_registry(d, "url = \"http://127.0.0.1:5000\"\nca_cert = \"ca.pem\"")

@@ -38,7 +38,6 @@ use axum::routing::{get, post};
 use sha2::{Digest as _, Sha256};
 
 mod api;
-mod catalog;
 mod config;
 mod distribution;
 mod harbor;

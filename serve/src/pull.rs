@@ -147,14 +147,7 @@ impl ImageScanner for RegistryScanner {
                 password: password.expose().to_owned(),
                 origin: (*origin).to_owned(),
             }),
-            PullAuth::Configured => match (&t.registry.username, &t.registry.password) {
-                (Some(u), Some(p)) => Some(Credentials {
-                    username: u.clone(),
-                    password: p.expose().to_owned(),
-                    origin: format!("registry `{}` in the serve config", t.registry.name),
-                }),
-                _ => None,
-            },
+            PullAuth::Configured => t.registry.credentials(),
         };
         Ok(scanner::scan(&input, &opts)?)
     }

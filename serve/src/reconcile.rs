@@ -29,19 +29,19 @@
 //! # Security
 //!
 //! Requests go to the allowlist entry only, with its credentials
-//! ([`super::catalog`]). Repository names, tags and digests from the
-//! registry are validated as event fields are before they are used in a
-//! URL or a job.
+//! ([`scanner::source::registry::listing`]). Repository names, tags and
+//! digests from the registry are validated as event fields are before they
+//! are used in a URL or a job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
 use scanner::source::media;
+use scanner::source::registry::RegistryOptions;
+use scanner::source::registry::listing::{Client, ListError};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256, Sha512};
 
-use super::catalog::{self, Client, ListError};
 use super::config::{ReconcileLimits, RegistryEntry};
 use super::distribution::{
     IMAGE_CONFIGS, IMAGE_MANIFESTS, INDEXES, SCHEMA1, valid_digest, valid_repository, valid_tag,
@@ -53,6 +53,8 @@ use super::worker::Wake;
 
 /// Longest wait before the next sweep after one stopped at a full queue.
 pub(crate) const QUEUE_FULL_RETRY: Duration = Duration::from_secs(30);
+/// Longest one listing call (a page, a `HEAD`) may take, retries included.
+const LIST_CALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// A page to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -593,19 +595,8 @@ impl RegistryListing {
             }
             Page::Link(p) => p.clone(),
         };
-        let got = self
-            .client
-            .fetch(
-                Method::GET,
-                &path,
-                Some("application/json"),
-                catalog::MAX_LIST_BYTES,
-            )
-            .await?;
-        let next = catalog::next_link(&got.headers)
-            .map(|l| self.client.follow(&path, &l))
-            .transpose()?;
-        Ok((got.body, next))
+        let got = self.client.list_page(&path).await?;
+        Ok((got.body, got.next))
     }
 }
 
@@ -631,27 +622,7 @@ impl Listing for RegistryListing {
     }
 
     async fn resolve(&self, repo: &str, tag: &str) -> Result<String, ListError> {
-        let path = format!("/v2/{repo}/manifests/{tag}");
-        let got = self
-            .client
-            .fetch(Method::HEAD, &path, Some(catalog::MANIFEST_ACCEPT), 0)
-            .await?;
-        let digest = match catalog::header_str(&got.headers, "docker-content-digest") {
-            Some(d) => d.trim().to_owned(),
-            None => {
-                // Not every registry sends it on HEAD: hash the manifest.
-                let got = self
-                    .client
-                    .fetch(
-                        Method::GET,
-                        &path,
-                        Some(catalog::MANIFEST_ACCEPT),
-                        catalog::MAX_MANIFEST_BYTES,
-                    )
-                    .await?;
-                format!("sha256:{:x}", Sha256::digest(&got.body))
-            }
-        };
+        let digest = self.client.manifest_digest(repo, tag).await?;
         if !valid_digest(&digest) {
             return Err(ListError::Invalid(format!(
                 "{repo}:{tag} resolves to `{digest}`, not a digest"
@@ -665,17 +636,26 @@ impl Listing for RegistryListing {
         repo: &str,
         digest: &str,
     ) -> Result<(Option<String>, Vec<u8>), ListError> {
-        let got = self
-            .client
-            .fetch(
-                Method::GET,
-                &format!("/v2/{repo}/manifests/{digest}"),
-                Some(catalog::MANIFEST_ACCEPT),
-                catalog::MAX_MANIFEST_BYTES,
-            )
-            .await?;
-        let ct = catalog::header_str(&got.headers, "content-type").map(str::to_owned);
-        Ok((ct, got.body))
+        let got = self.client.manifest(repo, digest).await?;
+        Ok((got.media_type, got.bytes))
+    }
+}
+
+/// The listing client's options for `entry`: its credentials (only those:
+/// the docker configs are not consulted), `ca_cert` and `insecure`, the
+/// scanner's default timeouts and retries, and at most [`LIST_CALL_LIMIT`]
+/// for one call, retries included.
+fn listing_options(entry: &RegistryEntry) -> RegistryOptions {
+    RegistryOptions {
+        credentials: entry.credentials(),
+        ca_certs: entry.ca_cert.iter().cloned().collect(),
+        insecure: if entry.insecure {
+            vec![entry.authority.clone()]
+        } else {
+            Vec::new()
+        },
+        timeout: LIST_CALL_LIMIT,
+        ..RegistryOptions::default()
     }
 }
 
@@ -692,7 +672,7 @@ pub(crate) struct Shared {
 /// The first sweep starts at once: pushes made while imgscan was down are
 /// found at start.
 pub(crate) async fn run(entry: RegistryEntry, every: Duration, shared: Arc<Shared>) {
-    let client = match Client::new(&entry) {
+    let client = match Client::new(&entry.url(), &listing_options(&entry)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reconciliation of registry `{}` is off: {e}", entry.name);

@@ -39,6 +39,12 @@
 //! Each request has a connect and idle-read limit, the whole image an overall
 //! one.
 //!
+//! # Listing
+//!
+//! [`listing`] walks what a registry holds (`/v2/_catalog`, `tags/list`,
+//! manifest `HEAD`s) for `imgscan serve`'s reconciliation, with the pulls'
+//! HTTP client settings, retry policy and credentials.
+//!
 //! # The `registry` feature
 //!
 //! The network side (oci-client, reqwest, rustls, tokio) is compiled only
@@ -69,6 +75,8 @@ mod blob;
 mod credentials;
 #[cfg(feature = "registry")]
 mod error;
+#[cfg(feature = "registry")]
+pub mod listing;
 #[cfg(feature = "registry")]
 mod session;
 
@@ -220,6 +228,25 @@ pub fn check_reference(s: &str) -> std::result::Result<(), RegistryError> {
             reference: s.chars().take(300).collect(),
             why: "not a registry reference".to_owned(),
         })
+    }
+}
+
+/// Checks the PEM file `path` of extra root certificates (`--ca-cert`,
+/// `imgscan serve`'s `ca_cert`): how many certificates it holds (at least
+/// one), or a message saying why it cannot be used.
+#[cfg(feature = "registry")]
+pub fn check_ca_certs(path: &std::path::Path) -> std::result::Result<usize, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs.len()),
+        Ok(_) => Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "{} is not a valid PEM certificate file: {e}",
+            path.display()
+        )),
     }
 }
 

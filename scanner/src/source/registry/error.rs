@@ -155,7 +155,8 @@ pub(crate) fn from_io(e: &std::io::Error) -> Failure {
     }
 }
 
-fn status_class(status: u16) -> Class {
+/// Whether an HTTP status is worth retrying.
+pub(crate) fn status_class(status: u16) -> Class {
     match status {
         408 | 425 | 429 | 500 | 502 | 503 | 504 => Class::Transient,
         _ => Class::Permanent,

@@ -1,6 +1,12 @@
 //! Connecting to a registry (scheme, TLS, credentials, the token flow),
 //! retrying requests, turning failures into errors that say what happened,
 //! and resolving a reference to a [`Plan`].
+//!
+//! The HTTP client setup ([`http_client`]: user agent, timeouts, the extra
+//! `ca_certs`, `insecure`) and the retry policy ([`may_retry`], [`backoff`],
+//! [`retry_after`]) are shared with the listing client
+//! ([`super::listing`]), so that a pull and a catalog walk of the same
+//! registry trust the same roots and retry alike.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +32,8 @@ use crate::source::{MAX_JSON, Plan, Platform, Selection};
 use crate::source::media::MANIFESTS as MANIFEST_MEDIA_TYPES;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest backoff delay without a `Retry-After`.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 const USER_AGENT: &str = concat!("imgscan/", env!("CARGO_PKG_VERSION"));
 
 /// A connected registry: the runtime and the network side.
@@ -54,7 +62,8 @@ struct Ping {
     body: String,
 }
 
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// The `Retry-After` delay of an answer (seconds; capped at a minute).
+pub(super) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim()
         .parse::<u64>()
@@ -70,14 +79,94 @@ fn jitter(base: Duration) -> Duration {
     Duration::from_millis(u64::from(nanos) % half)
 }
 
+/// Whether the `n`th failed try of a request is tried again: transient
+/// failures up to `attempts` tries, connection failures twice, nothing
+/// after the overall deadline.
+pub(super) fn may_retry(f: &Failure, n: u32, attempts: u32) -> bool {
+    let max = match f.class {
+        Class::Transient => attempts,
+        Class::Connect => attempts.min(2),
+        Class::Permanent => 1,
+    };
+    n < max && !f.overall
+}
+
+/// Waits before try `n + 1`: `Retry-After` when the answer gave one, else
+/// `base` doubled each try (at least a second after a 429; capped at 8 s),
+/// with jitter; never past `deadline`.
+pub(super) async fn backoff(
+    n: u32,
+    retry_after: Option<Duration>,
+    status: Option<u16>,
+    base: Duration,
+    deadline: Instant,
+) {
+    let base = if status == Some(429) {
+        base.max(Duration::from_secs(1))
+    } else {
+        base
+    };
+    let delay = retry_after.unwrap_or_else(|| {
+        let exp = base.saturating_mul(1 << (n - 1).min(6));
+        exp.min(MAX_BACKOFF) + jitter(base)
+    });
+    let until = (Instant::now() + delay).min(deadline);
+    tokio::time::sleep_until(until).await;
+}
+
+/// Installs ring as rustls' crypto provider: reqwest and oci-client are
+/// built without a bundled one. Installing twice is harmless.
+pub(super) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads the extra root certificates (`--ca-cert`, serve's `ca_cert`), as
+/// PEM files.
+pub(super) fn read_ca_pems(
+    paths: &[std::path::PathBuf],
+) -> std::result::Result<Vec<Vec<u8>>, Error> {
+    let mut pems = Vec::new();
+    for path in paths {
+        let pem = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Setup {
+            what: format!("--ca-cert {}", path.display()),
+            why: format!("not a PEM certificate: {}", error::clip(&error::chain(&e))),
+        })?;
+        pems.push(pem);
+    }
+    Ok(pems)
+}
+
+/// The reqwest client settings every registry request shares: the user
+/// agent, the connect and idle-read limit (`request_timeout`), the system's
+/// roots plus `pems`, and unverified TLS for an `insecure` registry.
+pub(super) fn http_client(
+    opts: &RegistryOptions,
+    insecure: bool,
+    pems: &[Vec<u8>],
+) -> reqwest::ClientBuilder {
+    let mut http = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(opts.request_timeout)
+        .read_timeout(opts.request_timeout)
+        .danger_accept_invalid_certs(insecure);
+    for pem in pems {
+        for c in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+            http = http.tls_certs_merge([c]);
+        }
+    }
+    http
+}
+
 impl Session {
     pub(super) fn connect(
         reference: Reference,
         opts: &RegistryOptions,
     ) -> std::result::Result<Self, Error> {
-        // reqwest and oci-client are built without a bundled crypto
-        // provider; ring is ours. Installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("imgscan-net")
@@ -87,34 +176,16 @@ impl Session {
         let registry = reference.resolve_registry().to_owned();
         let insecure = is_insecure(&registry, &opts.insecure);
         let loopback = is_loopback(&registry);
-        let mut pems = Vec::new();
-        for path in &opts.ca_certs {
-            let pem = std::fs::read(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Setup {
-                what: format!("--ca-cert {}", path.display()),
-                why: format!("not a PEM certificate: {}", error::clip(&error::chain(&e))),
-            })?;
-            pems.push(pem);
-        }
+        let pems = read_ca_pems(&opts.ca_certs)?;
         let (auth, credentials) = auth::resolve(&registry, opts.credentials.as_ref());
         let deadline = Instant::now() + opts.timeout;
-        let mut http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(opts.request_timeout)
-            .read_timeout(opts.request_timeout)
-            .danger_accept_invalid_certs(insecure);
-        for pem in &pems {
-            for c in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
-                http = http.tls_certs_merge([c]);
-            }
-        }
-        let http = http.build().map_err(|e| RegistryError::Setup {
-            what: "the HTTP client".into(),
-            why: error::clip(&error::chain(&e)),
-        })?;
+        let http =
+            http_client(opts, insecure, &pems)
+                .build()
+                .map_err(|e| RegistryError::Setup {
+                    what: "the HTTP client".into(),
+                    why: error::clip(&error::chain(&e)),
+                })?;
         let mut net = Net {
             client: Client::default(),
             reference,
@@ -332,26 +403,11 @@ impl Net {
     }
 
     pub(super) fn may_retry(&self, f: &Failure, n: u32) -> bool {
-        let max = match f.class {
-            Class::Transient => self.opts.attempts,
-            Class::Connect => self.opts.attempts.min(2),
-            Class::Permanent => 1,
-        };
-        n < max && !f.overall
+        may_retry(f, n, self.opts.attempts)
     }
 
     pub(super) async fn backoff(&self, n: u32, retry_after: Option<Duration>, status: Option<u16>) {
-        let base = if status == Some(429) {
-            self.opts.backoff.max(Duration::from_secs(1))
-        } else {
-            self.opts.backoff
-        };
-        let delay = retry_after.unwrap_or_else(|| {
-            let exp = base.saturating_mul(1 << (n - 1).min(6));
-            exp.min(Duration::from_secs(8)) + jitter(base)
-        });
-        let until = (Instant::now() + delay).min(self.deadline);
-        tokio::time::sleep_until(until).await;
+        backoff(n, retry_after, status, self.opts.backoff, self.deadline).await;
     }
 
     /// Runs an oci-client request with retries and the overall deadline.
