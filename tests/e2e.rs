@@ -16,6 +16,7 @@ mod util;
 
 mod differential_json;
 mod differential_tar;
+mod escalation;
 mod go_oracle;
 mod registry;
 mod runtime_oracle;

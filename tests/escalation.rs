@@ -1,0 +1,297 @@
+//! Paths to root, exploited for real as the runtime user (issue #11).
+//!
+//! Every fixture starts from one Debian root filesystem
+//! (`tests/escalation/build-base.sh`: debootstrap minbase with sudo and
+//! python3, an account `app` uid 10001), changes one thing, and becomes a
+//! two-layer docker-archive (the base tree, then the changed paths) that
+//! imgscan scans. The same tree is then entered with `chroot --userspec` as
+//! the image's runtime user and the path is walked: the test asserts that
+//! `id -u` (or `os.getuid()`) prints 0 where imgscan claims a path, and
+//! that it does not in the twin with one step removed, where imgscan must
+//! claim none. Needs root, debootstrap, a Debian mirror, setcap and GNU tar.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::tools::{require_root, require_tool, run};
+use crate::util::{docker_archive, imgscan};
+
+/// The cached base: `rootfs/` and `base.tar`, built once per version of
+/// the build script.
+fn base() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        require_root("the escalation fixtures are built with debootstrap and entered with chroot");
+        require_tool("debootstrap");
+        let script = crate::util::root().join("tests/escalation/build-base.sh");
+        let hash = hex(&Sha256::digest(std::fs::read(&script).unwrap()))[..12].to_owned();
+        let dir = std::env::temp_dir().join(format!("imgscan-escalation-{hash}"));
+        if !dir.join("base.tar").exists() {
+            run(Command::new("bash").arg(&script).arg(&dir));
+        }
+        dir
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One fixture: a copy of the base tree with `change` applied (a shell
+/// script run with `$R` the tree), scanned and entered as `user`.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    archive: PathBuf,
+    user: String,
+}
+
+impl Fixture {
+    fn new(user: &str, change: &str, changed: &[&str]) -> Self {
+        let base = base();
+        let dir = tempfile::Builder::new()
+            .prefix("imgscan-esc-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        let root = dir.path().join("rootfs");
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(base.join("rootfs"))
+            .arg(&root));
+        run(Command::new("bash")
+            .args(["-euc", change])
+            .env("R", &root)
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin",
+            ));
+        let top = dir.path().join("top.tar");
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args([
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=security.capability",
+                "--format=posix",
+                "--no-recursion",
+                "-cf",
+            ])
+            .arg(&top)
+            .args(changed));
+        let layers = vec![
+            std::fs::read(base.join("base.tar")).unwrap(),
+            std::fs::read(&top).unwrap(),
+        ];
+        let archive = dir.path().join("image.tar");
+        std::fs::write(
+            &archive,
+            docker_archive(&layers, json!({ "User": user }), "x/escalation:t"),
+        )
+        .unwrap();
+        Self {
+            _dir: dir,
+            root,
+            archive,
+            user: user.to_owned(),
+        }
+    }
+
+    fn report(&self) -> Value {
+        let out = imgscan(&[
+            "--format",
+            "json",
+            "--fail-on",
+            "none",
+            self.archive.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs `script` in the tree as the runtime user (`uid:gid`); its
+    /// stdout, trimmed.
+    fn as_user(&self, uidgid: &str, script: &str) -> String {
+        let out = Command::new("chroot")
+            .arg(format!("--userspec={uidgid}"))
+            .arg(&self.root)
+            .args(["/bin/sh", "-c", script])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .stdin(Stdio::null())
+            .output()
+            .expect("chroot");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// The rule ids of the report's escalation paths.
+fn path_rules(report: &Value) -> Vec<String> {
+    report["escalation"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rule_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts imgscan's claim and the exploit agree: with `rule` claimed the
+/// exploit prints 0; in the twin (`rule` not claimed) it does not.
+fn check(f: &Fixture, uidgid: &str, rule: &str, claimed: bool, exploit: &str) {
+    let report = f.report();
+    let rules = path_rules(&report);
+    let got = f.as_user(uidgid, exploit);
+    if claimed {
+        assert!(
+            rules.iter().any(|r| r == rule),
+            "{} paths: {rules:?}",
+            f.user
+        );
+        assert_eq!(report["escalation"]["verdict"], "can-become-root");
+        let path = report["escalation"]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["rule_id"] == rule)
+            .unwrap();
+        assert!(path["steps"].as_array().unwrap().len() >= 3, "{path}");
+        assert_eq!(
+            got.lines().last(),
+            Some("0"),
+            "imgscan claims {rule} but the exploit gave {got:?}"
+        );
+    } else {
+        assert!(
+            !rules.iter().any(|r| r == rule),
+            "twin must not claim {rule}: {rules:?}"
+        );
+        assert_ne!(
+            got.lines().last(),
+            Some("0"),
+            "imgscan claims no {rule} but the exploit became root"
+        );
+    }
+}
+
+#[test]
+fn setuid_find_is_root_and_its_twin_is_not() {
+    let exploit = "find /etc/hostname -exec /bin/sh -p -c 'id -u' ';'";
+    let f = Fixture::new("app", "chmod 4755 \"$R/usr/bin/find\"", &["usr/bin/find"]);
+    check(&f, "10001:10001", "setuid-root-shell", true, exploit);
+    let twin = Fixture::new("app", "chmod 0755 \"$R/usr/bin/find\"", &["usr/bin/find"]);
+    check(&twin, "10001:10001", "setuid-root-shell", false, exploit);
+}
+
+#[test]
+fn empty_root_password_and_su_is_root_and_a_locked_root_is_not() {
+    let exploit = "su -c 'id -u' root 2>/dev/null";
+    let f = Fixture::new(
+        "app",
+        "sed -i 's/^root:[^:]*:/root::/' \"$R/etc/shadow\"",
+        &["etc/shadow"],
+    );
+    check(&f, "10001:10001", "su-empty-password", true, exploit);
+    let report = f.report();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["rule_id"] == "empty-password"),
+        "the empty password is a fact too"
+    );
+    let twin = Fixture::new(
+        "app",
+        "sed -i 's/^root:[^:]*:/root:*:/' \"$R/etc/shadow\"",
+        &["etc/shadow"],
+    );
+    check(&twin, "10001:10001", "su-empty-password", false, exploit);
+}
+
+#[test]
+fn gid0_writable_passwd_and_su_is_root_and_0644_is_not() {
+    // USER 20000 has no passwd entry: it runs with gid 0.
+    let exploit =
+        "echo 'x::0:0::/:/bin/sh' >> /etc/passwd 2>/dev/null; su -c 'id -u' x 2>/dev/null";
+    let f = Fixture::new("20000", "chmod 0664 \"$R/etc/passwd\"", &["etc/passwd"]);
+    let report = f.report();
+    assert_eq!(report["escalation"]["runtime_user"]["gid"], 0);
+    check(&f, "20000:0", "writable-account-file", true, exploit);
+    let twin = Fixture::new("20000", "chmod 0644 \"$R/etc/passwd\"", &["etc/passwd"]);
+    check(&twin, "20000:0", "writable-account-file", false, exploit);
+}
+
+#[test]
+fn nopasswd_sudo_is_root_and_a_password_rule_is_not() {
+    let exploit = "sudo -n id -u 2>/dev/null";
+    let rule = |r: &str| {
+        format!("echo '{r}' > \"$R/etc/sudoers.d/app\" && chmod 0440 \"$R/etc/sudoers.d/app\"")
+    };
+    let f = Fixture::new(
+        "app",
+        &rule("app ALL=(ALL) NOPASSWD: ALL"),
+        &["etc/sudoers.d/app"],
+    );
+    check(&f, "10001:10001", "sudo-root", true, exploit);
+    let twin = Fixture::new("app", &rule("app ALL=(ALL) ALL"), &["etc/sudoers.d/app"]);
+    check(&twin, "10001:10001", "sudo-root", false, exploit);
+}
+
+#[test]
+fn cap_setuid_python_is_root_and_without_it_is_not() {
+    require_tool("setcap");
+    let exploit = "python3 -c 'import os; os.setuid(0); print(os.getuid())' 2>/dev/null";
+    let f = Fixture::new(
+        "app",
+        "setcap cap_setuid+ep \"$R/usr/bin/python3.11\"",
+        &["usr/bin/python3.11"],
+    );
+    check(&f, "10001:10001", "capability-root", true, exploit);
+    let twin = Fixture::new(
+        "app",
+        "setcap cap_net_raw+ep \"$R/usr/bin/python3.11\"",
+        &["usr/bin/python3.11"],
+    );
+    check(&twin, "10001:10001", "capability-root", false, exploit);
+}
+
+#[test]
+fn a_plain_non_root_debian_image_passes_the_default_gate() {
+    // The base as shipped: setuid su, passwd, mount... owned by packages,
+    // a locked root, app non-root. No path, and nothing at or above high.
+    let f = Fixture::new("app", "true", &["etc/hostname"]);
+    let report = f.report();
+    assert_eq!(
+        report["escalation"]["verdict"], "no-known-path",
+        "{}",
+        report["escalation"]
+    );
+    let out = imgscan(&[f.archive.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("runs as app (uid 10001): no known path to root"),
+        "{table}"
+    );
+    // The same image as root fails it.
+    let root = Fixture::new("", "true", &["etc/hostname"]);
+    assert_eq!(root.report()["escalation"]["verdict"], "runs-as-root");
+    assert_eq!(
+        imgscan(&[root.archive.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+}
