@@ -39,6 +39,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Scan one or more images (the default command).
     Scan(ScanArgs),
+    /// Print the runtime settings that close the image's paths to root,
+    /// derived from the image: a Kubernetes securityContext, docker and
+    /// podman flags, a compose service, whether it fits the Pod Security
+    /// Standards restricted profile, and what each setting breaks in it.
+    /// Takes the scan's options; --format json prints each report's
+    /// `hardening`; exit 0 unless the scan fails (--fail-on is not used).
+    Harden(ScanArgs),
     /// List every rule with its code, default severity and summary.
     Rules,
     /// Explain a rule: what it flags, why, how to fix it, how severity is chosen.

@@ -91,6 +91,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Some(Command::Scan(args)) => scan(&args),
+        Some(Command::Harden(args)) => harden(&args),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(&args).map(|()| ExitStatus::Success),
         None => scan(&cli.scan),
@@ -108,7 +109,8 @@ fn threshold(f: FailOn) -> Option<Severity> {
     }
 }
 
-fn scan(args: &ScanArgs) -> Result<ExitStatus> {
+/// Scans every image of `args`, in order; any failure stops the run.
+fn collect(args: &ScanArgs) -> Result<Vec<Report>> {
     if args.images.is_empty() {
         bail!("no image given; try `imgscan ./image.tar` or `imgscan --help`");
     }
@@ -162,6 +164,58 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         let report = scanner::scan(&input, &opts).with_context(|| format!("scanning {image}"))?;
         reports.push(report);
     }
+    Ok(reports)
+}
+
+/// `imgscan harden`: the runtime settings each image needs, as text
+/// (Kubernetes securityContext, docker/podman flags, a compose service) or
+/// as the JSON of each report's `hardening`.
+fn harden(args: &ScanArgs) -> Result<ExitStatus> {
+    if args.format == Format::Sarif {
+        bail!("imgscan harden writes a table (text) or json, not sarif");
+    }
+    let reports = collect(args)?;
+    let render = |w: &mut dyn Write| -> anyhow::Result<()> {
+        match args.format {
+            Format::Json => {
+                let doc: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "image": r.image.source,
+                            "verdict": r.escalation.verdict,
+                            "hardening": r.hardening,
+                        })
+                    })
+                    .collect();
+                serde_json::to_writer_pretty(&mut *w, &doc)?;
+                writeln!(w)?;
+            }
+            Format::Table => {
+                for (i, r) in reports.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(w)?;
+                    }
+                    formats::human::harden(w, r)?;
+                }
+            }
+            Format::Sarif => unreachable!("refused above"),
+        }
+        Ok(())
+    };
+    match &args.output {
+        Some(path) => write_file(path, render)?,
+        None => {
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn scan(args: &ScanArgs) -> Result<ExitStatus> {
+    let reports = collect(args)?;
 
     // Every image is scanned before anything is written: a failed scan
     // leaves no partial output. The reports are then written as they are

@@ -8,7 +8,7 @@ use crate::util::{Comp, base_layer, imgscan, testdata, write_oci_layout};
 #[test]
 fn exit_codes_follow_fail_on() {
     let sample = testdata("sample-docker.tar");
-    // The sample has critical findings (cap_sys_admin).
+    // The sample has critical findings (a telnet server on an exposed port).
     for (level, code) in [("critical", 1), ("high", 1), ("info", 1), ("none", 0)] {
         let out = imgscan(&["--fail-on", level, "--format", "json", &sample]);
         assert_eq!(out.status.code(), Some(code), "--fail-on {level}");
@@ -170,4 +170,56 @@ fn no_verify_finds_the_same() {
     let out = crate::util::imgscan_stdin(&["--no-verify", "-"], Some(b""));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("local files"));
+}
+
+/// `imgscan harden`: text and JSON, derived from the image; sarif refused.
+#[test]
+fn harden_prints_the_settings_derived_from_the_image() {
+    let sample = testdata("sample-docker.tar");
+    let out = imgscan(&["harden", &sample]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "runs as root (uid 0): closed by a non-root user",
+        "allowPrivilegeEscalation: false",
+        "drop: [ALL]",
+        "docker run ",
+        "--security-opt no-new-privileges",
+        "Pod Security Standards, restricted: cannot run:",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let out = imgscan(&["harden", "--format", "json", &sample]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["verdict"], "runs-as-root");
+    assert_eq!(v[0]["hardening"]["run_as_user"], serde_json::Value::Null);
+    assert_eq!(
+        v[0]["hardening"]["pod_security_restricted"]["allowed"],
+        false
+    );
+    // A non-root image gets its numbers from its own passwd.
+    let dir = tempfile::tempdir().unwrap();
+    write_oci_layout(
+        dir.path(),
+        &[base_layer().build()],
+        Comp::Gzip,
+        json!({"User": "app"}),
+    );
+    let out = imgscan(&["harden", "--format", "json", dir.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v[0]["hardening"]["run_as_user"]
+            .as_u64()
+            .is_some_and(|u| u > 0),
+        "{v}"
+    );
+    assert_eq!(v[0]["verdict"], "no-known-path");
+    let out = imgscan(&["harden", "--format", "sarif", &sample]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
 }

@@ -121,7 +121,24 @@ impl Fixture {
     /// Runs `script` in the tree as the runtime user (`uid:gid`); its
     /// stdout, trimmed.
     fn as_user(&self, uidgid: &str, script: &str) -> String {
-        let out = Command::new("chroot")
+        self.run_as(uidgid, script, false)
+    }
+
+    /// The same under no_new_privs (`setpriv --no-new-privs`), as
+    /// `--security-opt no-new-privileges` runs it.
+    fn as_user_nnp(&self, uidgid: &str, script: &str) -> String {
+        self.run_as(uidgid, script, true)
+    }
+
+    fn run_as(&self, uidgid: &str, script: &str, nnp: bool) -> String {
+        let mut cmd = if nnp {
+            let mut c = Command::new("setpriv");
+            c.args(["--no-new-privs", "chroot"]);
+            c
+        } else {
+            Command::new("chroot")
+        };
+        let out = cmd
             .arg(format!("--userspec={uidgid}"))
             .arg(&self.root)
             .args(["/bin/sh", "-c", script])
@@ -169,6 +186,20 @@ fn check(f: &Fixture, uidgid: &str, rule: &str, claimed: bool, exploit: &str) {
             Some("0"),
             "imgscan claims {rule} but the exploit gave {got:?}"
         );
+        // What imgscan says closes it does close it.
+        if path["closed_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "no-new-privileges")
+        {
+            let closed = f.as_user_nnp(uidgid, exploit);
+            assert_ne!(
+                closed.lines().last(),
+                Some("0"),
+                "{rule} is said to be closed by no-new-privileges, but under it: {closed:?}"
+            );
+        }
     } else {
         assert!(
             !rules.iter().any(|r| r == rule),
@@ -287,6 +318,29 @@ fn a_plain_non_root_debian_image_passes_the_default_gate() {
         table.contains("runs as app (uid 10001): no known path to root"),
         "{table}"
     );
+    // `imgscan harden`: the numbers come from the image's passwd, and the
+    // image fits the restricted profile.
+    let out = imgscan(&["harden", "--format", "json", f.archive.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h[0]["hardening"]["run_as_user"], 10001);
+    assert_eq!(h[0]["hardening"]["run_as_group"], 10001);
+    assert_eq!(
+        h[0]["hardening"]["pod_security_restricted"]["allowed"],
+        true
+    );
+    let out = imgscan(&["harden", f.archive.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("runAsUser: 10001") && text.contains("allowPrivilegeEscalation: false"),
+        "{text}"
+    );
+    assert!(text.contains("sudo and su stop working"), "{text}");
     // The same image as root fails it.
     let root = Fixture::new("", "true", &["etc/hostname"]);
     assert_eq!(root.report()["escalation"]["verdict"], "runs-as-root");

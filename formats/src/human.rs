@@ -181,6 +181,98 @@ impl TableEmitter {
 }
 
 /// `N findings: X critical, Y high, Z medium, W low, V info`, or `no findings`.
+/// `imgscan harden`'s text for one image: the settings as a Kubernetes
+/// container `securityContext`, `docker run` / `podman run` flags and a
+/// compose service, the Pod Security Standards *restricted* verdict, and
+/// per setting why and what it breaks.
+pub fn harden(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let h = &r.hardening;
+    writeln!(w, "image {}", r.image.source)?;
+    writeln!(w, "  {}", verdict_line(&r.escalation))?;
+    writeln!(w)?;
+    writeln!(w, "Kubernetes (the container's securityContext):")?;
+    writeln!(w, "  securityContext:")?;
+    for s in &h.settings {
+        for line in &s.kubernetes {
+            writeln!(w, "    {line}")?;
+        }
+    }
+    if !h.writable_paths.is_empty() {
+        writeln!(w, "  volumeMounts:")?;
+        for (i, p) in h.writable_paths.iter().enumerate() {
+            writeln!(w, "    - {{name: writable-{i}, mountPath: {p}}}")?;
+        }
+        writeln!(
+            w,
+            "  # and in the pod: volumes: [{{name: writable-N, emptyDir: {{}}}}, ...]"
+        )?;
+    }
+    writeln!(w)?;
+    let flags: Vec<&str> = h
+        .settings
+        .iter()
+        .flat_map(|s| s.docker.iter().map(String::as_str))
+        .collect();
+    let image = r.image.reference.as_deref().unwrap_or("IMAGE");
+    writeln!(w, "docker run / podman run:")?;
+    writeln!(w, "  docker run {} {image}", flags.join(" "))?;
+    writeln!(w)?;
+    writeln!(w, "compose:")?;
+    writeln!(w, "  services:")?;
+    writeln!(w, "    app:")?;
+    writeln!(w, "      image: {image}")?;
+    if let (Some(u), Some(g)) = (h.run_as_user, h.run_as_group) {
+        writeln!(w, "      user: \"{u}:{g}\"")?;
+    }
+    writeln!(w, "      security_opt: [\"no-new-privileges:true\"]")?;
+    writeln!(w, "      cap_drop: [ALL]")?;
+    if !h.add_capabilities.is_empty() {
+        writeln!(w, "      cap_add: [{}]", h.add_capabilities.join(", "))?;
+    }
+    writeln!(w, "      read_only: true")?;
+    writeln!(w, "      tmpfs: [/tmp]")?;
+    writeln!(w)?;
+    let restricted = &h.pod_security_restricted;
+    if restricted.allowed {
+        writeln!(
+            w,
+            "Pod Security Standards, restricted: can run with the settings above"
+        )?;
+    } else {
+        writeln!(w, "Pod Security Standards, restricted: cannot run:")?;
+        for reason in &restricted.reasons {
+            for (i, line) in wrap(reason, TABLE_WIDTH - 4).iter().enumerate() {
+                writeln!(w, "{}{line}", if i == 0 { "  - " } else { "    " })?;
+            }
+        }
+    }
+    writeln!(w)?;
+    writeln!(w, "Each setting:")?;
+    for s in &h.settings {
+        let closes = match s.closes.len() {
+            0 => String::new(),
+            1 => " (closes 1 path to root)".to_owned(),
+            n => format!(" (closes {n} paths to root)"),
+        };
+        writeln!(w, "  {}{closes}", s.setting)?;
+        for (i, line) in wrap(&format!("why: {}", s.why), TABLE_WIDTH - 4)
+            .iter()
+            .enumerate()
+        {
+            writeln!(w, "{}{line}", if i == 0 { "    " } else { "      " })?;
+        }
+        for b in &s.breaks {
+            for (i, line) in wrap(&format!("breaks: {b}"), TABLE_WIDTH - 4)
+                .iter()
+                .enumerate()
+            {
+                writeln!(w, "{}{line}", if i == 0 { "    " } else { "      " })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The verdict in one sentence: `runs as app (uid 10001): can become root,
 /// 2 ways, both closed by no-new-privileges`.
 pub fn verdict_line(e: &Escalation) -> String {

@@ -37,7 +37,7 @@
 //!     user: Some("10001".to_owned()),
 //!     layers: Vec::new(),
 //! };
-//! let report = Report::new(image, Vec::new(), Vec::new(), Default::default());
+//! let report = Report::new(image, Vec::new(), Vec::new(), Default::default(), Default::default());
 //! let format: OutputFormat = "sarif".parse()?;
 //! let bytes = formats::render(format, &EmitOptions::default(), &[report])?;
 //! assert!(bytes.starts_with(b"{"));

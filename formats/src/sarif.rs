@@ -741,11 +741,13 @@ mod tests {
             vec![],
             vec![],
             Default::default(),
+            Default::default(),
         );
         let b = Report::new(
             image("b.tar", "docker-archive", Some("app:2")),
             vec![],
             vec![],
+            Default::default(),
             Default::default(),
         );
         let ids: Vec<String> = log(&[a.clone(), b, a])

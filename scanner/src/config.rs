@@ -42,6 +42,8 @@ pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     /// `config.Cmd`.
     pub cmd: Vec<String>,
+    /// `config.Volumes` keys (`/var/lib/data`), sorted.
+    pub volumes: Vec<String>,
     /// `rootfs.diff_ids`.
     pub diff_ids: Vec<Digest>,
     /// `created_by` of each non-empty history step, in order; `None` when the
@@ -75,6 +77,8 @@ struct RawContainer {
     entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default)]
     cmd: Option<Vec<String>>,
+    #[serde(rename = "Volumes", default)]
+    volumes: Option<BTreeMap<String, Value>>,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +125,7 @@ impl ImageConfig {
                 .collect();
             (v.len() == diff_ids.len()).then_some(v)
         });
-        let (user, exposed_ports, entrypoint, cmd) = match raw.config {
+        let (user, exposed_ports, entrypoint, cmd, volumes) = match raw.config {
             Some(c) => (
                 c.user,
                 c.exposed_ports
@@ -129,8 +133,11 @@ impl ImageConfig {
                     .unwrap_or_default(),
                 c.entrypoint.unwrap_or_default(),
                 c.cmd.unwrap_or_default(),
+                c.volumes
+                    .map(|m| m.into_keys().collect())
+                    .unwrap_or_default(),
             ),
-            None => (None, Vec::new(), Vec::new(), Vec::new()),
+            None => (None, Vec::new(), Vec::new(), Vec::new(), Vec::new()),
         };
         Ok(Self {
             architecture: raw.architecture.unwrap_or_default(),
@@ -140,6 +147,7 @@ impl ImageConfig {
             exposed_ports,
             entrypoint,
             cmd,
+            volumes,
             diff_ids,
             layer_created_by,
         })

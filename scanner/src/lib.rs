@@ -27,6 +27,7 @@ pub mod digest;
 pub mod error;
 pub mod fs;
 pub mod gojson;
+pub mod harden;
 pub mod layer;
 pub mod model;
 pub mod rules;

@@ -212,6 +212,9 @@ pub struct Report {
     /// Can the container run as root, or its runtime user become root: the
     /// verdict and its proof.
     pub escalation: Escalation,
+    /// The runtime settings that close the paths, derived from the image,
+    /// and what each breaks in it (`imgscan harden`).
+    pub hardening: Hardening,
 }
 
 impl Report {
@@ -221,6 +224,7 @@ impl Report {
         mut findings: Vec<Finding>,
         mut warnings: Vec<String>,
         escalation: Escalation,
+        hardening: Hardening,
     ) -> Self {
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         warnings.sort();
@@ -234,6 +238,7 @@ impl Report {
             warnings,
             summary,
             escalation,
+            hardening,
         }
     }
 }
@@ -378,6 +383,57 @@ impl Default for Escalation {
             paths: Vec::new(),
         }
     }
+}
+
+/// One runtime setting `imgscan harden` recommends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardeningSetting {
+    /// What it is: `non-root-user`, `no-new-privileges`, `cap-drop-all`,
+    /// `seccomp-runtime-default`, `read-only-rootfs`.
+    pub setting: String,
+    /// The Kubernetes container `securityContext` fields, as YAML lines.
+    pub kubernetes: Vec<String>,
+    /// The `docker run` flags (podman takes the same).
+    pub docker: Vec<String>,
+    /// Why, for this image.
+    pub why: String,
+    /// What it breaks in this image (empty: nothing imgscan can see).
+    pub breaks: Vec<String>,
+    /// Fingerprints of the paths to root it closes.
+    pub closes: Vec<String>,
+}
+
+/// Whether the image can run under the Kubernetes Pod Security Standards
+/// *restricted* profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restricted {
+    /// It can, with the settings below.
+    pub allowed: bool,
+    /// Why not, when it cannot.
+    pub reasons: Vec<String>,
+}
+
+/// Runtime settings derived from the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    /// The numeric uid to run as (`runAsUser`, `--user`): the image's user
+    /// resolved through its own passwd; null when it runs as root or does
+    /// not resolve.
+    pub run_as_user: Option<u32>,
+    /// The numeric primary gid (`runAsGroup`).
+    pub run_as_group: Option<u32>,
+    /// Capabilities to add back after dropping all (`NET_BIND_SERVICE`).
+    pub add_capabilities: Vec<String>,
+    /// Paths to mount writable (an `emptyDir`, a tmpfs) under a read-only
+    /// root: `/tmp` and the image's `VOLUME`s, sorted.
+    pub writable_paths: Vec<String>,
+    /// Each setting, in the order to apply them.
+    pub settings: Vec<HardeningSetting>,
+    /// The Pod Security Standards *restricted* verdict.
+    pub pod_security_restricted: Restricted,
 }
 
 /// The result of scanning several images in one run.

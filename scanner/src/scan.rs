@@ -239,7 +239,14 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         user: plan.config.user.clone(),
         layers,
     };
-    Ok(Report::new(image, out.findings, warnings, escalation))
+    let hardening = crate::harden::derive(&fs, &plan.config, &escalation);
+    Ok(Report::new(
+        image,
+        out.findings,
+        warnings,
+        escalation,
+        hardening,
+    ))
 }
 
 /// Scans one layer and verifies its blob digest, size and diff_id.

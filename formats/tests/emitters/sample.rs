@@ -173,6 +173,7 @@ pub(crate) fn sample_report() -> Report {
         findings,
         vec!["/var/lib/dpkg/status lists a file twice; the first owner is used".to_owned()],
         escalation,
+        Default::default(),
     )
 }
 
@@ -199,5 +200,11 @@ pub(crate) fn clean_report() -> Report {
         ..Default::default()
     };
     let escalation = scanner::checks::escalation::escalation(user, &[]);
-    Report::new(image, Vec::new(), Vec::new(), escalation)
+    Report::new(
+        image,
+        Vec::new(),
+        Vec::new(),
+        escalation,
+        Default::default(),
+    )
 }
