@@ -819,6 +819,26 @@ fn read_members<S: TarSource>(
                 }
             )));
         }
+        // POSIX ACLs: runtimes set every `SCHILY.xattr.*` record, so a
+        // `system.posix_acl_access` record gives the file an ACL, which can
+        // grant a user or group access its mode bits do not show. imgscan's
+        // access model reads mode bits only, so an ACL beyond the three
+        // entries the mode already says (user::, group::, other::) is
+        // refused rather than misjudged. Builders (moby, buildah,
+        // containerd) copy only `security.capability` into layers, so real
+        // images carry none.
+        for (name, value) in &h.xattrs {
+            if name.as_slice() == b"system.posix_acl_access"
+                && let Err(why) = minimal_acl(value)
+            {
+                return Err(LayerError(format!(
+                    "ambiguous image: member `{}` carries a POSIX ACL \
+                     (SCHILY.xattr.system.posix_acl_access) that {why}; container runtimes \
+                     apply it, and imgscan judges access by mode bits only",
+                    String::from_utf8_lossy(&h.path)
+                )));
+            }
+        }
         // File capabilities as runtimes set them: from the
         // `SCHILY.xattr.security.capability` PAX record only. moby and
         // containers/storage (`pkg/archive` `createTarFile`), containerd
@@ -873,6 +893,30 @@ fn read_members<S: TarSource>(
             grow(&mut index.extras, 1, &mut index.charge, "member records")?;
         }
         index.push_rec(start, kind, mode, (uid, gid), size, extra);
+    }
+    Ok(())
+}
+
+/// Whether a `system.posix_acl_access` value (the kernel's
+/// `posix_acl_xattr_header`: version 2, then 8-byte entries of tag, perm,
+/// id; linux `include/uapi/linux/posix_acl_xattr.h`) says no more than the
+/// mode bits: only `ACL_USER_OBJ` (1), `ACL_GROUP_OBJ` (4) and `ACL_OTHER`
+/// (0x20) entries. Why not, otherwise.
+fn minimal_acl(value: &[u8]) -> Result<(), String> {
+    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+        return Err(format!("is malformed ({} bytes)", value.len()));
+    }
+    if value[..4] != 2u32.to_le_bytes() {
+        return Err("has an unknown version".to_owned());
+    }
+    for e in value[4..].chunks_exact(8) {
+        match u16::from_le_bytes([e[0], e[1]]) {
+            0x01 | 0x04 | 0x20 => {}
+            0x02 => return Err("grants a named user access".to_owned()),
+            0x08 => return Err("grants a named group access".to_owned()),
+            0x10 => return Err("has a mask (so named entries)".to_owned()),
+            t => return Err(format!("has an unknown entry tag 0x{t:x}")),
+        }
     }
     Ok(())
 }
@@ -1074,6 +1118,51 @@ mod tests {
         blob.extend(zstd::encode_all(&raw_layer(&[("a", b'0', &[], b"")])[..], 1).unwrap());
         let e = scan_layer(&blob[..], &opts()).unwrap_err();
         assert!(e.0.contains("skippable frame"), "{}", e.0);
+    }
+
+    /// An ACL beyond the mode bits is refused; a minimal one is read.
+    #[test]
+    fn extended_acls_are_refused() {
+        let entry = |tag: u16, perm: u16, id: u32| {
+            let mut v = tag.to_le_bytes().to_vec();
+            v.extend(perm.to_le_bytes());
+            v.extend(id.to_le_bytes());
+            v
+        };
+        let mut minimal = 2u32.to_le_bytes().to_vec();
+        minimal.extend(entry(1, 6, u32::MAX));
+        minimal.extend(entry(4, 4, u32::MAX));
+        minimal.extend(entry(0x20, 4, u32::MAX));
+        let raw = raw_layer(&[(
+            "etc/passwd",
+            b'0',
+            &[("SCHILY.xattr.system.posix_acl_access", &minimal)],
+            b"root:x:0:0::/:/bin/sh\n",
+        )]);
+        assert!(scan_layer(&raw[..], &opts()).is_ok());
+        let mut extended = minimal.clone();
+        extended.extend(entry(2, 6, 10001));
+        extended.extend(entry(0x10, 6, u32::MAX));
+        let raw = raw_layer(&[(
+            "etc/passwd",
+            b'0',
+            &[("SCHILY.xattr.system.posix_acl_access", &extended)],
+            b"root:x:0:0::/:/bin/sh\n",
+        )]);
+        let e = scan_layer(&raw[..], &opts()).unwrap_err();
+        assert!(e.0.contains("grants a named user access"), "{}", e.0);
+        let raw = raw_layer(&[(
+            "x",
+            b'0',
+            &[("SCHILY.xattr.system.posix_acl_access", b"\x02\0\0")],
+            b"",
+        )]);
+        assert!(
+            scan_layer(&raw[..], &opts())
+                .unwrap_err()
+                .0
+                .contains("malformed")
+        );
     }
 
     /// Member types no runtime extracts are refused, and so is a global

@@ -14,10 +14,11 @@
 //! Directories no layer names are created by the runtime as `0755 root:root`
 //! ([`FinalFs::node_at`]).
 //!
-//! POSIX ACLs (`system.posix_acl_access`) are not read: layers carry them
-//! in `SCHILY.xattr.system.posix_acl_access` PAX records, which imgscan
-//! does not keep, so a file an ACL opens to the user is not found here (a
-//! miss, never a false path).
+//! POSIX ACLs: runtimes apply a `SCHILY.xattr.system.posix_acl_access`
+//! record, and an ACL can grant a user or group what the mode bits do not
+//! show. The layer reader refuses (exit 2) a member whose ACL has more than
+//! the three entries the mode bits already say, so every file judged here
+//! has mode bits that tell the whole story.
 
 use super::identity::Who;
 use crate::fs::{FinalFs, Node};
