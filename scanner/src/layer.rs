@@ -903,7 +903,7 @@ fn read_members<S: TarSource>(
 /// mode bits: only `ACL_USER_OBJ` (1), `ACL_GROUP_OBJ` (4) and `ACL_OTHER`
 /// (0x20) entries. Why not, otherwise.
 fn minimal_acl(value: &[u8]) -> Result<(), String> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err(format!("is malformed ({} bytes)", value.len()));
     }
     if value[..4] != 2u32.to_le_bytes() {
