@@ -463,6 +463,31 @@ fn result(image: &ImageInfo, short: &str, f: &Finding, rule_index: usize) -> Sar
 /// The finding's own sentence first (code scanning may show only the first
 /// sentence), then where: image and layer.
 fn message(image: &ImageInfo, f: &Finding) -> String {
+    let mut m = location_message(image, f);
+    // A path to root also says how it goes and what closes it.
+    let list = |key: &str| -> Vec<String> {
+        f.details
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let steps = list("steps");
+    if !steps.is_empty() {
+        m.push_str(&format!(" Proof: {}.", steps.join("; ")));
+        let closers = list("closed_by");
+        if !closers.is_empty() {
+            m.push_str(&format!(" Closed by: {}.", closers.join(", ")));
+        }
+    }
+    m
+}
+
+fn location_message(image: &ImageInfo, f: &Finding) -> String {
     let shown = image.reference.as_deref().unwrap_or(&image.source);
     let what = sentence(&f.message);
     match (f.layer_index, &f.layer_digest) {
