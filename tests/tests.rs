@@ -22,3 +22,4 @@ mod sample;
 mod serve_api;
 mod streams_and_limits;
 mod users;
+mod verdicts;
