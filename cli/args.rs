@@ -17,7 +17,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// Reads a docker-save tarball, an OCI layout or an oci-archive without
 /// running it, applies the layers (whiteouts and all), and reports setuid and
 /// setgid binaries, file capabilities, root-owned world-writable paths, a root
-/// USER and remote shell daemons on the final filesystem.
+/// USER and remote shell daemons on the final filesystem, then answers whether
+/// the container runs as root or its user can become root (each path with
+/// its proof and what closes it).
 ///
 /// Exit status: 0 no findings at or above --fail-on, 1 findings at or above
 /// it, 2 error (message on stderr, nothing on stdout).
