@@ -8,7 +8,10 @@
 //! the image's runtime user and the path is walked: the test asserts that
 //! `id -u` (or `os.getuid()`) prints 0 where imgscan claims a path, and
 //! that it does not in the twin with one step removed, where imgscan must
-//! claim none. Needs root, debootstrap, a Debian mirror, setcap and GNU tar.
+//! claim none. The remote path (root's authorized keys and sshd) is walked
+//! from outside: the image's own sshd runs in the tree on 127.0.0.1 and the
+//! host's ssh client logs in with the key. Needs root, debootstrap, a
+//! Debian mirror, setcap, GNU tar and the OpenSSH client.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -348,4 +351,88 @@ fn a_plain_non_root_debian_image_passes_the_default_gate() {
         imgscan(&[root.archive.to_str().unwrap()]).status.code(),
         Some(1)
     );
+}
+
+#[test]
+fn root_authorized_keys_and_sshd_log_root_in_and_permit_root_login_no_does_not() {
+    require_tool("ssh");
+    require_tool("ssh-keygen");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", ""])
+        .arg("-f")
+        .arg(&key));
+    let install = format!(
+        "mkdir -p \"$R/root/.ssh\" \"$R/run/sshd\" && cp {} \"$R/root/.ssh/authorized_keys\" \
+         && chmod 600 \"$R/root/.ssh/authorized_keys\"",
+        key.with_extension("pub").display()
+    );
+    let login = |f: &Fixture| -> String {
+        let port = crate::support::ports::free_port();
+        let log = f.root.join("sshd.log");
+        let mut sshd = Command::new("chroot")
+            .arg(&f.root)
+            .args([
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-o",
+                "ListenAddress=127.0.0.1",
+                "-p",
+            ])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the image's sshd");
+        crate::support::ports::wait_for_port(port, &mut sshd, &log);
+        let out = Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+            .args([
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg("-i")
+            .arg(&key)
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["root@127.0.0.1", "id -u"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh");
+        let _ = sshd.kill();
+        let _ = sshd.wait();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let f = Fixture::new("", &install, &["root/.ssh", "root/.ssh/authorized_keys"]);
+    let report = f.report();
+    assert_eq!(report["escalation"]["verdict"], "runs-as-root");
+    let p = report["escalation"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["rule_id"] == "root-ssh-login")
+        .unwrap_or_else(|| panic!("{}", report["escalation"]));
+    assert_eq!(p["reach"], "remote");
+    assert_eq!(login(&f), "0", "imgscan claims root-ssh-login");
+
+    let twin = Fixture::new(
+        "",
+        &format!("{install} && sed -i '1i PermitRootLogin no' \"$R/etc/ssh/sshd_config\""),
+        &[
+            "root/.ssh",
+            "root/.ssh/authorized_keys",
+            "etc/ssh/sshd_config",
+        ],
+    );
+    assert!(
+        !path_rules(&twin.report())
+            .iter()
+            .any(|r| r == "root-ssh-login")
+    );
+    assert_ne!(login(&twin), "0", "PermitRootLogin no must refuse the key");
 }
