@@ -436,3 +436,144 @@ fn root_authorized_keys_and_sshd_log_root_in_and_permit_root_login_no_does_not()
     );
     assert_ne!(login(&twin), "0", "PermitRootLogin no must refuse the key");
 }
+
+/// podman over a private vfs store, running containers with runc (crun
+/// refuses this machine's cgroup v1 hybrid layout) and a file limit within
+/// the sandbox's hard limit (podman's default 1048576 is refused).
+struct Engine {
+    dir: tempfile::TempDir,
+}
+
+impl Engine {
+    fn new(archive: &Path) -> Self {
+        require_tool("podman");
+        require_tool("runc");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("xdg")).unwrap();
+        let e = Self { dir };
+        run(e.podman().args(["load", "-q", "-i"]).arg(archive));
+        e
+    }
+
+    fn podman(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.arg("--storage-driver=vfs")
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args([
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+                "--runtime",
+                "runc",
+            ])
+            .env("XDG_RUNTIME_DIR", d.join("xdg"))
+            .env("HOME", d);
+        c
+    }
+
+    /// `podman run` of the image with `flags`, running `script` with the
+    /// image's own user unless a flag says otherwise; (exit code, stdout).
+    fn run(&self, flags: &[String], script: &str) -> (Option<i32>, String) {
+        let out = self
+            .podman()
+            .args(["run", "--rm", "--network", "none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=4096:4096",
+            ])
+            .args(flags)
+            .args(["x/escalation:t", "/bin/sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman run");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                if out.status.success() {
+                    String::new()
+                } else {
+                    format!(" [stderr: {}]", String::from_utf8_lossy(&out.stderr).trim())
+                }
+            ),
+        )
+    }
+}
+
+/// In a real container (podman, runc resolving the image's USER): the
+/// setuid-find path gives root as the image's user; with the flags
+/// `imgscan harden` derives, the container still starts as that user and
+/// the path is closed.
+#[test]
+fn in_a_real_container_the_path_works_and_hardens_shut() {
+    let exploit = "id -u; find /etc/hostname -exec /bin/sh -p -c 'id -u' ';'";
+    let f = Fixture::new("app", "chmod 4755 \"$R/usr/bin/find\"", &["usr/bin/find"]);
+    assert!(
+        path_rules(&f.report())
+            .iter()
+            .any(|r| r == "setuid-root-shell")
+    );
+    let engine = Engine::new(&f.archive);
+    let (code, out) = engine.run(&[], exploit);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["10001", "0"],
+        "as the image's user, then root"
+    );
+
+    let h = imgscan(&["harden", "--format", "json", f.archive.to_str().unwrap()]);
+    assert_eq!(
+        h.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&h.stderr)
+    );
+    let h: Value = serde_json::from_slice(&h.stdout).unwrap();
+    let flags: Vec<String> = h[0]["hardening"]["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["docker"].as_array().unwrap().iter())
+        .flat_map(|f| {
+            f.as_str()
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for want in [
+        "--user",
+        "10001:10001",
+        "no-new-privileges",
+        "--cap-drop",
+        "--read-only",
+    ] {
+        assert!(flags.iter().any(|f| f == want), "{want} in {flags:?}");
+    }
+    let (code, out) = engine.run(&flags, exploit);
+    assert_eq!(
+        code,
+        Some(0),
+        "the hardened container must still start: {out}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"10001"), "{out}");
+    assert!(
+        !lines.contains(&"0"),
+        "hardened, the path must be closed: {out}"
+    );
+    // The read-only root holds: a write outside /tmp fails, /tmp works.
+    let (_, out) = engine.run(
+        &flags,
+        "touch /etc/x 2>/dev/null && echo wrote; touch /tmp/x && echo tmp",
+    );
+    assert_eq!(out, "tmp", "{out}");
+}
