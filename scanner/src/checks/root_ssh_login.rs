@@ -153,8 +153,10 @@ impl Check for RootSshLogin {
     }
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
-        // Baked private keys.
-        for (path, node) in ctx.fs.select(|_, n| n.is_regular()) {
+        // Baked private keys: only captured files can be candidates (the
+        // layer pipeline captured them by `key_candidate`), so the walk
+        // builds no path for the other files.
+        for (path, node) in ctx.fs.select(|_, n| n.is_regular() && n.content().is_some()) {
             if !key_candidate(&path) {
                 continue;
             }
