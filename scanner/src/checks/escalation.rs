@@ -24,10 +24,15 @@ use crate::severity::Severity;
 pub enum Power {
     /// A shell or an interpreter: any command.
     Shell,
-    /// Runs a command it is given (`find -exec`, `env`, `xargs`, editors'
-    /// and pagers' shell escapes).
-    RunsCommands,
-    /// Writes any file it is told to (`cp`, `tee`, `dd`, `tar -x`).
+    /// Runs a command it is given by exec, without a shell (`find -exec`,
+    /// `env`, `xargs`).
+    Execs,
+    /// Runs a command through `sh -c` or `system()` (editors' and pagers'
+    /// shell escapes, `awk`'s `system`): Debian's `/bin/sh` (dash) and bash
+    /// drop a set-user-ID euid when started without `-p`, so these are a
+    /// way to root only where the real uid is 0 (sudo), not setuid.
+    ShellEscape,
+    /// Writes any file it is told to (`cp`, `tee`, `dd`).
     WritesFiles,
 }
 
@@ -36,102 +41,113 @@ impl Power {
     pub fn phrase(self) -> &'static str {
         match self {
             Self::Shell => "a shell or interpreter: it runs any command",
-            Self::RunsCommands => "it can run a command it is given",
-            Self::WritesFiles => "it can write any file it is given (then /etc/passwd)",
+            Self::Execs => "it executes a command it is given",
+            Self::ShellEscape => "it runs a command it is given through a shell",
+            Self::WritesFiles => "it writes any file it is given",
         }
     }
 }
 
-/// Programs that give a shell or a file write to whoever runs them with
-/// root's powers, by file name. Our own list, checked by hand against
-/// GTFOBins' `suid`, `sudo` and `capabilities` contexts
-/// (<https://gtfobins.github.io/>; names only, nothing copied) and against
-/// each program's manual. A name ending in `*` matches any suffix
-/// (`python3.11`).
-pub const POWERFUL: &[(&str, Power)] = &[
-    ("ash", Power::Shell),
-    ("bash", Power::Shell),
-    ("busybox", Power::Shell),
-    ("csh", Power::Shell),
-    ("dash", Power::Shell),
-    ("fish", Power::Shell),
-    ("ksh", Power::Shell),
-    ("mksh", Power::Shell),
-    ("sh", Power::Shell),
-    ("tcsh", Power::Shell),
-    ("zsh", Power::Shell),
-    ("python*", Power::Shell),
-    ("perl*", Power::Shell),
-    ("ruby*", Power::Shell),
-    ("node", Power::Shell),
-    ("nodejs", Power::Shell),
-    ("php*", Power::Shell),
-    ("lua*", Power::Shell),
-    ("tclsh*", Power::Shell),
-    ("wish*", Power::Shell),
-    ("expect", Power::Shell),
-    ("gdb", Power::Shell),
-    ("awk", Power::RunsCommands),
-    ("gawk", Power::RunsCommands),
-    ("mawk", Power::RunsCommands),
-    ("nawk", Power::RunsCommands),
-    ("env", Power::RunsCommands),
-    ("find", Power::RunsCommands),
-    ("xargs", Power::RunsCommands),
-    ("nice", Power::RunsCommands),
-    ("ionice", Power::RunsCommands),
-    ("timeout", Power::RunsCommands),
-    ("stdbuf", Power::RunsCommands),
-    ("setarch", Power::RunsCommands),
-    ("taskset", Power::RunsCommands),
-    ("flock", Power::RunsCommands),
-    ("chroot", Power::RunsCommands),
-    ("strace", Power::RunsCommands),
-    ("make", Power::RunsCommands),
-    ("git", Power::RunsCommands),
-    ("vi", Power::RunsCommands),
-    ("vim*", Power::RunsCommands),
-    ("nvim", Power::RunsCommands),
-    ("view", Power::RunsCommands),
-    ("rvim", Power::RunsCommands),
-    ("ed", Power::RunsCommands),
-    ("emacs*", Power::RunsCommands),
-    ("less", Power::RunsCommands),
-    ("more", Power::RunsCommands),
-    ("man", Power::RunsCommands),
-    ("socat", Power::RunsCommands),
-    ("ssh", Power::RunsCommands),
-    ("rsync", Power::RunsCommands),
-    ("script", Power::RunsCommands),
-    ("run-parts", Power::RunsCommands),
-    ("start-stop-daemon", Power::RunsCommands),
-    ("apt", Power::RunsCommands),
-    ("apt-get", Power::RunsCommands),
-    ("dpkg", Power::RunsCommands),
-    ("sed", Power::RunsCommands),
-    ("tar", Power::RunsCommands),
-    ("zip", Power::RunsCommands),
-    ("cp", Power::WritesFiles),
-    ("mv", Power::WritesFiles),
-    ("dd", Power::WritesFiles),
-    ("tee", Power::WritesFiles),
-    ("install", Power::WritesFiles),
-    ("chmod", Power::WritesFiles),
-    ("chown", Power::WritesFiles),
-    ("ln", Power::WritesFiles),
-    ("openssl", Power::WritesFiles),
+/// Programs that give a shell, a command or a file write to whoever runs
+/// them with root's powers, by file name, and whether that also holds when
+/// they are set-user-ID root (the euid is 0, the real uid is not). Our own
+/// list, checked by hand against GTFOBins' `suid`, `sudo` and
+/// `capabilities` contexts (<https://gtfobins.github.io/>; names only,
+/// nothing copied), each program's manual, and for the setuid column by
+/// running them setuid in a Debian bookworm tree (`tests/escalation.rs`):
+/// bash, dash, env, find, python3 and perl keep euid 0 (`-p` for the
+/// shells); Debian's busybox drops it and has no `-p`. A name ending in `*`
+/// matches any suffix (`python3.11`).
+pub const POWERFUL: &[(&str, Power, bool)] = &[
+    ("bash", Power::Shell, true),
+    ("dash", Power::Shell, true),
+    ("sh", Power::Shell, true),
+    ("ksh", Power::Shell, true),
+    ("mksh", Power::Shell, true),
+    ("zsh", Power::Shell, true),
+    ("ash", Power::Shell, false),
+    ("busybox", Power::Shell, false),
+    ("csh", Power::Shell, false),
+    ("tcsh", Power::Shell, false),
+    ("fish", Power::Shell, false),
+    ("python*", Power::Shell, true),
+    ("perl*", Power::Shell, true),
+    ("ruby*", Power::Shell, true),
+    ("node", Power::Shell, true),
+    ("nodejs", Power::Shell, true),
+    ("php*", Power::Shell, true),
+    ("lua*", Power::Shell, true),
+    ("tclsh*", Power::Shell, true),
+    ("wish*", Power::Shell, true),
+    ("expect", Power::Shell, true),
+    ("gdb", Power::Shell, true),
+    ("env", Power::Execs, true),
+    ("find", Power::Execs, true),
+    ("xargs", Power::Execs, true),
+    ("nice", Power::Execs, true),
+    ("ionice", Power::Execs, true),
+    ("timeout", Power::Execs, true),
+    ("stdbuf", Power::Execs, true),
+    ("setarch", Power::Execs, true),
+    ("taskset", Power::Execs, true),
+    ("flock", Power::Execs, true),
+    ("chroot", Power::Execs, true),
+    ("strace", Power::Execs, true),
+    ("socat", Power::Execs, true),
+    ("rsync", Power::Execs, true),
+    ("run-parts", Power::Execs, true),
+    ("start-stop-daemon", Power::Execs, true),
+    ("awk", Power::ShellEscape, false),
+    ("gawk", Power::ShellEscape, false),
+    ("mawk", Power::ShellEscape, false),
+    ("nawk", Power::ShellEscape, false),
+    ("vi", Power::ShellEscape, false),
+    ("vim*", Power::ShellEscape, false),
+    ("nvim", Power::ShellEscape, false),
+    ("view", Power::ShellEscape, false),
+    ("rvim", Power::ShellEscape, false),
+    ("ed", Power::ShellEscape, false),
+    ("emacs*", Power::ShellEscape, false),
+    ("less", Power::ShellEscape, false),
+    ("more", Power::ShellEscape, false),
+    ("man", Power::ShellEscape, false),
+    ("make", Power::ShellEscape, false),
+    ("git", Power::ShellEscape, false),
+    ("sed", Power::ShellEscape, false),
+    ("tar", Power::ShellEscape, false),
+    ("zip", Power::ShellEscape, false),
+    ("script", Power::ShellEscape, false),
+    ("ssh", Power::ShellEscape, false),
+    ("apt", Power::ShellEscape, false),
+    ("apt-get", Power::ShellEscape, false),
+    ("dpkg", Power::ShellEscape, false),
+    ("cp", Power::WritesFiles, true),
+    ("mv", Power::WritesFiles, true),
+    ("dd", Power::WritesFiles, true),
+    ("tee", Power::WritesFiles, true),
+    ("install", Power::WritesFiles, true),
+    ("openssl", Power::WritesFiles, true),
 ];
 
-/// What `name` (a file's base name) does with root's powers, if it is one
-/// of [`POWERFUL`].
-pub fn power_of(name: &str) -> Option<Power> {
-    POWERFUL.iter().find_map(|(pat, p)| {
+fn entry_of(name: &str) -> Option<(Power, bool)> {
+    POWERFUL.iter().find_map(|(pat, p, suid)| {
         let hit = match pat.strip_suffix('*') {
             Some(prefix) => name.starts_with(prefix),
             None => name == *pat,
         };
-        hit.then_some(*p)
+        hit.then_some((*p, *suid))
     })
+}
+
+/// What `name` (a file's base name) does when run with uid 0 (sudo), if it
+/// is one of [`POWERFUL`].
+pub fn power_of(name: &str) -> Option<Power> {
+    entry_of(name).map(|(p, _)| p)
+}
+
+/// What `name` does when it is set-user-ID root, if that is a way to root.
+pub fn setuid_power_of(name: &str) -> Option<Power> {
+    entry_of(name).and_then(|(p, suid)| suid.then_some(p))
 }
 
 /// The base name of a path.
@@ -270,8 +286,20 @@ mod tests {
     fn powers_by_name() {
         assert_eq!(power_of("python3.11"), Some(Power::Shell));
         assert_eq!(power_of("bash"), Some(Power::Shell));
-        assert_eq!(power_of("find"), Some(Power::RunsCommands));
+        assert_eq!(power_of("find"), Some(Power::Execs));
         assert_eq!(power_of("cp"), Some(Power::WritesFiles));
+        assert_eq!(power_of("less"), Some(Power::ShellEscape));
+        assert_eq!(
+            setuid_power_of("less"),
+            None,
+            "dash drops the euid in its sh -c"
+        );
+        assert_eq!(
+            setuid_power_of("busybox"),
+            None,
+            "Debian's busybox drops it"
+        );
+        assert_eq!(setuid_power_of("find"), Some(Power::Execs));
         assert_eq!(power_of("passwd"), None);
         assert_eq!(power_of("su"), None);
         assert_eq!(power_of("shred"), None);

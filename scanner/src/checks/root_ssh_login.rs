@@ -156,7 +156,10 @@ impl Check for RootSshLogin {
         // Baked private keys: only captured files can be candidates (the
         // layer pipeline captured them by `key_candidate`), so the walk
         // builds no path for the other files.
-        for (path, node) in ctx.fs.select(|_, n| n.is_regular() && n.content().is_some()) {
+        for (path, node) in ctx
+            .fs
+            .select(|_, n| n.is_regular() && n.content().is_some())
+        {
             if !key_candidate(&path) {
                 continue;
             }

@@ -9,7 +9,8 @@
 use serde::Serialize;
 
 use super::access::{Perm, access};
-use super::escalation::{NewPath, base_name, power_of, push_path, who_step};
+use super::escalation::{NewPath, Power, base_name, push_path, setuid_power_of, who_step};
+use super::sudo::setuid_program;
 use super::{Check, Context, Findings, mode_string};
 use crate::model::Closer;
 use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};
@@ -52,24 +53,36 @@ impl Check for SetuidRootShell {
             return;
         };
         for (path, node) in ctx.fs.select(|name, n| {
-            n.is_regular() && n.uid == 0 && n.mode & 0o4000 != 0 && power_of(name).is_some()
+            n.is_regular() && n.uid == 0 && n.mode & 0o4000 != 0 && setuid_power_of(name).is_some()
         }) {
             let name = base_name(&path);
-            let Some(power) = power_of(name) else {
+            let Some(power) = setuid_power_of(name) else {
                 continue;
             };
             let Ok(exec) = access(ctx.fs, &who, &path, Perm::Exec) else {
                 continue;
             };
             let mode = mode_string(node.mode);
-            let steps = vec![
+            let mut steps = vec![
                 first.clone(),
                 format!(
                     "/{path} is owned by root with the set-user-ID bit (mode {mode}): it runs with euid 0"
                 ),
                 format!("/{path} is {}", exec.why),
-                format!("{name} is {}", power.phrase()),
+                format!("{name}: {}", power.phrase()),
             ];
+            // A file write becomes root through a setuid su that reads the
+            // written /etc/passwd.
+            if power == Power::WritesFiles {
+                match setuid_program(ctx, &who, &["usr/bin/su", "bin/su"]) {
+                    Ok((su, _, g)) => steps.push(format!(
+                        "with it, write an account with uid 0 and a password of one's choosing \
+                         into /etc/passwd, then run /{su} (setuid root, {}) to it",
+                        g.why
+                    )),
+                    Err(_) => continue,
+                }
+            }
             push_path(
                 ctx,
                 out,
@@ -78,7 +91,7 @@ impl Check for SetuidRootShell {
                     severity: Severity::Critical,
                     at: Some((path.as_str(), node)),
                     message: format!(
-                        "the runtime user can run setuid-root /{path} (mode {mode}), which is {}: a path to root",
+                        "the runtime user can run setuid-root /{path} (mode {mode}); {}: a path to root",
                         power.phrase()
                     ),
                     facts: SetuidShellFacts {
@@ -122,5 +135,25 @@ mod tests {
         // Root already is root: no path is reported for it.
         let out = run(&SetuidRootShell, &fs, &config_user(None));
         assert!(out.findings.is_empty());
+    }
+
+    #[test]
+    fn shell_escapes_are_not_setuid_paths_and_file_writes_need_su() {
+        let image = |su_mode: u32| {
+            fs_of(vec![vec![
+                text("etc/passwd", PASSWD),
+                file("usr/bin/less", 0o4755),
+                file("usr/bin/busybox", 0o4755),
+                file("usr/bin/cp", 0o4755),
+                file("usr/bin/su", su_mode),
+            ]])
+        };
+        let out = run(&SetuidRootShell, &image(0o4755), &config_user(Some("app")));
+        assert_eq!(
+            brief(&out.findings),
+            ["setuid-root-shell critical /usr/bin/cp"]
+        );
+        let out = run(&SetuidRootShell, &image(0o755), &config_user(Some("app")));
+        assert!(out.findings.is_empty(), "no su to use the written passwd");
     }
 }

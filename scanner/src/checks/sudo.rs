@@ -519,7 +519,7 @@ pub fn command_power(command: &str) -> Option<String> {
     // Fixed arguments narrow what the program does; `""` means none.
     let shell_no_args = power == super::escalation::Power::Shell && args == [r#""""#];
     if args.is_empty() || shell_no_args {
-        Some(format!("{prog}, which is {}", power.phrase()))
+        Some(format!("{prog} ({})", power.phrase()))
     } else {
         None
     }
