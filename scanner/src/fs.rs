@@ -1252,6 +1252,38 @@ impl FinalFs {
     }
 }
 
+/// The nodes the checks look at, from one walk of the final filesystem:
+/// set-id or other-writable files and directories, files with file
+/// capabilities, files whose contents were captured. Everything else (most
+/// of an image) is never offered, so a check filters a short list instead
+/// of walking the tree itself.
+pub struct Inventory<'a> {
+    nodes: Vec<(String, &'a Node)>,
+}
+
+impl<'a> Inventory<'a> {
+    /// One walk of `fs`.
+    pub fn of(fs: &'a FinalFs) -> Self {
+        Self {
+            nodes: fs.select(|_, n| {
+                (n.mode & 0o6002 != 0 && matches!(n.kind, Kind::File | Kind::Hardlink | Kind::Dir))
+                    || n.caps().is_some()
+                    || n.content().is_some()
+            }),
+        }
+    }
+
+    /// The nodes for which `pred(base name, node)` holds, sorted by path
+    /// (relative, no leading `/`).
+    pub fn select(&self, mut pred: impl FnMut(&str, &Node) -> bool) -> Vec<(String, &'a Node)> {
+        self.nodes
+            .iter()
+            .filter(|(p, n)| pred(p.rsplit('/').next().unwrap_or(p), n))
+            .map(|(p, n)| (p.clone(), *n))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 
 use crate::capability::FileCaps;
 use crate::config::ImageConfig;
-use crate::fs::FinalFs;
+use crate::fs::{FinalFs, Inventory};
 use crate::model::{Closer, Escalation, Hardening, HardeningSetting, Resolution, Restricted};
 
 /// The `PATH` runtimes use when the config sets none (moby's default).
@@ -93,7 +93,12 @@ fn closes(e: &Escalation, closer: Closer) -> Vec<String> {
 }
 
 /// Derives the hardening for an image.
-pub fn derive(fs: &FinalFs, config: &ImageConfig, e: &Escalation) -> Hardening {
+pub fn derive(
+    fs: &FinalFs,
+    config: &ImageConfig,
+    inventory: &Inventory<'_>,
+    e: &Escalation,
+) -> Hardening {
     let u = &e.runtime_user;
     let mut h = Hardening::default();
     let non_root = u.resolution == Resolution::User;
@@ -101,12 +106,12 @@ pub fn derive(fs: &FinalFs, config: &ImageConfig, e: &Escalation) -> Hardening {
         h.run_as_user = u.uid;
         h.run_as_group = u.gid;
     }
-    let setuid: Vec<String> = fs
+    let setuid: Vec<String> = inventory
         .select(|_, n| n.is_regular() && n.uid == 0 && n.mode & 0o4000 != 0)
         .into_iter()
         .map(|(p, _)| format!("/{p}"))
         .collect();
-    let with_caps: Vec<String> = fs
+    let with_caps: Vec<String> = inventory
         .select(|_, n| n.is_regular() && n.caps().is_some())
         .into_iter()
         .map(|(p, _)| format!("/{p}"))
@@ -356,7 +361,12 @@ mod tests {
     fn harden(fs: &FinalFs, config: &ImageConfig) -> Hardening {
         let acc = crate::checks::accounts::Accounts::load(fs, &mut Vec::new()).unwrap();
         let user = identity::runtime_user(config, &acc);
-        derive(fs, config, &escalation::escalation(user, &[]))
+        derive(
+            fs,
+            config,
+            &Inventory::of(fs),
+            &escalation::escalation(user, &[]),
+        )
     }
 
     #[test]

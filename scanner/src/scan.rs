@@ -226,7 +226,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         );
     }
     warnings.extend(fs.warnings().iter().cloned());
-    let (out, escalation) = checks::run_all(&fs, &plan.config, &layers)?;
+    let (out, escalation, hardening) = checks::run_all(&fs, &plan.config, &layers)?;
     warnings.extend(out.warnings);
     let image = ImageInfo {
         source: input.source.clone(),
@@ -239,7 +239,6 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         user: plan.config.user.clone(),
         layers,
     };
-    let hardening = crate::harden::derive(&fs, &plan.config, &escalation);
     Ok(Report::new(
         image,
         out.findings,

@@ -89,7 +89,7 @@ pub fn caps_severity(caps: &FileCaps) -> Severity {
 
 impl Check for FileCapabilities {
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
-        for (path, node) in ctx.fs.select(|_, n| n.caps().is_some()) {
+        for (path, node) in ctx.inventory.select(|_, n| n.caps().is_some()) {
             let path = path.as_str();
             if node.kind == Kind::Symlink {
                 continue;

@@ -75,7 +75,7 @@ impl Check for CapabilityRoot {
         let Some((who, first)) = who_step(ctx) else {
             return;
         };
-        for (path, node) in ctx.fs.select(|name, n| {
+        for (path, node) in ctx.inventory.select(|name, n| {
             n.is_regular() && n.caps().is_some() && power_of(name) == Some(Power::Shell)
         }) {
             let Some(Ok(caps)) = node.caps().map(FileCaps::parse) else {

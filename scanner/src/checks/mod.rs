@@ -25,8 +25,8 @@ use sha2::{Digest as _, Sha256};
 use crate::budget::{BudgetExceeded, Charge};
 use crate::config::ImageConfig;
 use crate::digest::to_hex;
-use crate::fs::{FinalFs, Node};
-use crate::model::{Escalation, Finding, LayerInfo, RuntimeUser, Severity};
+use crate::fs::{FinalFs, Inventory, Node};
+use crate::model::{Escalation, Finding, Hardening, LayerInfo, RuntimeUser, Severity};
 use crate::rules::{RuleId, RuleMeta};
 
 pub mod access;
@@ -139,6 +139,8 @@ pub struct Context<'a> {
     pub accounts: &'a accounts::Accounts,
     /// Who the process runs as ([`identity::runtime_user`]).
     pub user: &'a RuntimeUser,
+    /// The few nodes checks look at ([`Inventory`], one walk).
+    pub inventory: &'a Inventory<'a>,
 }
 
 /// Collects findings and warnings.
@@ -281,7 +283,7 @@ pub fn run_all(
     fs: &FinalFs,
     config: &ImageConfig,
     layers: &[LayerInfo],
-) -> crate::error::Result<(Findings, Escalation)> {
+) -> crate::error::Result<(Findings, Escalation, Hardening)> {
     let mut out = Findings {
         charge: fs
             .budget()
@@ -291,6 +293,7 @@ pub fn run_all(
     let packages = packages::PackageDb::load(fs, &mut out.warnings);
     let accounts = accounts::Accounts::load(fs, &mut out.warnings)?;
     let user = identity::runtime_user(config, &accounts);
+    let inventory = Inventory::of(fs);
     let ctx = Context {
         fs,
         config,
@@ -298,6 +301,7 @@ pub fn run_all(
         packages: &packages,
         accounts: &accounts,
         user: &user,
+        inventory: &inventory,
     };
     for check in CHECKS {
         check.run(&ctx, &mut out);
@@ -310,7 +314,8 @@ pub fn run_all(
         });
     }
     let escalation = escalation::escalation(user, &out.findings);
-    Ok((out, escalation))
+    let hardening = crate::harden::derive(fs, config, &inventory, &escalation);
+    Ok((out, escalation, hardening))
 }
 
 #[cfg(test)]

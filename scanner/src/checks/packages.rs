@@ -556,6 +556,7 @@ pub(crate) mod test_support {
         let packages = PackageDb::load(fs, &mut out.warnings);
         let accounts = Accounts::load(fs, &mut out.warnings).expect("account files are readable");
         let user = crate::checks::identity::runtime_user(config, &accounts);
+        let inventory = crate::fs::Inventory::of(fs);
         let layers = layer_infos(8);
         let ctx = Context {
             fs,
@@ -564,6 +565,7 @@ pub(crate) mod test_support {
             packages: &packages,
             accounts: &accounts,
             user: &user,
+            inventory: &inventory,
         };
         check.run(&ctx, &mut out);
         out

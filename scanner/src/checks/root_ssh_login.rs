@@ -92,13 +92,15 @@ const KEY_DIRS: &[&str] = &["etc/ssl/private/", "etc/pki/tls/private/"];
 /// Whether a path may hold a private key worth capturing: a user ssh key
 /// by name, anything in a TLS private-key directory, a `*.key` file.
 fn key_candidate(path: &str) -> bool {
-    // Cheap first: this runs for every member.
+    // Cheap first: this runs for every member. Every name matched below
+    // ends in one of these bytes, unless it is in a key directory (under
+    // `etc/`).
     let Some(last) = path.as_bytes().last() else {
         return false;
     };
-    if !matches!(last, b'a' | b'9' | b'k' | b'y' | b'm')
-        && !KEY_DIRS.iter().any(|d| path.starts_with(d))
-    {
+    let by_name = matches!(last, b'a' | b'9' | b'k' | b'y' | b'm');
+    let in_key_dir = path.starts_with("etc/") && KEY_DIRS.iter().any(|d| path.starts_with(d));
+    if !by_name && !in_key_dir {
         return false;
     }
     let name = base_name(path);
@@ -154,10 +156,9 @@ impl Check for RootSshLogin {
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         // Baked private keys: only captured files can be candidates (the
-        // layer pipeline captured them by `key_candidate`), so the walk
-        // builds no path for the other files.
+        // layer pipeline captured them by `key_candidate`).
         for (path, node) in ctx
-            .fs
+            .inventory
             .select(|_, n| n.is_regular() && n.content().is_some())
         {
             if !key_candidate(&path) {

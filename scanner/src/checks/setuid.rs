@@ -116,7 +116,7 @@ impl Check for SetuidSetgid {
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
         let known = ctx.packages.is_known();
         for (path, node) in ctx
-            .fs
+            .inventory
             .select(|_, n| n.is_regular() && n.mode & (S_ISUID | S_ISGID) != 0)
         {
             let path = path.as_str();

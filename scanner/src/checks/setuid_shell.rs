@@ -52,7 +52,7 @@ impl Check for SetuidRootShell {
         let Some((who, first)) = who_step(ctx) else {
             return;
         };
-        for (path, node) in ctx.fs.select(|name, n| {
+        for (path, node) in ctx.inventory.select(|name, n| {
             n.is_regular() && n.uid == 0 && n.mode & 0o4000 != 0 && setuid_power_of(name).is_some()
         }) {
             let name = base_name(&path);

@@ -80,7 +80,7 @@ pub struct SuEmptyPassword;
 
 impl Check for SuEmptyPassword {
     fn captures(path: &str) -> bool {
-        super::sudo::captures(path)
+        super::sudo::pam_files(path)
     }
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {

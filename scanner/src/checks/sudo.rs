@@ -24,11 +24,17 @@ use super::accounts::PasswordState;
 use super::identity::Who;
 use crate::fs::Node;
 
-/// Files a sudo policy may span that the layer pipeline keeps.
-pub fn captures(path: &str) -> bool {
-    path == "etc/sudoers"
-        || super::child_of(path, "etc/sudoers.d").is_some()
-        || super::child_of(path, "etc/pam.d").is_some()
+/// The sudo policy's files (`/etc/sudoers`, `/etc/sudoers.d/*`), which
+/// the layer pipeline keeps. Runs for every tar member: most paths fail the
+/// first comparison.
+pub fn sudoers_files(path: &str) -> bool {
+    path.starts_with("etc/s")
+        && (path == "etc/sudoers" || super::child_of(path, "etc/sudoers.d").is_some())
+}
+
+/// PAM's configuration (`/etc/pam.d/*`), which the layer pipeline keeps.
+pub fn pam_files(path: &str) -> bool {
+    path.starts_with("etc/p") && super::child_of(path, "etc/pam.d").is_some()
 }
 
 /// The four alias kinds.

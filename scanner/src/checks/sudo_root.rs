@@ -50,7 +50,7 @@ pub struct SudoRoot;
 
 impl Check for SudoRoot {
     fn captures(path: &str) -> bool {
-        super::sudo::captures(path)
+        super::sudo::sudoers_files(path) || super::sudo::pam_files(path)
     }
 
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {

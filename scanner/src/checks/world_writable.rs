@@ -48,7 +48,10 @@ pub struct WorldWritable;
 
 impl Check for WorldWritable {
     fn run(&self, ctx: &Context<'_>, out: &mut Findings) {
-        for (path, node) in ctx.fs.select(|_, n| n.uid == 0 && n.mode & S_IWOTH != 0) {
+        for (path, node) in ctx
+            .inventory
+            .select(|_, n| n.uid == 0 && n.mode & S_IWOTH != 0)
+        {
             let path = path.as_str();
             let mode = mode_string(node.mode);
             let (severity, message) = match node.kind {

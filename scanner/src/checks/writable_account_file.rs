@@ -77,7 +77,7 @@ const PAM_MODULES: &[&str] = &[
 
 /// Any setuid-root program the user can run, for loader paths.
 fn any_setuid(ctx: &Context<'_>, who: &Who) -> Option<(String, String)> {
-    ctx.fs
+    ctx.inventory
         .select(|_, n| n.is_regular() && n.uid == 0 && n.mode & 0o4000 != 0)
         .into_iter()
         .find_map(|(p, _)| access(ctx.fs, who, &p, Perm::Exec).ok().map(|g| (p, g.why)))
