@@ -33,8 +33,12 @@
 //! * one `<failure>` per finding at or above the gate's threshold
 //!   ([`EmitOptions::fail_on`], the binary's `--fail-on`), most severe first
 //!   as in the report: `message` is the finding's message, `type` its
-//!   severity, and the text gives path, layer, the layer's history step,
-//!   rule code and fingerprint;
+//!   severity, and the text repeats the message on its first line, then gives
+//!   rule code, path, layer, the layer's history step and fingerprint. GitLab
+//!   shows a failure's text and not its attributes (its parser reads the XML
+//!   with Rails' `Hash.from_xml`, which keeps only the content of an element
+//!   whose `type` names no Rails type: severities name none), and joins the
+//!   texts of a case's failures;
 //! * the testcase's `<system-out>` lists every finding of the rule, one line
 //!   each, those under the threshold marked so. Jenkins shows only the first
 //!   `<failure>` of a test case (the most severe), and this list is where its
@@ -240,7 +244,8 @@ fn fails(f: &Finding, fail_on: Option<Severity>) -> bool {
 /// What a `<failure>` says beyond its message: where, which layer, and the
 /// fingerprint an accepted finding is pinned by.
 fn failure_text(rule: &RuleMeta, f: &Finding) -> String {
-    let mut t = format!("rule: {} ({})\n", rule.id, rule.code);
+    let mut t = format!("{}\n", f.message);
+    t.push_str(&format!("rule: {} ({})\n", rule.id, rule.code));
     t.push_str(&format!("severity: {}\n", f.severity));
     t.push_str(&format!(
         "path: {}\n",

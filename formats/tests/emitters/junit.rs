@@ -105,6 +105,11 @@ fn junit_parses_back_with_the_reports_counts() {
                     assert_eq!(attr(*failure, "message"), finding.message);
                     assert_eq!(attr(*failure, "type"), finding.severity.as_str());
                     let text = failure.text().unwrap();
+                    // GitLab shows the text only: it starts with the message.
+                    assert!(
+                        text.starts_with(&format!("{}\n", finding.message)),
+                        "{text}"
+                    );
                     assert!(text.contains(&finding.fingerprint), "{text}");
                     if let Some(path) = &finding.path {
                         assert!(text.contains(&format!("path: {path}\n")), "{text}");
