@@ -22,13 +22,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// its proof and what closes it).
 ///
 /// Exit status: 0 no findings at or above --fail-on, 1 findings at or above
-/// it, 2 error (message on stderr, nothing on stdout).
+/// it (with a one-line "gate failed" summary on stderr, in every format and
+/// even with --quiet), 2 error (message on stderr, nothing on stdout).
 #[derive(Debug, Parser)]
 #[command(
     name = "imgscan",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  imgscan ./image.tar\n  docker save app:1.4 | imgscan -\n  imgscan --format sarif --output imgscan.sarif oci:./layout:app\n  imgscan --json report.json --sarif report.sarif --fail-on critical image.tar"
+    after_help = "Examples:\n  imgscan ./image.tar\n  docker save app:1.4 | imgscan -\n  imgscan --format sarif --output imgscan.sarif oci:./layout:app\n  imgscan --json report.json --sarif report.sarif --fail-on critical image.tar\n  imgscan --quiet --junit imgscan-junit.xml image.tar"
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -83,6 +84,10 @@ pub(crate) enum Format {
     Json,
     /// SARIF 2.1.0 for GitHub code scanning.
     Sarif,
+    /// JUnit XML for GitLab, Jenkins and Azure test reports: a test suite per
+    /// image, a test case per rule, a failure per finding at or above
+    /// --fail-on.
+    Junit,
 }
 
 /// When to colour the table.
@@ -122,7 +127,13 @@ pub(crate) struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) sarif: Option<PathBuf>,
 
-    /// Exit 1 when a finding is at or above this severity.
+    /// Also write the JUnit XML report to FILE (in the same run as --format).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+
+    /// Exit 1 when a finding is at or above this severity, and print one
+    /// line on stderr saying why ("imgscan: gate failed: ..."). JUnit
+    /// writes a failure for each such finding.
     #[arg(long, value_enum, default_value_t = FailOn::High, value_name = "SEVERITY")]
     pub(crate) fail_on: FailOn,
 
@@ -155,7 +166,9 @@ pub(crate) struct ScanArgs {
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub(crate) color: Color,
 
-    /// Print nothing but errors (the report still goes to files given).
+    /// Print nothing but errors and, when the gate fails, its one-line
+    /// summary on stderr (the reason for exit 1, for CI logs). Reports
+    /// still go to the files given.
     #[arg(short, long)]
     pub(crate) quiet: bool,
 

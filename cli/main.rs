@@ -171,8 +171,11 @@ fn collect(args: &ScanArgs) -> Result<Vec<Report>> {
 /// (Kubernetes securityContext, docker/podman flags, a compose service) or
 /// as the JSON of each report's `hardening`.
 fn harden(args: &ScanArgs) -> Result<ExitStatus> {
-    if args.format == Format::Sarif {
-        bail!("imgscan harden writes a table (text) or json, not sarif");
+    if let Format::Sarif | Format::Junit = args.format {
+        bail!(
+            "imgscan harden writes a table (text) or json, not {}",
+            formats::OutputFormat::from(args.format)
+        );
     }
     let reports = collect(args)?;
     let render = |w: &mut dyn Write| -> anyhow::Result<()> {
@@ -199,7 +202,7 @@ fn harden(args: &ScanArgs) -> Result<ExitStatus> {
                     formats::human::harden(w, r)?;
                 }
             }
-            Format::Sarif => unreachable!("refused above"),
+            Format::Sarif | Format::Junit => unreachable!("refused above"),
         }
         Ok(())
     };
@@ -227,23 +230,23 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
         Color::Never => false,
         Color::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
-    let primary = match args.format {
-        Format::Table => OutputFormat::Table,
-        Format::Json => OutputFormat::Json,
-        Format::Sarif => OutputFormat::Sarif,
+    let primary = OutputFormat::from(args.format);
+    let fail_on = threshold(args.fail_on);
+    let plain = EmitOptions {
+        color: false,
+        fail_on,
     };
-    let plain = EmitOptions { color: false };
-    if let Some(path) = &args.json {
-        write_file(path, |w| {
-            formats::emit(OutputFormat::Json, &plain, &reports, w)
-        })?;
+    for (path, format) in [
+        (&args.json, OutputFormat::Json),
+        (&args.sarif, OutputFormat::Sarif),
+        (&args.junit, OutputFormat::Junit),
+    ] {
+        if let Some(path) = path {
+            write_file(path, |w| formats::emit(format, &plain, &reports, w))?;
+        }
     }
-    if let Some(path) = &args.sarif {
-        write_file(path, |w| {
-            formats::emit(OutputFormat::Sarif, &plain, &reports, w)
-        })?;
-    }
-    let main = |w: &mut dyn Write| formats::emit(primary, &EmitOptions { color }, &reports, w);
+    let opts = EmitOptions { color, fail_on };
+    let main = |w: &mut dyn Write| formats::emit(primary, &opts, &reports, w);
     match &args.output {
         Some(path) => write_file(path, main)?,
         None if args.quiet => {}
@@ -253,13 +256,29 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
             out.flush()?;
         }
     }
-    let failing = threshold(args.fail_on)
-        .is_some_and(|t| reports.iter().any(|r| r.summary.at_or_above(t) > 0));
-    Ok(if failing {
-        ExitStatus::Findings
-    } else {
-        ExitStatus::Success
+    // The reason for exit 1, on stderr in every format and even with
+    // --quiet: a CI log must say why the job failed (issue #12).
+    Ok(match formats::gate::summary(&reports, fail_on) {
+        Some(line) => {
+            // Not `?`: a closed stderr must not turn exit 1 into the broken
+            // pipe's exit 0.
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "{line}").and_then(|()| err.flush());
+            ExitStatus::Findings
+        }
+        None => ExitStatus::Success,
     })
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => Self::Table,
+            Format::Json => Self::Json,
+            Format::Sarif => Self::Sarif,
+            Format::Junit => Self::Junit,
+        }
+    }
 }
 
 /// Registry options from the command line; reads the password from

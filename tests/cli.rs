@@ -223,3 +223,100 @@ fn harden_prints_the_settings_derived_from_the_image() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+/// `--junit FILE` is written in the same run as `--json` and `--sarif`, and
+/// counts what the JSON report holds; `--format junit` is the same document.
+/// See: issue #12.
+#[test]
+fn junit_file_alongside_json_and_sarif() {
+    let dir = tempfile::tempdir().unwrap();
+    let [j, s, x] = ["r.json", "r.sarif", "r.xml"].map(|n| dir.path().join(n));
+    let sample = testdata("sample-docker.tar");
+    let out = imgscan(&[
+        "--quiet",
+        "--json",
+        j.to_str().unwrap(),
+        "--sarif",
+        s.to_str().unwrap(),
+        "--junit",
+        x.to_str().unwrap(),
+        &sample,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    let sarif: serde_json::Value = serde_json::from_slice(&std::fs::read(&s).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let xml = std::fs::read_to_string(&x).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    let s = &report["summary"];
+    let at_or_above_high = s["critical"].as_u64().unwrap() + s["high"].as_u64().unwrap();
+    assert_eq!(failures as u64, at_or_above_high);
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("name"), report["image"]["source"].as_str());
+    let stdout = imgscan(&["--format", "junit", &sample]);
+    assert_eq!(stdout.stdout, xml.as_bytes());
+    // --fail-on none: no failures, every finding in system-out.
+    let out = imgscan(&["--format", "junit", "--fail-on", "none", &sample]);
+    assert_eq!(out.status.code(), Some(0));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(!xml.contains("<failure"), "{xml}");
+    assert!(xml.contains(r#"<testsuites name="imgscan" tests="#));
+    // harden writes no JUnit.
+    assert_eq!(
+        imgscan(&["harden", "--format", "junit", &sample])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// A failed gate prints one line on stderr in every format, also with
+/// --quiet; a passing gate prints nothing there. See: issue #12.
+#[test]
+fn gate_failure_is_one_line_on_stderr_in_every_format() {
+    let sample = testdata("sample-docker.tar");
+    let want = "imgscan: gate failed: 4 findings at or above high (1 critical, 3 high) \
+                in 1 of 1 image; worst: remote-shell-daemon /usr/sbin/telnetd\n";
+    for format in ["table", "json", "sarif", "junit"] {
+        for quiet in [false, true] {
+            let mut args = vec!["--format", format, &sample];
+            if quiet {
+                args.insert(0, "--quiet");
+            }
+            let out = imgscan(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), want, "{args:?}");
+            assert_eq!(out.stdout.is_empty(), quiet, "{args:?}");
+        }
+        let out = imgscan(&["--format", format, "--fail-on", "none", &sample]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = imgscan(&[
+        "--fail-on",
+        "critical",
+        "-q",
+        &sample,
+        &testdata("sample/oci"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "imgscan: gate failed: 2 findings at or above critical (2 critical) in 2 of 2 \
+             images; worst: remote-shell-daemon /usr/sbin/telnetd in {sample}\n"
+        )
+    );
+}

@@ -9,7 +9,9 @@
 //!   and `docker-daemon:` (`registry`), `imgscan serve` with a notifying
 //!   registry (`serve`);
 //! - umoci, podman and getcap, as root: what runtimes unpack
-//!   (`runtime_oracle*`), and the sample's oracle (`sample_tools`).
+//!   (`runtime_oracle*`), and the sample's oracle (`sample_tools`);
+//! - xmllint (libxml2-utils): JUnit XML against the vendored Jenkins JUnit
+//!   schema (`junit_schema`).
 
 mod support;
 mod util;
@@ -18,6 +20,7 @@ mod differential_json;
 mod differential_tar;
 mod escalation;
 mod go_oracle;
+mod junit_schema;
 mod registry;
 mod runtime_oracle;
 mod runtime_oracle_more;

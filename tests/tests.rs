@@ -8,6 +8,7 @@ mod support;
 mod util;
 
 mod archive_fidelity;
+mod ci_recipes;
 mod cli;
 mod docs;
 mod edge;

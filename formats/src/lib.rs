@@ -1,5 +1,5 @@
-//! imgscan's emitters: turn scan [`Report`]s into JSON, SARIF 2.1.0 or a
-//! table for people.
+//! imgscan's emitters: turn scan [`Report`]s into JSON, SARIF 2.1.0, JUnit
+//! XML or a table for people.
 //!
 //! # Architecture
 //!
@@ -13,8 +13,14 @@
 //!   for several images), documented by `formats/schema/report.schema.json`;
 //! * [`sarif`]: a hand-written SARIF 2.1.0 model shaped for GitHub code
 //!   scanning (one run per image, every rule in the driver);
+//! * [`junit`]: JUnit XML for GitLab, Jenkins and Azure Pipelines (one test
+//!   suite per image, one test case per rule, a failure per finding at or
+//!   above the gate's threshold);
 //! * [`human`]: an aligned table per image, plus the `imgscan rules` and
 //!   `imgscan explain` texts.
+//!
+//! [`gate::summary`] is the one line the binary prints on standard error when
+//! the gate fails, whatever the format.
 //!
 //! [`emit`] dispatches over [`OutputFormat`]; [`render`] does the same into a
 //! buffer. Every format is deterministic: the same reports give the same
@@ -51,17 +57,19 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 
-use scanner::model::Report;
+use scanner::model::{Report, Severity};
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
+pub mod gate;
 pub mod human;
 pub mod json;
+pub mod junit;
 pub mod sarif;
 
 /// An output format. The binary maps its `--format` values onto this (the
 /// library has no clap dependency); serde and [`FromStr`]/[`fmt::Display`]
-/// use the lowercase names `table`, `json` and `sarif`.
+/// use the lowercase names `table`, `json`, `sarif` and `junit`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, IntoStaticStr,
 )]
@@ -75,11 +83,13 @@ pub enum OutputFormat {
     Json,
     /// SARIF 2.1.0 for code scanning ([`sarif::SarifEmitter`]).
     Sarif,
+    /// JUnit XML for CI test reports ([`junit::JunitEmitter`]).
+    Junit,
 }
 
 impl OutputFormat {
     /// Every format, in `--help` order.
-    pub const ALL: [Self; 3] = [Self::Table, Self::Json, Self::Sarif];
+    pub const ALL: [Self; 4] = [Self::Table, Self::Json, Self::Sarif, Self::Junit];
 
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
@@ -92,6 +102,7 @@ impl OutputFormat {
             Self::Table => Box::new(human::TableEmitter::new(opts)),
             Self::Json => Box::new(json::JsonEmitter),
             Self::Sarif => Box::new(sarif::SarifEmitter),
+            Self::Junit => Box::new(junit::JunitEmitter::new(opts)),
         }
     }
 }
@@ -113,7 +124,7 @@ impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown output format `{}` (expected table, json or sarif)",
+            "unknown output format `{}` (expected table, json, sarif or junit)",
             self.input
         )
     }
@@ -124,7 +135,7 @@ impl std::error::Error for UnknownFormat {}
 impl FromStr for OutputFormat {
     type Err = UnknownFormat;
 
-    /// Parses `table`, `json` or `sarif`, ignoring ASCII case.
+    /// Parses `table`, `json`, `sarif` or `junit`, ignoring ASCII case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
@@ -135,12 +146,25 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// Options shared by the emitters. Only the table reads any today.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Options shared by the emitters.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmitOptions {
     /// Colour the severity with ANSI escapes (table only). The binary decides
     /// from `--color` and whether standard output is a terminal.
     pub color: bool,
+    /// The gate's threshold (the binary's `--fail-on`): JUnit writes a
+    /// `<failure>` for each finding at or above it. `None` fails nothing.
+    /// Default `high`, as `--fail-on`'s.
+    pub fail_on: Option<Severity>,
+}
+
+impl Default for EmitOptions {
+    fn default() -> Self {
+        Self {
+            color: false,
+            fail_on: Some(Severity::High),
+        }
+    }
 }
 
 /// Writes reports in one format.
@@ -191,7 +215,7 @@ mod tests {
         let err = "xml".parse::<OutputFormat>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown output format `xml` (expected table, json or sarif)"
+            "unknown output format `xml` (expected table, json, sarif or junit)"
         );
     }
 }

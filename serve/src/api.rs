@@ -214,7 +214,7 @@ pub(crate) async fn report(
             } else {
                 (OutputFormat::Json, "application/json")
             };
-            match formats::render(format, &EmitOptions { color: false }, &[report]) {
+            match formats::render(format, &EmitOptions::default(), &[report]) {
                 Ok(bytes) => {
                     let mut r = ([(header::CONTENT_TYPE, ct)], bytes).into_response();
                     if let Some(v) = view.verdict

@@ -19,6 +19,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("time", "time"),
     ("umoci", "umoci"),
+    ("xmllint", "libxml2-utils"),
 ];
 
 /// Where `tool` is: on PATH, or in /usr/sbin (setcap and getcap live there,

@@ -7,7 +7,15 @@ use scanner::rules::RuleId;
 use crate::sample::{clean_report, sample_report};
 
 fn render_table(reports: &[Report], color: bool) -> String {
-    let bytes = formats::render(OutputFormat::Table, &EmitOptions { color }, reports).unwrap();
+    let bytes = formats::render(
+        OutputFormat::Table,
+        &EmitOptions {
+            color,
+            ..EmitOptions::default()
+        },
+        reports,
+    )
+    .unwrap();
     String::from_utf8(bytes).unwrap()
 }
 

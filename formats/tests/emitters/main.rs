@@ -1,9 +1,10 @@
 //! Emitter tests: one shared sample report, a snapshot per format, the JSON
-//! Schema, a round trip, and the external SARIF validator.
+//! Schema, a round trip, JUnit XML parsed back, and the external SARIF validator.
 
 mod github;
 mod human;
 mod json;
+mod junit;
 mod sample;
 mod sarif;
 mod schema;
