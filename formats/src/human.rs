@@ -181,96 +181,138 @@ impl TableEmitter {
 }
 
 /// `N findings: X critical, Y high, Z medium, W low, V info`, or `no findings`.
-/// `imgscan harden`'s text for one image: the settings as a Kubernetes
-/// container `securityContext`, `docker run` / `podman run` flags and a
-/// compose service, the Pod Security Standards *restricted* verdict, and
-/// per setting why and what it breaks.
+/// `imgscan harden`'s text for one image, a YAML stream (every line that
+/// is not YAML is a `#` comment): the container fields for Kubernetes
+/// (`securityContext`, `volumeMounts`), the pod's `volumes`, a compose
+/// service, then as comments the `docker run`/`podman run` flags, the Pod
+/// Security Standards *restricted* verdict, and per setting why and what it
+/// breaks. `formats/tests/emitters/harden.rs` parses it and checks the
+/// field names (Kubernetes' `SecurityContext`, the compose specification's
+/// JSON Schema).
 pub fn harden(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     let h = &r.hardening;
-    writeln!(w, "image {}", r.image.source)?;
-    writeln!(w, "  {}", verdict_line(&r.escalation))?;
-    writeln!(w)?;
-    writeln!(w, "Kubernetes (the container's securityContext):")?;
-    writeln!(w, "  securityContext:")?;
+    let comment = |w: &mut dyn Write, text: &str| -> io::Result<()> {
+        let body = text.trim_start();
+        let indent = &text[..text.len() - body.len()];
+        for (i, line) in wrap(body, TABLE_WIDTH - 4 - indent.len())
+            .iter()
+            .enumerate()
+        {
+            let more = if i == 0 { "" } else { "  " };
+            writeln!(w, "# {indent}{more}{line}")?;
+        }
+        Ok(())
+    };
+    comment(w, &format!("imgscan harden: {}", r.image.source))?;
+    comment(w, &verdict_line(&r.escalation))?;
+    writeln!(w, "---")?;
+    writeln!(
+        w,
+        "# Kubernetes: fields of the container (spec.containers[])"
+    )?;
+    writeln!(w, "securityContext:")?;
     for s in &h.settings {
         for line in &s.kubernetes {
-            writeln!(w, "    {line}")?;
+            writeln!(w, "  {line}")?;
         }
     }
+    let names: Vec<String> = (0..h.writable_paths.len())
+        .map(|i| format!("writable-{i}"))
+        .collect();
     if !h.writable_paths.is_empty() {
-        writeln!(w, "  volumeMounts:")?;
-        for (i, p) in h.writable_paths.iter().enumerate() {
-            writeln!(w, "    - {{name: writable-{i}, mountPath: {p}}}")?;
+        writeln!(w, "volumeMounts:")?;
+        for (name, p) in names.iter().zip(&h.writable_paths) {
+            writeln!(w, "  - name: {name}")?;
+            writeln!(w, "    mountPath: {}", yaml_str(p))?;
         }
-        writeln!(
-            w,
-            "  # and in the pod: volumes: [{{name: writable-N, emptyDir: {{}}}}, ...]"
-        )?;
+        writeln!(w, "---")?;
+        writeln!(w, "# Kubernetes: the pod's volumes (spec.volumes[])")?;
+        writeln!(w, "volumes:")?;
+        for name in &names {
+            writeln!(w, "  - name: {name}")?;
+            writeln!(w, "    emptyDir: {{}}")?;
+        }
     }
-    writeln!(w)?;
+    writeln!(w, "---")?;
+    let image = r.image.reference.as_deref().unwrap_or("IMAGE");
     let flags: Vec<&str> = h
         .settings
         .iter()
         .flat_map(|s| s.docker.iter().map(String::as_str))
         .collect();
-    let image = r.image.reference.as_deref().unwrap_or("IMAGE");
-    writeln!(w, "docker run / podman run:")?;
-    writeln!(w, "  docker run {} {image}", flags.join(" "))?;
-    writeln!(w)?;
-    writeln!(w, "compose:")?;
-    writeln!(w, "  services:")?;
-    writeln!(w, "    app:")?;
-    writeln!(w, "      image: {image}")?;
+    comment(
+        w,
+        &format!(
+            "docker run / podman run: docker run {} {image}",
+            flags.join(" ")
+        ),
+    )?;
+    writeln!(w, "# compose (docker compose, podman-compose):")?;
+    writeln!(w, "services:")?;
+    writeln!(w, "  app:")?;
+    writeln!(w, "    image: {}", yaml_str(image))?;
     if let (Some(u), Some(g)) = (h.run_as_user, h.run_as_group) {
-        writeln!(w, "      user: \"{u}:{g}\"")?;
+        writeln!(w, "    user: \"{u}:{g}\"")?;
     }
-    writeln!(w, "      security_opt: [\"no-new-privileges:true\"]")?;
-    writeln!(w, "      cap_drop: [ALL]")?;
+    writeln!(w, "    security_opt: [\"no-new-privileges:true\"]")?;
+    writeln!(w, "    cap_drop: [ALL]")?;
     if !h.add_capabilities.is_empty() {
-        writeln!(w, "      cap_add: [{}]", h.add_capabilities.join(", "))?;
+        writeln!(w, "    cap_add: [{}]", h.add_capabilities.join(", "))?;
     }
-    writeln!(w, "      read_only: true")?;
-    writeln!(w, "      tmpfs: [/tmp]")?;
-    writeln!(w)?;
-    let restricted = &h.pod_security_restricted;
-    if restricted.allowed {
-        writeln!(
-            w,
-            "Pod Security Standards, restricted: can run with the settings above"
-        )?;
-    } else {
-        writeln!(w, "Pod Security Standards, restricted: cannot run:")?;
-        for reason in &restricted.reasons {
-            for (i, line) in wrap(reason, TABLE_WIDTH - 4).iter().enumerate() {
-                writeln!(w, "{}{line}", if i == 0 { "  - " } else { "    " })?;
-            }
+    writeln!(w, "    read_only: true")?;
+    writeln!(w, "    tmpfs: [/tmp]")?;
+    let volumes: Vec<&String> = h.writable_paths.iter().filter(|p| *p != "/tmp").collect();
+    if !volumes.is_empty() {
+        writeln!(w, "    volumes:")?;
+        for (i, p) in volumes.iter().enumerate() {
+            writeln!(w, "      - {}", yaml_str(&format!("data-{i}:{p}")))?;
+        }
+        writeln!(w, "volumes:")?;
+        for i in 0..volumes.len() {
+            writeln!(w, "  data-{i}: {{}}")?;
         }
     }
-    writeln!(w)?;
-    writeln!(w, "Each setting:")?;
+    writeln!(w, "---")?;
+    let restricted = &h.pod_security_restricted;
+    if restricted.allowed {
+        comment(
+            w,
+            "Pod Security Standards, restricted: can run with the settings above",
+        )?;
+    } else {
+        comment(w, "Pod Security Standards, restricted: cannot run:")?;
+        for reason in &restricted.reasons {
+            comment(w, &format!("  - {reason}"))?;
+        }
+    }
+    comment(w, "Each setting:")?;
     for s in &h.settings {
         let closes = match s.closes.len() {
             0 => String::new(),
             1 => " (closes 1 path to root)".to_owned(),
             n => format!(" (closes {n} paths to root)"),
         };
-        writeln!(w, "  {}{closes}", s.setting)?;
-        for (i, line) in wrap(&format!("why: {}", s.why), TABLE_WIDTH - 4)
-            .iter()
-            .enumerate()
-        {
-            writeln!(w, "{}{line}", if i == 0 { "    " } else { "      " })?;
-        }
+        comment(w, &format!("  {}{closes}", s.setting))?;
+        comment(w, &format!("    why: {}", s.why))?;
         for b in &s.breaks {
-            for (i, line) in wrap(&format!("breaks: {b}"), TABLE_WIDTH - 4)
-                .iter()
-                .enumerate()
-            {
-                writeln!(w, "{}{line}", if i == 0 { "    " } else { "      " })?;
-            }
+            comment(w, &format!("    breaks: {b}"))?;
         }
     }
     Ok(())
+}
+
+/// A YAML scalar: plain when it is safe, double-quoted (JSON escapes,
+/// which YAML reads) otherwise.
+fn yaml_str(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        && !s.starts_with(['-', '.']);
+    if plain {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+    }
 }
 
 /// The verdict in one sentence: `runs as app (uid 10001): can become root,

@@ -187,13 +187,11 @@ pub fn derive(
         }
         Resolution::Root => HardeningSetting {
             setting: "non-root-user".into(),
-            kubernetes: vec![
-                "runAsNonRoot: true".into(),
-                "runAsUser: <a non-root uid>".into(),
-            ],
-            docker: vec!["--user <uid>:<gid>".into()],
-            why: "the image runs as root: set a numeric USER in the image (or runAsUser) so \
-                  that a path to root is no longer needed"
+            kubernetes: vec!["runAsNonRoot: true".into()],
+            docker: Vec::new(),
+            why: "the image runs as root: give it a numeric non-root USER (or set runAsUser and \
+                  --user to a uid it works with); until then runAsNonRoot keeps the container \
+                  from starting"
                 .into(),
             breaks: vec![
                 "whatever the entrypoint does as root: binding ports below 1024 outside \
@@ -219,9 +217,18 @@ pub fn derive(
     // 2. no_new_privs.
     let mut breaks = Vec::new();
     if !setuid.is_empty() {
+        let named: Vec<&str> = ["sudo", "su"]
+            .into_iter()
+            .filter(|n| setuid.iter().any(|p| p.rsplit('/').next() == Some(*n)))
+            .collect();
         breaks.push(format!(
-            "setuid programs run without their privilege: {} (sudo and su stop working)",
-            some(&setuid)
+            "setuid programs run without their privilege: {}{}",
+            some(&setuid),
+            match named.as_slice() {
+                [] => String::new(),
+                [one] => format!(" ({one} stops working)"),
+                _ => " (sudo and su stop working)".to_owned(),
+            }
         ));
     }
     if !with_caps.is_empty() {

@@ -2,6 +2,7 @@
 //! Schema, a round trip, JUnit XML parsed back, and the external SARIF validator.
 
 mod github;
+mod harden;
 mod human;
 mod json;
 mod junit;
