@@ -465,21 +465,10 @@ fn result(image: &ImageInfo, short: &str, f: &Finding, rule_index: usize) -> Sar
 fn message(image: &ImageInfo, f: &Finding) -> String {
     let mut m = location_message(image, f);
     // A path to root also says how it goes and what closes it.
-    let list = |key: &str| -> Vec<String> {
-        f.details
-            .get(key)
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let steps = list("steps");
+    let steps = f.detail_list("steps");
     if !steps.is_empty() {
         m.push_str(&format!(" Proof: {}.", steps.join("; ")));
-        let closers = list("closed_by");
+        let closers = f.detail_list("closed_by");
         if !closers.is_empty() {
             m.push_str(&format!(" Closed by: {}.", closers.join(", ")));
         }

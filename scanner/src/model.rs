@@ -117,6 +117,20 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The strings of the details' list `key` (a path's `steps`,
+    /// `closed_by`); empty when there is none.
+    pub fn detail_list(&self, key: &str) -> Vec<String> {
+        self.details
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sort key: most severe first, then by path, rule and fingerprint.
     pub fn sort_key(&self) -> impl Ord + '_ {
         (

@@ -232,18 +232,8 @@ pub fn escalation(user: RuntimeUser, findings: &[Finding]) -> Escalation {
             let RuleKind::Path(reach) = f.rule_id.meta().kind else {
                 return None;
             };
-            let strings = |key: &str| -> Vec<String> {
-                f.details
-                    .get(key)
-                    .and_then(|v| v.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let closed_by = strings("closed_by")
+            let closed_by = f
+                .detail_list("closed_by")
                 .iter()
                 .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).ok())
                 .collect();
@@ -252,7 +242,7 @@ pub fn escalation(user: RuntimeUser, findings: &[Finding]) -> Escalation {
                 severity: f.severity,
                 fingerprint: f.fingerprint.clone(),
                 reach,
-                steps: strings("steps"),
+                steps: f.detail_list("steps"),
                 closed_by,
             })
         })

@@ -88,7 +88,7 @@ pub struct Policy {
 }
 
 /// Removes a comment: `#` not followed by a digit (`#1000` is a uid).
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     let b = line.as_bytes();
     for (i, c) in b.iter().enumerate() {
         if *c == b'#' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
@@ -99,7 +99,7 @@ fn strip_comment(line: &str) -> &str {
 }
 
 /// Logical lines: `(first line number, text)`, continuations joined.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut cur: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::sudo::{logical_lines, strip_comment};
 use super::{Check, Context, Findings, NewFinding, child_of, details};
 use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
@@ -42,42 +43,6 @@ pub struct SudoersNopasswd;
 const SUDOERS: &str = "etc/sudoers";
 const SUDOERS_D: &str = "etc/sudoers.d";
 const NOPASSWD: &str = "NOPASSWD:";
-
-/// Removes a comment: `#` not followed by a digit (`#1000` is a uid).
-fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'#' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            return &line[..i];
-        }
-    }
-    line
-}
-
-/// Logical lines: `(first line number, text)`, continuations joined.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut cur: Option<(usize, String)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let raw = raw.trim_end_matches('\r');
-        let (start, mut acc) = cur.take().unwrap_or((i + 1, String::new()));
-        match raw.strip_suffix('\\') {
-            Some(part) => {
-                acc.push_str(part);
-                acc.push(' ');
-                cur = Some((start, acc));
-            }
-            None => {
-                acc.push_str(raw);
-                out.push((start, acc));
-            }
-        }
-    }
-    if let Some(last) = cur {
-        out.push(last);
-    }
-    out
-}
 
 /// Whether a trimmed line is a directive, a `Defaults` line or an alias.
 fn not_a_rule(line: &str) -> bool {
