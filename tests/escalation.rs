@@ -589,3 +589,25 @@ fn in_a_real_container_the_path_works_and_hardens_shut() {
     );
     assert_eq!(out, "tmp", "{out}");
 }
+
+#[test]
+fn gid0_writable_sudoers_is_root_and_a_world_writable_one_is_refused_by_sudo() {
+    // USER app:0: app's entry (sudo needs one) with the root group.
+    let exploit =
+        "echo 'ALL ALL=(ALL) NOPASSWD: ALL' >> /etc/sudoers 2>/dev/null; sudo -n id -u 2>/dev/null";
+    let f = Fixture::new("app:0", "chmod 0660 \"$R/etc/sudoers\"", &["etc/sudoers"]);
+    check(&f, "10001:0", "writable-account-file", true, exploit);
+    // sudo refuses a world-writable sudoers: writable, but no path.
+    let twin = Fixture::new("app:0", "chmod 0666 \"$R/etc/sudoers\"", &["etc/sudoers"]);
+    check(&twin, "10001:0", "writable-account-file", false, exploit);
+}
+
+#[test]
+fn gid0_writable_pam_config_of_su_is_root_and_0644_is_not() {
+    let exploit = "{ echo 'auth sufficient pam_permit.so'; cat /etc/pam.d/su; } > /tmp/su && \
+                   cat /tmp/su > /etc/pam.d/su 2>/dev/null; su -c 'id -u' root 2>/dev/null";
+    let f = Fixture::new("20000", "chmod 0664 \"$R/etc/pam.d/su\"", &["etc/pam.d/su"]);
+    check(&f, "20000:0", "writable-account-file", true, exploit);
+    let twin = Fixture::new("20000", "chmod 0644 \"$R/etc/pam.d/su\"", &["etc/pam.d/su"]);
+    check(&twin, "20000:0", "writable-account-file", false, exploit);
+}

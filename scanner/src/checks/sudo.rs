@@ -531,6 +531,15 @@ pub fn command_power(command: &str) -> Option<String> {
     }
 }
 
+/// Whether sudo will run for the runtime user at all: sudo looks the
+/// invoking uid up in the passwd database first and stops with "you do not
+/// exist in the passwd database" when it has no entry (observed with sudo
+/// 1.9.13 in a Debian bookworm tree, `tests/escalation.rs`), so a numeric
+/// `USER` without a passwd line has no sudo path, whatever the rules say.
+pub fn invoker_known(ctx: &Context<'_>) -> bool {
+    ctx.user.name.is_some()
+}
+
 /// A setuid-root program the user can run (`su`, `sudo`), found at the
 /// first of `paths` that exists.
 pub fn setuid_program<'a>(

@@ -57,6 +57,9 @@ impl Check for SudoRoot {
         let Some((who, first)) = who_step(ctx) else {
             return;
         };
+        if !super::sudo::invoker_known(ctx) {
+            return;
+        }
         let Ok((sudo, _, exec)) = setuid_program(
             ctx,
             &who,

@@ -133,8 +133,10 @@ impl Check for WritableAccountFile {
         let su = setuid_program(ctx, &who, SU)
             .ok()
             .map(|(p, _, g)| (p, g.why));
+        // sudo refuses a caller without a passwd entry.
         let sudo = setuid_program(ctx, &who, SUDO)
             .ok()
+            .filter(|_| super::sudo::invoker_known(ctx))
             .map(|(p, _, g)| (p, g.why));
         // passwd and shadow: a line (or root's hash) with a password the
         // writer chose, then su to it.
@@ -364,28 +366,24 @@ mod tests {
     fn world_writable_sudoers_is_refused_by_sudo() {
         let fs = |mode| {
             fs_of(vec![vec![
-                text("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+                text(
+                    "etc/passwd",
+                    "root:x:0:0::/root:/bin/sh\napp:x:10001:10001::/home/app:/bin/sh\n",
+                ),
                 moded(text("etc/sudoers", "root ALL=(ALL) ALL\n"), mode),
                 file("usr/bin/sudo", 0o4755),
             ]])
         };
-        let out = run(
-            &WritableAccountFile,
-            &fs(0o660),
-            &config_user(Some("10001")),
-        );
+        let paths = |mode, user| {
+            brief(&run(&WritableAccountFile, &fs(mode), &config_user(Some(user))).findings)
+        };
         assert_eq!(
-            brief(&out.findings),
+            paths(0o660, "app:0"),
             ["writable-account-file critical /etc/sudoers"]
         );
-        assert!(
-            run(
-                &WritableAccountFile,
-                &fs(0o666),
-                &config_user(Some("10001"))
-            )
-            .findings
-            .is_empty()
-        );
+        // sudo refuses a world-writable sudoers, and a caller without a
+        // passwd entry.
+        assert!(paths(0o666, "app:0").is_empty());
+        assert!(paths(0o660, "20000").is_empty());
     }
 }
