@@ -226,30 +226,69 @@ pub(crate) fn implicit_gid(run: &UserRun<'_>) -> GroupRun {
     }
 }
 
-/// The runtime user of an image (see the module docs).
-pub fn runtime_user(config: &ImageConfig, accounts: &Accounts) -> RuntimeUser {
-    let raw = config.user.as_deref().unwrap_or("");
+/// A `User` string split as the runtimes split it: the user part, the
+/// group part, and a note when moby's runc parser (`parseLine`: the first
+/// two `:` fields, the rest ignored) and containerd (which refuses three or
+/// more) disagree.
+pub(crate) fn split_user(raw: &str) -> (&str, Option<&str>, Option<String>) {
     let parts: Vec<&str> = raw.split(':').collect();
     let user = parts.first().copied().unwrap_or("");
     let group = parts.get(1).copied();
+    let note = (parts.len() > 2).then(|| {
+        format!(
+            "moby's runc parser reads it as `{user}:{}` (containerd refuses it)",
+            group.unwrap_or("")
+        )
+    });
+    (user, group, note)
+}
+
+/// The primary gids the process may get for the group part `group` and
+/// the uids `runs`: the explicit group resolved, or the implicit one from
+/// the user (for `user:` both runc's passwd gid and containerd's 0). `Err`
+/// with why when an explicit group does not resolve.
+pub(crate) fn candidate_gids(
+    group: Option<&str>,
+    runs: &[UserRun<'_>],
+    accounts: &Accounts,
+) -> Result<Vec<GroupRun>, String> {
+    let mut gids: Vec<GroupRun> = Vec::new();
+    match group {
+        Some(g) if !g.is_empty() => gids.extend(resolve_group(g, accounts)?),
+        Some(_) => {
+            // `user:`: runc takes the passwd gid; containerd's `WithUser`
+            // leaves the gid at 0.
+            gids.extend(runs.iter().map(implicit_gid));
+            if !runs.is_empty() {
+                gids.push(GroupRun {
+                    gid: 0,
+                    via: Via::Default,
+                    how: "an empty group part".into(),
+                    note: Some(
+                        "containerd's WithUser leaves the gid at 0 when the group part is \
+                         empty; runc's libcontainer/user takes the passwd entry's"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        None => gids.extend(runs.iter().map(implicit_gid)),
+    }
+    Ok(gids)
+}
+
+/// The runtime user of an image (see the module docs).
+pub fn runtime_user(config: &ImageConfig, accounts: &Accounts) -> RuntimeUser {
+    let raw = config.user.as_deref().unwrap_or("");
+    let (user, group, split_note) = split_user(raw);
     let mut out = RuntimeUser {
         user: config.user.clone(),
         resolution: Resolution::User,
         uid: None,
         gid: None,
-        groups: Vec::new(),
-        name: None,
-        home: None,
-        shell: None,
-        reason: None,
-        notes: Vec::new(),
+        ..RuntimeUser::default()
     };
-    if parts.len() > 2 {
-        out.notes.push(format!(
-            "moby's runc parser reads it as `{user}:{}` (containerd refuses it)",
-            group.unwrap_or("")
-        ));
-    }
+    out.notes.extend(split_note);
     let runs = match resolve_user(user, accounts) {
         Ok(runs) => runs,
         Err(reason) => {
@@ -276,29 +315,14 @@ pub fn runtime_user(config: &ImageConfig, accounts: &Accounts) -> RuntimeUser {
         // runc's default ExecUser: home `/`, no shell.
         out.home = Some("/".to_owned());
     }
-    let mut gids: Vec<GroupRun> = Vec::new();
-    match group {
-        Some(g) if !g.is_empty() => match resolve_group(g, accounts) {
-            Ok(r) => gids.extend(r),
-            Err(reason) => {
-                out.resolution = Resolution::WillNotStart;
-                out.reason = Some(format!("User `{raw}` does not resolve: {reason}"));
-                return out;
-            }
-        },
-        Some(_) => {
-            gids.extend(runs.iter().map(implicit_gid));
-            gids.push(GroupRun {
-                gid: 0,
-                via: Via::Default,
-                how: "an empty group part".into(),
-                note: Some(
-                    "containerd's WithUser leaves the gid at 0 when the group part is empty".into(),
-                ),
-            });
+    let gids = match candidate_gids(group, &runs, accounts) {
+        Ok(gids) => gids,
+        Err(reason) => {
+            out.resolution = Resolution::WillNotStart;
+            out.reason = Some(format!("User `{raw}` does not resolve: {reason}"));
+            return out;
         }
-        None => gids.extend(runs.iter().map(implicit_gid)),
-    }
+    };
     for g in &gids {
         if let Some(n) = &g.note
             && !out.notes.contains(n)

@@ -47,7 +47,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::identity::{GroupRun, Via, implicit_gid, resolve_group, resolve_user};
+use super::identity::{Via, candidate_gids, resolve_user, split_user};
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::model::Closer;
 use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};
@@ -162,15 +162,7 @@ impl Check for RootUser {
         // moby's runc parser (`parseLine`) takes the first two `:` fields
         // and ignores the rest; containerd and moby/sys/user 0.5 refuse
         // more: the worst case is the one that runs.
-        let parts: Vec<&str> = raw.split(':').collect();
-        let user = parts.first().copied().unwrap_or("");
-        let group = parts.get(1).copied();
-        let split_note = (parts.len() > 2).then(|| {
-            format!(
-                "moby's runc parser reads it as `{user}:{}` (containerd refuses it)",
-                group.unwrap_or("")
-            )
-        });
+        let (user, group, split_note) = split_user(raw);
         let resolved = resolve_user(user, accounts);
         let runs = resolved.as_deref().unwrap_or(&[]);
 
@@ -219,34 +211,14 @@ impl Check for RootUser {
         }
 
         // The gids the process may get: explicit, or implicit from the user.
-        let mut gids: Vec<GroupRun> = Vec::new();
-        match group {
-            Some(g) if !g.is_empty() => match resolve_group(g, accounts) {
-                Ok(r) => gids.extend(r),
-                Err(reason) => out.push(
-                    ctx,
-                    unresolved(raw, g, "group", &reason, format!("{raw} (group)")),
-                ),
-            },
-            Some(_) => {
-                // `user:`: runc takes the passwd gid; containerd's `WithUser`
-                // leaves the gid at 0.
-                gids.extend(runs.iter().map(implicit_gid));
-                if !runs.is_empty() {
-                    gids.push(GroupRun {
-                        gid: 0,
-                        via: Via::Default,
-                        how: "an empty group part".into(),
-                        note: Some(
-                            "containerd's WithUser leaves the gid at 0 when the group part is \
-                             empty; runc's libcontainer/user takes the passwd entry's"
-                                .into(),
-                        ),
-                    });
-                }
-            }
-            None => gids.extend(runs.iter().map(implicit_gid)),
-        }
+        let gids = candidate_gids(group, runs, accounts).unwrap_or_else(|reason| {
+            let g = group.unwrap_or("");
+            out.push(
+                ctx,
+                unresolved(raw, g, "group", &reason, format!("{raw} (group)")),
+            );
+            Vec::new()
+        });
         if let Some(g) = gids.iter().find(|g| g.gid == 0) {
             let mut message = format!("User `{raw}` runs with the root group (gid 0, {})", g.how);
             let notes: Vec<&str> = [g.note.as_deref(), split_note.as_deref()]
