@@ -444,8 +444,17 @@ pub enum PasswordState {
 pub struct Password {
     /// The state.
     pub state: PasswordState,
-    /// `/etc/shadow line 1`, for steps.
-    pub source: String,
+    /// The file that says so (relative, no leading `/`).
+    pub path: String,
+    /// Its 1-based line.
+    pub line: usize,
+}
+
+impl Password {
+    /// `/etc/shadow line 1`, for steps and messages.
+    pub fn source(&self) -> String {
+        format!("/{} line {}", self.path, self.line)
+    }
 }
 
 /// `/etc/shadow` lines as glibc's `fgetspent` splits them: `name:password:…`,
@@ -621,7 +630,8 @@ impl Accounts {
         let passwd = self.passwd_path.as_deref().unwrap_or(PASSWD);
         let in_passwd = |state| Password {
             state,
-            source: format!("/{passwd} line {}", user.line),
+            path: passwd.to_owned(),
+            line: user.line,
         };
         match user.password.as_str() {
             "" => in_passwd(PasswordState::Empty),
@@ -634,7 +644,8 @@ impl Accounts {
                 };
                 Password {
                     state: classify(pw),
-                    source: format!("/{path} line {line}"),
+                    path: path.clone(),
+                    line: *line,
                 }
             }
             other => in_passwd(classify(other)),

@@ -19,7 +19,8 @@
 use serde::Serialize;
 
 use super::access::{Perm, access};
-use super::escalation::{NewPath, Power, base_name, power_of, push_path, who_step};
+use super::base_name;
+use super::escalation::{NewPath, Power, power_of, push_path, who_step};
 use super::{Check, Context, Findings};
 use crate::capability::{DOCKER_DEFAULT, FileCaps};
 use crate::model::Closer;

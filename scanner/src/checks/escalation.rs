@@ -150,11 +150,6 @@ pub fn setuid_power_of(name: &str) -> Option<Power> {
     entry_of(name).and_then(|(p, suid)| suid.then_some(p))
 }
 
-/// The base name of a path.
-pub fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 /// A path finding's details: the rule's own facts, then the proof.
 #[derive(Debug, Serialize)]
 pub struct PathDetails<T: Serialize> {

@@ -117,6 +117,11 @@ impl RuleId {
     }
 }
 
+/// The last component of a path (the whole of a path without `/`).
+pub(crate) fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// `path` is a direct child of `dir` (a name without `/`), for
 /// [`Check::captures`].
 pub(crate) fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
@@ -141,6 +146,8 @@ pub struct Context<'a> {
     pub user: &'a RuntimeUser,
     /// The few nodes checks look at ([`Inventory`], one walk).
     pub inventory: &'a Inventory<'a>,
+    /// The image's sudo policy, read once ([`sudo::Policy::load`]).
+    pub sudo: &'a sudo::Policy,
 }
 
 /// Collects findings and warnings.
@@ -294,6 +301,7 @@ pub fn run_all(
     let accounts = accounts::Accounts::load(fs, &mut out.warnings)?;
     let user = identity::runtime_user(config, &accounts);
     let inventory = Inventory::of(fs);
+    let sudo = sudo::Policy::load(fs);
     let ctx = Context {
         fs,
         config,
@@ -302,6 +310,7 @@ pub fn run_all(
         accounts: &accounts,
         user: &user,
         inventory: &inventory,
+        sudo: &sudo,
     };
     for check in CHECKS {
         check.run(&ctx, &mut out);

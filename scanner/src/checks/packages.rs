@@ -557,6 +557,7 @@ pub(crate) mod test_support {
         let accounts = Accounts::load(fs, &mut out.warnings).expect("account files are readable");
         let user = crate::checks::identity::runtime_user(config, &accounts);
         let inventory = crate::fs::Inventory::of(fs);
+        let sudo = crate::checks::sudo::Policy::load(fs);
         let layers = layer_infos(8);
         let ctx = Context {
             fs,
@@ -566,6 +567,7 @@ pub(crate) mod test_support {
             accounts: &accounts,
             user: &user,
             inventory: &inventory,
+            sudo: &sudo,
         };
         check.run(&ctx, &mut out);
         out

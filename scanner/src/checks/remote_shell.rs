@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::{Check, Context, Findings, NewFinding, details};
+use super::{Check, Context, Findings, NewFinding, base_name, details};
 use crate::rules::{RuleId, RuleKind, RuleMeta, RuleStatus};
 use crate::severity::Severity;
 use crate::tarstream::Kind;
@@ -82,10 +82,6 @@ const DAEMONS: &[Daemon] = &[
 /// Directories whose files are named after daemons without being them.
 const NOT_DAEMON_DIRS: &[&str] = &["etc/", "usr/share/"];
 
-fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 /// Whether `ExposedPorts` has `port` (`"23/tcp"` or `"23"`).
 fn exposes(ports: &[String], port: u16) -> bool {
     ports.iter().any(|key| {
@@ -118,7 +114,7 @@ impl Check for RemoteShellDaemon {
             .select(|name, _| DAEMONS.iter().any(|d| d.name == name))
         {
             let path = path.as_str();
-            let name = basename(path);
+            let name = base_name(path);
             let Some(daemon) = DAEMONS.iter().find(|d| d.name == name) else {
                 continue;
             };
@@ -134,7 +130,7 @@ impl Check for RemoteShellDaemon {
                 _ => continue,
             };
             let exposed = exposes(&ctx.config.exposed_ports, daemon.port);
-            let started = words.iter().any(|w| basename(w) == daemon.name);
+            let started = words.iter().any(|w| base_name(w) == daemon.name);
             let base = if daemon.protocol == "ssh" {
                 Severity::Medium
             } else {

@@ -13,7 +13,8 @@
 
 use serde::Serialize;
 
-use super::escalation::{NewPath, base_name, push_path};
+use super::base_name;
+use super::escalation::{NewPath, push_path};
 use super::{Check, Context, Findings, NewFinding, details};
 use crate::model::{Closer, Resolution};
 use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};

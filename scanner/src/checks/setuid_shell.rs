@@ -9,7 +9,8 @@
 use serde::Serialize;
 
 use super::access::{Perm, access};
-use super::escalation::{NewPath, Power, base_name, push_path, setuid_power_of, who_step};
+use super::base_name;
+use super::escalation::{NewPath, Power, push_path, setuid_power_of, who_step};
 use super::sudo::setuid_program;
 use super::{Check, Context, Findings, mode_string};
 use crate::model::Closer;

@@ -93,14 +93,7 @@ impl Check for SuEmptyPassword {
             if pw.state != PasswordState::Empty {
                 continue;
             }
-            let at_path = pw
-                .source
-                .trim_start_matches('/')
-                .split(" line ")
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            let at = ctx.fs.get(&at_path).map(|n| (at_path.as_str(), n));
+            let at = ctx.fs.get(&pw.path).map(|n| (pw.path.as_str(), n));
             out.push(
                 ctx,
                 NewFinding {
@@ -115,12 +108,12 @@ impl Check for SuEmptyPassword {
                         "account {} (uid {}) has an empty password ({})",
                         u.name,
                         u.runtime_uid(),
-                        pw.source
+                        pw.source()
                     ),
                     details: details(&EmptyPasswordDetails {
                         user: u.name.clone(),
                         uid: u.runtime_uid(),
-                        source: pw.source.clone(),
+                        source: pw.source(),
                     }),
                     subject: u.name.clone(),
                 },
@@ -149,7 +142,8 @@ impl Check for SuEmptyPassword {
             format!("/{su} is setuid root and {}", exec.why),
             format!(
                 "account {} has uid 0 and an empty password ({})",
-                account.name, pw.source
+                account.name,
+                pw.source()
             ),
             pam,
         ];
@@ -166,7 +160,7 @@ impl Check for SuEmptyPassword {
                 ),
                 facts: SuFacts {
                     account: account.name.clone(),
-                    password_source: pw.source.clone(),
+                    password_source: pw.source(),
                 },
                 steps,
                 closed_by: vec![Closer::NoNewPrivileges],

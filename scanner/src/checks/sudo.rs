@@ -20,9 +20,8 @@ use std::collections::BTreeMap;
 
 use super::Context;
 use super::access::{Granted, Perm, access};
-use super::accounts::PasswordState;
 use super::identity::Who;
-use crate::fs::Node;
+use crate::fs::{FinalFs, Node};
 
 /// The sudo policy's files (`/etc/sudoers`, `/etc/sudoers.d/*`), which
 /// the layer pipeline keeps. Runs for every tar member: most paths fail the
@@ -85,6 +84,9 @@ pub struct Policy {
     /// Every command grant, in file order.
     pub grants: Vec<Grant>,
     defaults: Vec<AuthDefault>,
+    /// What could not be read, for `sudo-root` to report when it judges
+    /// the policy.
+    pub warnings: Vec<String>,
 }
 
 /// Removes a comment: `#` not followed by a digit (`#1000` is a uid).
@@ -150,24 +152,20 @@ const TAGS: &[&str] = &[
 
 impl Policy {
     /// Reads `/etc/sudoers` and its includes from the final filesystem.
-    pub fn load(ctx: &Context<'_>, warnings: &mut Vec<String>) -> Self {
+    pub fn load(fs: &FinalFs) -> Self {
         let mut p = Self::default();
-        p.read_file(ctx, "etc/sudoers", 0, warnings);
+        let mut warnings = Vec::new();
+        p.read_file(fs, "etc/sudoers", 0, &mut warnings);
+        p.warnings = warnings;
         p
     }
 
-    fn read_file(
-        &mut self,
-        ctx: &Context<'_>,
-        path: &str,
-        depth: usize,
-        warnings: &mut Vec<String>,
-    ) {
+    fn read_file(&mut self, fs: &FinalFs, path: &str, depth: usize, warnings: &mut Vec<String>) {
         // sudo's limit on nested includes.
         if depth > 128 {
             return;
         }
-        let Some((resolved, node)) = ctx.fs.resolve(path) else {
+        let Some((resolved, node)) = fs.resolve(path) else {
             return;
         };
         if !node.is_regular() {
@@ -198,20 +196,19 @@ impl Policy {
                         None => format!("{dir}/{target}"),
                     };
                     if is_dir {
-                        let Some(d) = ctx.fs.canonical(&target, true) else {
+                        let Some(d) = fs.canonical(&target, true) else {
                             continue;
                         };
-                        let names: Vec<String> = ctx
-                            .fs
+                        let names: Vec<String> = fs
                             .children(&d)
                             .filter(|(n, _)| !n.ends_with('~') && !n.contains('.'))
                             .map(|(n, _)| n.to_owned())
                             .collect();
                         for n in names {
-                            self.read_file(ctx, &format!("{d}/{n}"), depth + 1, warnings);
+                            self.read_file(fs, &format!("{d}/{n}"), depth + 1, warnings);
                         }
                     } else {
-                        self.read_file(ctx, &target, depth + 1, warnings);
+                        self.read_file(fs, &target, depth + 1, warnings);
                     }
                     break;
                 }
@@ -520,7 +517,7 @@ pub fn command_power(command: &str) -> Option<String> {
         return None;
     }
     let args: Vec<&str> = words.collect();
-    let name = super::escalation::base_name(prog);
+    let name = super::base_name(prog);
     let power = super::escalation::power_of(name)?;
     // Fixed arguments narrow what the program does; `""` means none.
     let shell_no_args = power == super::escalation::Power::Shell && args == [r#""""#];
@@ -646,9 +643,4 @@ fn pam_words(line: &str) -> Vec<String> {
         };
     }
     out
-}
-
-/// Whether a password state lets PAM authenticate with no password.
-pub fn is_empty(state: PasswordState) -> bool {
-    state == PasswordState::Empty
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::accounts::PasswordState;
 use super::escalation::{NewPath, push_path, who_step};
-use super::sudo::{Auth, Policy, command_power, pam_nullok, setuid_program};
+use super::sudo::{Auth, command_power, pam_nullok, setuid_program};
 use super::{Check, Context, Findings};
 use crate::model::Closer;
 use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};
@@ -67,7 +67,8 @@ impl Check for SudoRoot {
         ) else {
             return;
         };
-        let policy = Policy::load(ctx, &mut out.warnings);
+        let policy = ctx.sudo;
+        out.warnings.extend(policy.warnings.iter().cloned());
         let name = ctx.user.name.as_deref();
         for (grant, commands) in policy.root_grants(ctx, &who, name) {
             let Some((command, gives)) = commands
@@ -78,10 +79,9 @@ impl Check for SudoRoot {
             };
             let auth_step = match policy.authentication(ctx, &who, name, &grant) {
                 Auth::None(why) => format!("sudo asks for no password: {why}"),
-                Auth::Own | Auth::Root(_) => {
+                auth @ (Auth::Own | Auth::Root(_)) => {
                     // With a password: a path only when it is empty and PAM
                     // takes an empty one.
-                    let auth = policy.authentication(ctx, &who, name, &grant);
                     let account = match &auth {
                         Auth::Root(_) => ctx.accounts.user_by_name("root"),
                         _ => name.and_then(|n| ctx.accounts.user_by_name(n)),
@@ -99,7 +99,7 @@ impl Check for SudoRoot {
                     format!(
                         "sudo asks for {}'s password, which is empty ({}){}",
                         account.name,
-                        pw.source,
+                        pw.source(),
                         nullok.map_or_else(String::new, |w| format!(
                             ", and PAM accepts an empty one ({w})"
                         ))

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::access::{Perm, access, can_modify};
 use super::escalation::{NewPath, push_path, who_step};
 use super::identity::Who;
-use super::sudo::{Policy, setuid_program};
+use super::sudo::setuid_program;
 use super::{Check, Context, Findings};
 use crate::model::Closer;
 use crate::rules::{Reach, RuleId, RuleKind, RuleMeta, RuleStatus};
@@ -242,7 +242,7 @@ impl Check for WritableAccountFile {
             }
             // /etc/group: join a group that sudo lets run anything as root
             // without a password.
-            let policy = Policy::load(ctx, &mut Vec::new());
+            let policy = ctx.sudo;
             if let Some((group, grant, gives)) =
                 policy.nopasswd_group_grants(ctx).into_iter().next()
             {
