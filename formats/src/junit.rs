@@ -283,18 +283,7 @@ fn push_replaced(out: &mut String, c: char) {
 /// assert_eq!(formats::junit::escape_text("a<b & c>\u{1b}"), "a&lt;b &amp; c&gt;\\u{1b}");
 /// ```
 pub fn escape_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c if xml_char(c) => out.push(c),
-            c => push_replaced(&mut out, c),
-        }
-    }
-    out
+    escape(s, false)
 }
 
 /// Escapes an attribute value for a double-quoted attribute: what
@@ -306,17 +295,22 @@ pub fn escape_text(s: &str) -> String {
 /// assert_eq!(formats::junit::escape_attr("say \"hi\"\n"), "say &quot;hi&quot;&#10;");
 /// ```
 pub fn escape_attr(s: &str) -> String {
+    escape(s, true)
+}
+
+/// [`escape_text`], and with `attr` also what an attribute needs.
+fn escape(s: &str, attr: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\'' if attr => out.push_str("&apos;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
             c if xml_char(c) => out.push(c),
             c => push_replaced(&mut out, c),
         }

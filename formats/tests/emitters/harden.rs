@@ -4,15 +4,11 @@
 //! compose specification's own JSON Schema (vendored, see
 //! formats/schema/README.md).
 
-use std::path::PathBuf;
-
 use scanner::model::Report;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::sample::{root, sample_inputs, scan};
 
 /// Fields of Kubernetes' `SecurityContext` (k8s.io/api/core/v1
 /// `types.go`, `type SecurityContext struct`, JSON names).
@@ -59,8 +55,7 @@ fn json(y: &Yaml) -> Value {
 }
 
 fn harden_text(image: &str) -> (Report, String) {
-    let input = scanner::Input::parse(image).unwrap();
-    let report = scanner::scan(&input, &scanner::ScanOptions::default()).unwrap();
+    let report = scan(image);
     let mut out = Vec::new();
     formats::human::harden(&mut out, &report).unwrap();
     (report, String::from_utf8(out).unwrap())
@@ -73,16 +68,7 @@ fn harden_yaml_parses_and_names_real_fields() {
     )
     .unwrap();
     let validator = jsonschema::validator_for(&compose_schema).unwrap();
-    for image in [
-        format!(
-            "docker-archive:{}",
-            root().join("testdata/sample-docker.tar").display()
-        ),
-        format!(
-            "oci:{}:sample",
-            root().join("testdata/sample/oci").display()
-        ),
-    ] {
+    for image in sample_inputs() {
         let (report, text) = harden_text(&image);
         let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(docs.len() >= 3, "{text}");

@@ -208,3 +208,32 @@ pub(crate) fn clean_report() -> Report {
         Default::default(),
     )
 }
+
+/// The workspace root.
+pub(crate) fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The sample image in two of its forms, as inputs for real scans.
+pub(crate) fn sample_inputs() -> [String; 2] {
+    [
+        format!(
+            "docker-archive:{}",
+            root().join("testdata/sample-docker.tar").display()
+        ),
+        format!(
+            "oci:{}:sample",
+            root().join("testdata/sample/oci").display()
+        ),
+    ]
+}
+
+/// A real scan of `image`.
+pub(crate) fn scan(image: &str) -> Report {
+    let input = scanner::Input::parse(image).unwrap();
+    scanner::scan(&input, &scanner::ScanOptions::default())
+        .unwrap_or_else(|e| panic!("{image}: {e}"))
+}

@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use scanner::checks::RULES;
-use scanner::model::{Report, Severity};
+use scanner::model::Severity;
 use serde_json::{Value, json};
 
 use crate::json::render_json;
-use crate::sample::{clean_report, sample_report};
+use crate::sample::{clean_report, root, sample_inputs, sample_report, scan};
 
 fn schema() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
@@ -108,14 +108,6 @@ fn schema_rejects_bad_reports() {
     }
 }
 
-/// The workspace root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 /// The JSON value an insta snapshot file holds (after its `---` header).
 fn snapshot_value(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -169,19 +161,8 @@ fn every_json_snapshot_validates() {
 /// Scans of the sample image, in each form `testdata/` has it, validate.
 #[test]
 fn sample_image_scans_validate() {
-    for image in [
-        format!(
-            "docker-archive:{}",
-            root().join("testdata/sample-docker.tar").display()
-        ),
-        format!(
-            "oci:{}:sample",
-            root().join("testdata/sample/oci").display()
-        ),
-    ] {
-        let input = scanner::Input::parse(&image).unwrap();
-        let report: Report = scanner::scan(&input, &scanner::ScanOptions::default())
-            .unwrap_or_else(|e| panic!("{image}: {e}"));
+    for image in sample_inputs() {
+        let report = scan(&image);
         assert!(!report.findings.is_empty(), "{image}");
         let value: Value = serde_json::from_str(&render_json(&[report])).unwrap();
         assert_eq!(errors(&value), Vec::<String>::new(), "{image}");
