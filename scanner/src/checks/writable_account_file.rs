@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::access::{Perm, access, can_modify};
+use super::access::{Granted, Perm, access, can_modify};
 use super::escalation::{NewPath, push_path, who_step};
 use super::identity::Who;
 use super::sudo::setuid_program;
@@ -84,17 +84,19 @@ fn any_setuid(ctx: &Context<'_>, who: &Who) -> Option<(String, String)> {
 }
 
 impl WritableAccountFile {
-    #[allow(clippy::too_many_arguments)]
+    /// Reports the path through the changeable file `write` (where it
+    /// resolved and why it can be changed) and the setuid `program`
+    /// (path, why the user can run it), `then` saying how the two give root.
     fn report(
         &self,
         ctx: &Context<'_>,
         out: &mut Findings,
         first: &str,
-        file: &str,
-        write_why: String,
+        write: Granted,
         program: (String, String),
         then: String,
     ) {
+        let (file, write_why) = (write.path.as_str(), write.why);
         let at = ctx.fs.node_at(file).map(|n| (file, n));
         let steps = vec![
             first.to_owned(),
@@ -163,15 +165,7 @@ impl Check for WritableAccountFile {
                     continue;
                 }
                 if let Ok(g) = can_modify(ctx.fs, &who, file) {
-                    self.report(
-                        ctx,
-                        out,
-                        &first,
-                        &g.path,
-                        g.why,
-                        su.clone(),
-                        then.to_owned(),
-                    );
+                    self.report(ctx, out, &first, g, su.clone(), then.to_owned());
                 }
             }
             for m in PAM_MODULES {
@@ -182,8 +176,7 @@ impl Check for WritableAccountFile {
                         ctx,
                         out,
                         &first,
-                        &g.path,
-                        g.why,
+                        g,
                         su.clone(),
                         "replace the PAM module su loads, which then runs as root".to_owned(),
                     );
@@ -221,8 +214,7 @@ impl Check for WritableAccountFile {
                     ctx,
                     out,
                     &first,
-                    &g.path,
-                    g.why,
+                    g,
                     sudo.clone(),
                     "add `ALL ALL=(ALL) NOPASSWD: ALL`, then sudo sh".to_owned(),
                 );
@@ -234,8 +226,7 @@ impl Check for WritableAccountFile {
                     ctx,
                     out,
                     &first,
-                    &g.path,
-                    g.why,
+                    g,
                     sudo.clone(),
                     "make sudo's auth stack `pam_permit.so`, then sudo sh".to_owned(),
                 );
@@ -255,8 +246,7 @@ impl Check for WritableAccountFile {
                             ctx,
                             out,
                             &first,
-                            &g.path,
-                            g.why,
+                            g,
                             sudo.clone(),
                             format!(
                                 "add oneself to group {group}, which /{} line {} lets run {gives} as root with NOPASSWD, then sudo",
@@ -272,7 +262,7 @@ impl Check for WritableAccountFile {
         // the C library itself.
         if let Some(prog) = any_setuid(ctx, &who) {
             if let Ok(g) = can_modify(ctx.fs, &who, "etc/ld.so.preload") {
-                self.report(ctx, out, &first, &g.path, g.why, prog.clone(), "name a library of one's own in /etc/ld.so.preload, which the loader maps into every setuid program".to_owned());
+                self.report(ctx, out, &first, g, prog.clone(), "name a library of one's own in /etc/ld.so.preload, which the loader maps into every setuid program".to_owned());
             }
             for lib in LIBC {
                 if ctx.fs.node_at(lib).is_some()
@@ -282,8 +272,7 @@ impl Check for WritableAccountFile {
                         ctx,
                         out,
                         &first,
-                        &g.path,
-                        g.why,
+                        g,
                         prog.clone(),
                         "replace the C library or loader every setuid program maps".to_owned(),
                     );
