@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use super::distribution::valid_digest;
 use super::layers::CacheStats;
 use super::metrics::Refusal;
-use super::store::{DONE, FAILED, JobView, QUEUED, RUNNING};
+use super::store::{Counts, DONE, FAILED, JobView, QUEUED, RUNNING};
 use super::{App, blocking};
 
 /// `{"error":{"message":…}}` with `status`.
@@ -104,22 +104,40 @@ pub(crate) async fn require_token(State(app): State<App>, req: Request, next: Ne
     r
 }
 
-/// `GET /healthz`: 200 when the database answers. No token, no details.
+/// `GET /healthz`: 200 when the database answers, 503 when it does not
+/// (the readiness answer: a replica without its database takes no jobs
+/// and answers notifications with 503). No token, no details beyond the
+/// replica and the backend.
 pub(crate) async fn healthz(State(app): State<App>) -> Response {
-    match blocking(&app, |s| s.counts()).await {
-        Ok(_) => json_ok(StatusCode::OK, &json!({"status": "ok"})),
+    let body = |status: &str| json!({"status": status, "replica": app.cfg.replica, "database": app.store.backend()});
+    match blocking(&app, |s| s.ping()).await {
+        Ok(()) => json_ok(StatusCode::OK, &body("ok")),
         Err(_) => json_ok(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "database unavailable"}),
+            &body("database unavailable"),
         ),
     }
 }
 
+/// `GET /livez`: 200 while the process serves HTTP, whatever the database
+/// says (a liveness probe: restarting a replica does not bring its
+/// database back, and it reconnects by itself).
+pub(crate) async fn livez() -> Response {
+    json_ok(StatusCode::OK, &json!({"status": "alive"}))
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(app): State<App>) -> Response {
-    let counts = match blocking(&app, |s| s.counts()).await {
-        Ok(c) => c,
-        Err(r) => return r,
+    // The process's own counters are served even when the database is
+    // unreachable (its gauges then read 0, and imgscan_database_up says so).
+    let (counts, up) = match blocking(&app, |s| s.counts()).await {
+        Ok(c) => (c, true),
+        Err(_) => (Counts::default(), false),
+    };
+    // Scans in flight are this replica's; the queue is the fleet's.
+    let counts = Counts {
+        running: app.metrics.in_flight(),
+        ..counts
     };
     let layers = match app.layers.clone() {
         Some(l) => tokio::task::spawn_blocking(move || l.stats())
@@ -127,15 +145,55 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
             .unwrap_or_default(),
         None => CacheStats::default(),
     };
+    let mut text = app
+        .metrics
+        .render(counts, app.cfg.queue_capacity, app.cfg.workers, layers);
+    text.push_str(&replica_gauges(app.store.backend(), up, app.store.leads()));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics
-            .render(counts, app.cfg.queue_capacity, app.cfg.workers, layers),
+        with_replica_label(&text, &app.cfg.replica),
     )
         .into_response()
+}
+
+/// The gauges that describe this replica.
+fn replica_gauges(backend: &str, up: bool, leads: bool) -> String {
+    format!(
+        "# HELP imgscan_replica_info This replica and its database backend.\n\
+         # TYPE imgscan_replica_info gauge\n\
+         imgscan_replica_info{{database=\"{backend}\"}} 1\n\
+         # HELP imgscan_database_up Whether the database answered this scrape.\n\
+         # TYPE imgscan_database_up gauge\n\
+         imgscan_database_up {}\n\
+         # HELP imgscan_periodic_work Whether this replica runs reconciliation and retention now.\n\
+         # TYPE imgscan_periodic_work gauge\n\
+         imgscan_periodic_work {}\n",
+        u8::from(up),
+        u8::from(leads)
+    )
+}
+
+/// Adds `replica="ID"` to every sample of `text`, so that the series of
+/// several replicas behind one Service stay apart. `replica` is validated
+/// by the config (letters, digits, `.`, `-`, `_`): it needs no escaping.
+pub(crate) fn with_replica_label(text: &str, replica: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some((name, rest)) = line.split_once('{') {
+            out.push_str(&format!("{name}{{replica=\"{replica}\",{rest}"));
+        } else if let Some((name, value)) = line.split_once(' ') {
+            out.push_str(&format!("{name}{{replica=\"{replica}\"}} {value}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Fallback for unknown paths.
@@ -307,6 +365,20 @@ pub(crate) async fn scan(State(app): State<App>, Path(digest): Path<String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sample_names_its_replica() {
+        let text = "# HELP a A.\n# TYPE a gauge\na 3\nb_total{result=\"hit\"} 1\n";
+        assert_eq!(
+            with_replica_label(text, "imgscan-0"),
+            "# HELP a A.\n# TYPE a gauge\na{replica=\"imgscan-0\"} 3\n\
+             b_total{replica=\"imgscan-0\",result=\"hit\"} 1\n"
+        );
+        let g = replica_gauges("postgres", false, true);
+        assert!(g.contains("imgscan_replica_info{database=\"postgres\"} 1\n"));
+        assert!(g.contains("imgscan_database_up 0\n"));
+        assert!(g.contains("imgscan_periodic_work 1\n"));
+    }
 
     #[test]
     fn tokens_are_read_from_the_three_header_forms() {

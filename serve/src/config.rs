@@ -30,6 +30,12 @@ use super::store::Retention;
 
 /// Shortest API token accepted: 128 bits as hex.
 pub(crate) const MIN_TOKEN_LEN: usize = 32;
+/// Default `job_lease_secs`.
+const DEFAULT_LEASE_SECS: u64 = 30;
+/// Bounds of `job_lease_secs`: renewed every third, it must outlast a
+/// database hiccup, and a dead replica's job should not wait long.
+const MIN_LEASE_SECS: u64 = 3;
+const MAX_LEASE_SECS: u64 = 3600;
 /// Default `report_retention_days`.
 const DEFAULT_RETENTION_DAYS: u64 = 90;
 /// Default `max_reports`.
@@ -67,8 +73,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
 
-    /// SQLite database for jobs and reports [default: imgscan-serve.db].
-    #[arg(long, value_name = "FILE")]
+    /// Jobs and reports: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://USER@HOST[:PORT]/DB`, shared by several replicas; the
+    /// password comes from database_password_file or
+    /// IMGSCAN_SERVE_DATABASE_PASSWORD_FILE, never from this flag)
+    /// [default: IMGSCAN_SERVE_DATABASE, else imgscan-serve.db].
+    #[arg(long, value_name = "FILE|URL")]
     pub(crate) database: Option<PathBuf>,
 
     /// File holding the API bearer token (or IMGSCAN_SERVE_TOKEN).
@@ -138,6 +148,115 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where jobs and reports live.
+#[derive(Debug, Clone)]
+pub(crate) enum Database {
+    /// An embedded SQLite file: one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: any number of replicas.
+    Postgres {
+        /// Connection settings, the password included (`Debug` redacts it).
+        config: Box<tokio_postgres::Config>,
+        /// `postgres://USER@HOST:PORT/DB`, without the password, for logs.
+        display: String,
+    },
+}
+
+/// Whether `s` names a PostgreSQL database rather than a SQLite file.
+fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Parses a PostgreSQL URL. `from` says where it came from, for messages;
+/// `password_allowed` is false for a flag (a password there shows in `ps`).
+fn postgres_database(
+    url: &str,
+    from: &str,
+    password_allowed: bool,
+    password: Option<Secret>,
+) -> Result<Database> {
+    // The URL may hold a password: never repeat it in a message.
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{from}: not a valid postgres:// URL ({e})"))?;
+    if config.get_password().is_some() && !password_allowed {
+        bail!(
+            "{from}: the database password must not be in a command-line flag (it would show              in process listings); put it in a file named by database_password_file or              IMGSCAN_SERVE_DATABASE_PASSWORD_FILE, or set the URL in IMGSCAN_SERVE_DATABASE"
+        );
+    }
+    if let Some(p) = password {
+        config.password(p.expose());
+    }
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
+        bail!("{from}: the database URL names no host");
+    }
+    let display = format!(
+        "postgres://{}{}/{}",
+        config
+            .get_user()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default(),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    );
+    Ok(Database::Postgres {
+        config: Box::new(config),
+        display,
+    })
+}
+
+/// The replica id: letters, digits, `.`, `-`, `_` (others become `-`), at
+/// most 64.
+fn replica_id(explicit: Option<String>) -> Result<String> {
+    let (raw, given) = match explicit {
+        Some(r) => (r, true),
+        None => (
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.trim().is_empty())
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .unwrap_or_else(|| "imgscan".to_owned()),
+            false,
+        ),
+    };
+    let raw = raw.trim();
+    if given && !valid_name(raw) {
+        bail!("replica_id `{raw}` must be 1-64 letters, digits, `-`, `_` or `.`");
+    }
+    let id: String = raw
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(if id.is_empty() {
+        "imgscan".to_owned()
+    } else {
+        id
+    })
+}
+
 /// One registry on the allowlist.
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryEntry {
@@ -189,7 +308,13 @@ impl RegistryEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     pub(crate) listen: SocketAddr,
-    pub(crate) database: PathBuf,
+    pub(crate) database: Database,
+    /// This replica's name: a metrics label, and (with a random part) the
+    /// owner of the jobs it claims on PostgreSQL.
+    pub(crate) replica: String,
+    /// How long a claimed job stays this replica's without a renewal
+    /// (PostgreSQL; renewed every third of it while the scan runs).
+    pub(crate) job_lease: Duration,
     pub(crate) token: Secret,
     pub(crate) registries: Vec<RegistryEntry>,
     pub(crate) workers: usize,
@@ -250,6 +375,10 @@ impl Default for ReconcileLimits {
 struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<PathBuf>,
+    database_password_file: Option<PathBuf>,
+    database_password_env: Option<String>,
+    replica_id: Option<String>,
+    job_lease_secs: Option<u64>,
     token_file: Option<PathBuf>,
     token_env: Option<String>,
     workers: Option<usize>,
@@ -564,6 +693,43 @@ impl ServeConfig {
                 .map_err(|e| anyhow::anyhow!("fail_on in the config file: {e}"))?,
             (None, None) => Severity::High,
         };
+        let database = {
+            let db_password =
+                if let Some(p) = std::env::var_os("IMGSCAN_SERVE_DATABASE_PASSWORD_FILE") {
+                    Some(read_secret_file(Path::new(&p), "database password")?)
+                } else if let Some(p) = &file.database_password_file {
+                    Some(read_secret_file(&rel(p), "database password")?)
+                } else if let Some(v) = &file.database_password_env {
+                    Some(read_secret_env(v, "database password")?)
+                } else {
+                    None
+                };
+            let env = std::env::var_os("IMGSCAN_SERVE_DATABASE").filter(|v| !v.is_empty());
+            let (value, from, flag) = match (&args.database, &env, &file.database) {
+                (Some(d), _, _) => (d.clone(), "--database", true),
+                (None, Some(e), _) => (PathBuf::from(e), "IMGSCAN_SERVE_DATABASE", false),
+                (None, None, Some(d)) => (d.clone(), "database in the config file", false),
+                (None, None, None) => (PathBuf::from("imgscan-serve.db"), "the default", false),
+            };
+            match value.to_str().filter(|v| is_postgres_url(v)) {
+                Some(url) => postgres_database(url, from, !flag, db_password)?,
+                None => {
+                    if db_password.is_some() {
+                        bail!(
+                            "a database password is configured, but the database is the \
+                             SQLite file {} (give a postgres:// URL)",
+                            value.display()
+                        );
+                    }
+                    // Relative paths in the file are relative to the file.
+                    if from == "database in the config file" {
+                        Database::Sqlite(rel(&value))
+                    } else {
+                        Database::Sqlite(value)
+                    }
+                }
+            }
+        };
         let platform = file
             .platform
             .as_deref()
@@ -575,11 +741,14 @@ impl ServeConfig {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database: args
-                .database
-                .clone()
-                .or_else(|| file.database.as_deref().map(rel))
-                .unwrap_or_else(|| PathBuf::from("imgscan-serve.db")),
+            database,
+            replica: replica_id(
+                std::env::var("IMGSCAN_SERVE_REPLICA_ID")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .or(file.replica_id.clone()),
+            )?,
+            job_lease: Duration::from_secs(file.job_lease_secs.unwrap_or(DEFAULT_LEASE_SECS)),
             token,
             registries,
             workers: args.workers.or(file.workers).unwrap_or(2),
@@ -607,6 +776,9 @@ impl ServeConfig {
                     .unwrap_or(ReconcileLimits::default().page_size),
             },
         };
+        if !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&cfg.job_lease.as_secs()) {
+            bail!("job_lease_secs must be between {MIN_LEASE_SECS} and {MAX_LEASE_SECS}");
+        }
         if cfg.workers == 0 || cfg.workers > 64 {
             bail!("workers must be between 1 and 64");
         }
@@ -760,6 +932,58 @@ mod tests {
         assert_eq!((r.max_age_ms, r.max_finished), (None, None));
         assert_eq!(retention(Some(1), Some(7)).unwrap().max_finished, Some(7));
         assert!(retention(Some(u64::MAX), None).is_err());
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres_and_hide_the_password() {
+        assert!(is_postgres_url("postgres://u@db/x"));
+        assert!(is_postgres_url("postgresql://u@db/x"));
+        assert!(!is_postgres_url("/var/lib/imgscan/serve.db"));
+        let d = postgres_database("postgres://imgscan@db.internal:5433/jobs", "t", false, None)
+            .unwrap();
+        let Database::Postgres { config, display } = d else {
+            panic!("not postgres")
+        };
+        assert_eq!(display, "postgres://imgscan@db.internal:5433/jobs");
+        assert_eq!(config.get_password(), None);
+        // A password in a flag's URL is refused, and not repeated.
+        let e = postgres_database("postgres://u:s3cret-pw@db/x", "--database", false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--database") && e.contains("process listings"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret-pw"), "{e}");
+        // From the environment or the file it is fine, and still not shown.
+        let d = postgres_database("postgres://u:s3cret-pw@db/x", "env", true, None).unwrap();
+        assert!(!format!("{d:?}").contains("s3cret-pw"));
+        let Database::Postgres { config, display } = d else {
+            panic!("not postgres")
+        };
+        assert_eq!(display, "postgres://u@db:5432/x");
+        assert_eq!(config.get_password(), Some(&b"s3cret-pw"[..]));
+        // A password file wins over the URL's.
+        let d = postgres_database(
+            "postgres://u:old@db/x",
+            "env",
+            true,
+            Some(Secret::new("from-file".into())),
+        )
+        .unwrap();
+        let Database::Postgres { config, .. } = d else {
+            panic!("not postgres")
+        };
+        assert_eq!(config.get_password(), Some(&b"from-file"[..]));
+        assert!(postgres_database("postgres://u@db:notaport/x", "t", true, None).is_err());
+    }
+
+    #[test]
+    fn replica_ids_are_label_safe() {
+        assert_eq!(replica_id(Some("imgscan-0".into())).unwrap(), "imgscan-0");
+        assert!(replica_id(Some("bad id\"".into())).is_err());
+        let auto = replica_id(None).unwrap();
+        assert!(valid_name(&auto), "{auto}");
     }
 
     /// A self-signed CA certificate (public part only) for the `ca_cert` tests.

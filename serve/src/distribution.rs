@@ -518,7 +518,9 @@ mod tests {
     fn cfg() -> ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database: "x".into(),
+            database: crate::config::Database::Sqlite("x".into()),
+            replica: "test".into(),
+            job_lease: std::time::Duration::from_secs(30),
             token: Secret::new("x".repeat(40)),
             registries: vec![RegistryEntry {
                 name: "local".into(),

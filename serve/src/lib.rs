@@ -50,6 +50,7 @@ mod retention;
 mod store;
 mod worker;
 
+use config::Database;
 pub use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
@@ -59,6 +60,8 @@ use metrics::Metrics;
 use pull::{ImageScanner, RegistryScanner};
 use scanner::source::registry::LayerStore;
 use store::Store;
+use store::postgres::{PgOptions, PgStore};
+use store::sqlite::SqliteStore;
 use worker::{Ctx, Pool, Wake};
 
 /// State shared by the HTTP handlers.
@@ -95,28 +98,32 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 }
 
 /// Runs a database call off the async runtime. Errors are logged and become
-/// a 500 (without details: they may name paths).
+/// a 503 with `Retry-After` (without details: they may name paths): the
+/// database is unreachable or failing, which a retry may get past, and the
+/// registry and Harbor retry on a 5xx.
 pub(crate) async fn blocking<R, F>(app: &App, f: F) -> std::result::Result<R, Response>
 where
     R: Send + 'static,
     F: FnOnce(&Store) -> Result<R> + Send + 'static,
 {
     let store = Arc::clone(&app.store);
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    let unavailable = |message: &str| {
+        let mut r = api::json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(app.cfg.retry_after_secs()),
+        );
+        r
+    };
+    match tokio::task::spawn_blocking(move || f(&*store)).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
             tracing::error!("database: {e:#}");
-            Err(api::json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "database error (see the server log)",
-            ))
+            Err(unavailable("database unavailable (see the server log)"))
         }
         Err(e) => {
             tracing::error!("database task: {e}");
-            Err(api::json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error (see the server log)",
-            ))
+            Err(unavailable("internal error (see the server log)"))
         }
     }
 }
@@ -139,6 +146,7 @@ fn router(app: App) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/livez", get(api::livez))
         .merge(authed)
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -212,24 +220,38 @@ fn run_with(
 ) -> Result<()> {
     // The job database first: its lock says whether another imgscan serve
     // owns this directory, before the cache file is touched.
-    let store = Arc::new(Store::open(&cfg.database)?);
-    let layers = match cfg.layer_cache {
-        Some(limits) => Some(Arc::new(LayerDb::open(
-            &layers::path_for(&cfg.database),
-            limits,
-        )?)),
-        None => None,
+    let store: Arc<Store> = match &cfg.database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        Database::Postgres { config, display } => Arc::new(PgStore::open(&PgOptions {
+            config: (**config).clone(),
+            display: display.clone(),
+            replica: cfg.replica.clone(),
+            lease: cfg.job_lease,
+            max_attempts: cfg.max_attempts,
+            // Every worker, plus the HTTP side and the periodic work.
+            pool_size: cfg.workers + 4,
+        })?),
+    };
+    let layers = match (&cfg.database, cfg.layer_cache) {
+        (Database::Sqlite(path), Some(limits)) => {
+            Some(Arc::new(LayerDb::open(&layers::path_for(path), limits)?))
+        }
+        _ => None,
     };
     let scanner = make(layers.clone().map(|l| l as Arc<dyn LayerStore>));
     let (requeued, failed) = store.recover(cfg.max_attempts)?;
     let metrics = Arc::new(Metrics::default());
-    retention::prune_once(&store, cfg.retention, &metrics);
+    if store.leads() {
+        retention::prune_once(&*store, cfg.retention, &metrics);
+    }
     let counts = store.counts()?;
     tracing::info!(
-        "imgscan {} serving; database {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
+        "imgscan {} serving as replica {}; database {} {} ({} queued{}{}, {} done, {} failed); {} worker(s), \
          queue capacity {}, verdict fails at {}; finished jobs {}; layer cache {}; registries: {}",
         env!("CARGO_PKG_VERSION"),
-        cfg.database.display(),
+        cfg.replica,
+        store.backend(),
+        store.describe(),
         counts.queued,
         if requeued > 0 {
             format!(", {requeued} re-queued after an interrupted scan")
@@ -247,13 +269,13 @@ fn run_with(
         cfg.queue_capacity,
         cfg.fail_on,
         retention::describe(cfg.retention),
-        match &layers {
-            Some(l) => format!(
+        match (&layers, &cfg.database) {
+            (Some(l), Database::Sqlite(path)) => format!(
                 "{} ({} layer scans)",
-                layers::path_for(&cfg.database).display(),
+                layers::path_for(path).display(),
                 l.stats().layers
             ),
-            None => "off".to_owned(),
+            _ => "off".to_owned(),
         },
         if cfg.registries.is_empty() {
             "none".to_owned()
@@ -276,6 +298,11 @@ fn run_with(
         .block_on(tokio::net::TcpListener::bind(cfg.listen))
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let wake = Arc::new(Wake::default());
+    {
+        // Jobs queued by other replicas (PostgreSQL NOTIFY) wake our workers.
+        let wake = Arc::clone(&wake);
+        store.on_new_jobs(Arc::new(move || wake.notify()));
+    }
     let pool = Pool::start(Arc::new(Ctx {
         cfg: Arc::clone(&cfg),
         store: Arc::clone(&store),

@@ -57,6 +57,15 @@ pub(crate) enum Refusal {
 /// How a reconciliation sweep can end (`reconcile::SweepEnd::label`).
 pub(crate) const RECONCILE_ENDS: [&str; 4] = ["complete", "limited", "queue_full", "failed"];
 
+/// Counts one running scan (see [`Metrics::scan_running`]).
+pub(crate) struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Counters kept since start.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -74,6 +83,8 @@ pub(crate) struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     duration_ms_sum: AtomicU64,
     duration_count: AtomicU64,
+    /// Scans this process runs now.
+    in_flight: AtomicU64,
 }
 
 impl Metrics {
@@ -83,6 +94,17 @@ impl Metrics {
 
     pub(crate) fn refused(&self, r: Refusal) {
         self.refusals[r as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A scan starts; the guard counts it until it is dropped.
+    pub(crate) fn scan_running(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    /// Scans this process runs now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
     }
 
     pub(crate) fn harbor_request(&self) {

@@ -19,7 +19,7 @@
 //! One sweep visits at most `reconcile_max_repositories` repositories and
 //! resolves at most `reconcile_max_tags` tags, one request at a time. It
 //! stops there, or when the queue is full, or when the registry is
-//! unavailable, and remembers where ([`Cursor`]): the next sweep continues
+//! unavailable, and remembers where ([`Cursor`], kept in the database, so a restart or another replica goes on from there): the next sweep continues
 //! from that repository and tag (`last=`, in the lexical order the
 //! distribution spec gives both lists), so a large registry is covered over
 //! several sweeps rather than never. After a full pass the next sweep starts
@@ -48,7 +48,7 @@ use super::distribution::{
 };
 
 use super::metrics::Metrics;
-use super::store::{Admission, NewJob, Store};
+use super::store::{Admission, NewJob, SavedCursor, Store};
 use super::worker::Wake;
 
 /// Longest wait before the next sweep after one stopped at a full queue.
@@ -97,6 +97,27 @@ pub(crate) struct Cursor {
     after_repo: Option<String>,
     /// A repository left part-way, and the last of its tags handled.
     partial: Option<(String, Option<String>)>,
+}
+
+impl Cursor {
+    fn from_saved(c: SavedCursor) -> Self {
+        Self {
+            after_repo: c.after_repo,
+            partial: c.partial_repo.map(|r| (r, c.partial_tag)),
+        }
+    }
+
+    fn to_saved(&self) -> SavedCursor {
+        let (partial_repo, partial_tag) = match &self.partial {
+            Some((r, t)) => (Some(r.clone()), t.clone()),
+            None => (None, None),
+        };
+        SavedCursor {
+            after_repo: self.after_repo.clone(),
+            partial_repo,
+            partial_tag,
+        }
+    }
 }
 
 /// How a sweep ended; its label (`complete`, `limited`, `queue_full`,
@@ -187,7 +208,7 @@ where
     F: FnOnce(&Store) -> anyhow::Result<R> + Send + 'static,
 {
     let store = Arc::clone(store);
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    match tokio::task::spawn_blocking(move || f(&*store)).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(format!("database: {e:#}")),
         Err(e) => Err(format!("database task: {e}")),
@@ -698,10 +719,29 @@ pub(crate) async fn run(entry: RegistryEntry, every: Duration, shared: Arc<Share
         capacity: shared.capacity,
         limits: shared.limits,
     };
-    let mut cursor = Cursor::default();
     loop {
+        // One replica sweeps (the one that runs the periodic work); the
+        // cursor lives in the database, so whichever replica sweeps next,
+        // or this one after a restart, goes on where the last sweep stopped.
+        if !shared.store.leads() {
+            tokio::time::sleep(super::retention::LEADER_CHECK).await;
+            continue;
+        }
+        let name = entry.name.clone();
+        let mut cursor = match db(&shared.store, move |s| s.cursor(&name)).await {
+            Ok(c) => Cursor::from_saved(c),
+            Err(m) => {
+                tracing::error!("reconcile `{}`: reading the cursor: {m}", entry.name);
+                tokio::time::sleep(QUEUE_FULL_RETRY.min(every)).await;
+                continue;
+            }
+        };
         let mut stats = SweepStats::default();
         let end = sweeper.sweep(&mut cursor, &mut stats).await;
+        let (name, saved) = (entry.name.clone(), cursor.to_saved());
+        if let Err(m) = db(&shared.store, move |s| s.save_cursor(&name, &saved)).await {
+            tracing::error!("reconcile `{}`: saving the cursor: {m}", entry.name);
+        }
         shared
             .metrics
             .reconcile_sweep(end.label(), stats.queued as u64);
@@ -908,7 +948,7 @@ mod tests {
     async fn bounded_sweeps_resume_until_the_whole_catalog_is_covered() {
         for ignore_last in [false, true] {
             let fake = registry(ignore_last);
-            let store = Arc::new(Store::memory().unwrap());
+            let store = Store::memory().unwrap();
             let sweeper = sweeper(&fake, &store, 100, limits(10, 4));
             let mut cursor = Cursor::default();
             let mut ends = Vec::new();
@@ -926,7 +966,7 @@ mod tests {
             );
             assert_eq!(queued, [4, 4, 1]);
             assert_eq!(cursor, Cursor::default());
-            let all = queued_tags(&store);
+            let all = queued_tags(&*store);
             assert_eq!(all.len(), 9, "{all:?}");
             assert_eq!(all[0], "lab/a:v0");
             assert_eq!(all[8], "lab/c:v2");
@@ -952,7 +992,7 @@ mod tests {
     #[tokio::test]
     async fn the_repository_limit_holds() {
         let fake = registry(false);
-        let store = Arc::new(Store::memory().unwrap());
+        let store = Store::memory().unwrap();
         let sweeper = sweeper(&fake, &store, 100, limits(1, 100));
         let mut cursor = Cursor::default();
         for want in ["lab/a", "lab/b", "lab/c"] {
@@ -960,7 +1000,7 @@ mod tests {
             let end = sweeper.sweep(&mut cursor, &mut st).await;
             assert_eq!(st.repositories, 1);
             assert_eq!(st.queued, 3);
-            assert!(queued_tags(&store).iter().any(|t| t.starts_with(want)));
+            assert!(queued_tags(&*store).iter().any(|t| t.starts_with(want)));
             let expect = if want == "lab/c" {
                 SweepEnd::Complete
             } else {
@@ -973,7 +1013,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_stops_the_sweep_and_loses_nothing() {
         let fake = registry(true);
-        let store = Arc::new(Store::memory().unwrap());
+        let store = Store::memory().unwrap();
         let sweeper = sweeper(&fake, &store, 2, limits(100, 100));
         let mut cursor = Cursor::default();
         let mut rounds = 0;
@@ -989,18 +1029,18 @@ mod tests {
             assert_eq!(st.queued, 2);
             // The workers take the queued jobs.
             while let Some(c) = store.claim().unwrap() {
-                store.finish_ok(c.seq, "{}", "{}", 1).unwrap();
+                store.finish_ok(&c, "{}", "{}", 1).unwrap();
             }
             assert!(rounds < 10);
         }
         assert_eq!(rounds, 5);
-        assert_eq!(queued_tags(&store).len(), 9);
+        assert_eq!(queued_tags(&*store).len(), 9);
     }
 
     #[tokio::test]
     async fn an_unavailable_registry_keeps_the_cursor() {
         let fake = registry(false);
-        let store = Arc::new(Store::memory().unwrap());
+        let store = Store::memory().unwrap();
         let sweeper = sweeper(&fake, &store, 100, limits(100, 4));
         let mut cursor = Cursor::default();
         let mut st = SweepStats::default();
@@ -1024,7 +1064,7 @@ mod tests {
             SweepEnd::Complete
         );
         assert_eq!(st.queued, 5);
-        assert_eq!(queued_tags(&store).len(), 9);
+        assert_eq!(queued_tags(&*store).len(), 9);
     }
 
     #[test]
@@ -1168,7 +1208,7 @@ mod tests {
                 unreachable!("no tag is listed")
             }
         }
-        let store = Arc::new(Store::memory().unwrap());
+        let store = Store::memory().unwrap();
         let sweeper = sweeper(&Looping, &store, 10, limits(10, 10));
         let mut st = SweepStats::default();
         let end = sweeper.sweep(&mut Cursor::default(), &mut st).await;

@@ -1,10 +1,11 @@
 //! Applying the retention policy (`report_retention_days`, `max_reports`):
-//! once at start, then every [`PRUNE_EVERY`] on the HTTP runtime. The rules
+//! once at start, then every [`PRUNE_EVERY`] on the HTTP runtime, by the
+//! one replica that runs the periodic work. The rules
 //! themselves live in [`Store::prune`]; this file only schedules them and
 //! reports what they did.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::harbor;
 
@@ -34,21 +35,32 @@ pub(crate) fn prune_once(store: &Store, policy: Retention, metrics: &Metrics) {
     }
 }
 
+/// How often a replica checks whether it runs the periodic work.
+pub(crate) const LEADER_CHECK: Duration = Duration::from_secs(5);
+
 /// Runs [`prune_once`] every [`PRUNE_EVERY`], forever (the task ends with
-/// the runtime).
+/// the runtime), on the replica that runs the periodic work
+/// ([`Store::leads`]; SQLite: always). A replica that becomes the one prunes
+/// at once: the one before it may have died before its hour was up.
 pub(crate) async fn prune_periodically(
     store: Arc<Store>,
     policy: Retention,
     metrics: Arc<Metrics>,
 ) {
-    let mut tick = tokio::time::interval(PRUNE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate, and start has just pruned.
-    tick.tick().await;
+    // Start has just pruned, if this process leads.
+    let mut last = store.leads().then(Instant::now);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(LEADER_CHECK).await;
+        if !store.leads() {
+            last = None;
+            continue;
+        }
+        if last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            continue;
+        }
+        last = Some(Instant::now());
         let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
-        let _ = tokio::task::spawn_blocking(move || prune_once(&store, policy, &metrics)).await;
+        let _ = tokio::task::spawn_blocking(move || prune_once(&*store, policy, &metrics)).await;
     }
 }
 

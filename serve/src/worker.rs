@@ -139,9 +139,9 @@ fn worker_loop(ctx: &Ctx) {
         match ctx.store.claim() {
             Ok(Some(job)) => run_job(ctx, job),
             Ok(None) => {
-                // Sleep until woken, until the next retry is due, or for a
-                // second at most.
-                let mut wait = Duration::from_secs(1);
+                // Sleep until woken, until the next retry is due, or for
+                // the store's idle poll at most.
+                let mut wait = ctx.store.idle_poll();
                 if let Ok(Some(due)) = ctx.store.next_due() {
                     let ms = u64::try_from((due - now_ms()).max(10)).unwrap_or(1000);
                     wait = wait.min(Duration::from_millis(ms));
@@ -149,6 +149,7 @@ fn worker_loop(ctx: &Ctx) {
                 ctx.wake.wait(wait);
             }
             Err(e) => {
+                // The database is unreachable: take nothing until it is back.
                 tracing::error!("taking a job from the database: {e:#}");
                 ctx.wake.wait(Duration::from_secs(1));
             }
@@ -157,6 +158,7 @@ fn worker_loop(ctx: &Ctx) {
 }
 
 fn run_job(ctx: &Ctx, job: Claimed) {
+    let _running = ctx.metrics.scan_running();
     let started = Instant::now();
     let result = prepare(ctx, &job).and_then(|target| {
         tracing::info!(
@@ -177,12 +179,22 @@ fn run_job(ctx: &Ctx, job: Claimed) {
             let failing = report.summary.at_or_above(ctx.cfg.fail_on) > 0;
             let stored = serde_json::to_string(&report)
                 .and_then(|r| serde_json::to_string(&report.summary).map(|s| (r, s)));
-            let saved = stored
-                .map_err(anyhow::Error::from)
-                .and_then(|(r, s)| ctx.store.finish_ok(job.seq, &r, &s, ms_i));
-            if let Err(e) = saved {
-                tracing::error!("storing the report of {}: {e:#}", job.digest);
-                return;
+            let (r, s) = match stored {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!("encoding the report of {}: {e}", job.digest);
+                    return;
+                }
+            };
+            match store_result(ctx, &job, "storing the report", |st| {
+                st.finish_ok(&job, &r, &s, ms_i)
+            }) {
+                Some(true) => {}
+                Some(false) => {
+                    lost_lease(&job);
+                    return;
+                }
+                None => return,
             }
             ctx.metrics.scan_done(ms, failing);
             let s = report.summary;
@@ -207,9 +219,15 @@ fn run_job(ctx: &Ctx, job: Claimed) {
                 let delay = ctx.cfg.retry_backoff.saturating_mul(factor);
                 now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)
             });
-            if let Err(db) = ctx.store.finish_err(job.seq, &msg, retry_at) {
-                tracing::error!("recording the failure of {}: {db:#}", job.digest);
-                return;
+            match store_result(ctx, &job, "recording the failure", |st| {
+                st.finish_err(&job, &msg, retry_at)
+            }) {
+                Some(true) => {}
+                Some(false) => {
+                    lost_lease(&job);
+                    return;
+                }
+                None => return,
             }
             ctx.metrics.scan_error(ms, retry);
             match retry_at {
@@ -224,6 +242,54 @@ fn run_job(ctx: &Ctx, job: Claimed) {
             }
         }
     }
+}
+
+/// Stores the end of a run, retrying while the database is unreachable
+/// (the lease runs out meanwhile only if the outage outlasts it). `None`:
+/// gave up because serve is stopping; the job then runs again.
+fn store_result(
+    ctx: &Ctx,
+    job: &Claimed,
+    what: &str,
+    f: impl Fn(&Store) -> anyhow::Result<bool>,
+) -> Option<bool> {
+    let mut logged = false;
+    loop {
+        match f(&*ctx.store) {
+            Ok(held) => {
+                if logged {
+                    tracing::info!(
+                        "{what} of {}: done after the database came back",
+                        job.digest
+                    );
+                }
+                return Some(held);
+            }
+            Err(e) => {
+                if !logged {
+                    tracing::error!("{what} of {}: {e:#}; retrying", job.digest);
+                    logged = true;
+                }
+                if ctx.wake.stopping() {
+                    tracing::warn!(
+                        "{what} of {}: stopping; the job runs again later",
+                        job.digest
+                    );
+                    return None;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn lost_lease(job: &Claimed) {
+    tracing::warn!(
+        "the lease on {} (attempt {}) ran out and another run took the job; this result is \
+         dropped",
+        job.digest,
+        job.attempts
+    );
 }
 
 fn prepare(ctx: &Ctx, job: &Claimed) -> anyhow::Result<ScanTarget> {

@@ -1,60 +1,37 @@
-//! The durable side of `imgscan serve`: jobs, reports and Harbor scan ids in
-//! one SQLite database (rusqlite, bundled SQLite).
+//! The SQLite backend: jobs, reports and Harbor scan ids in one embedded
+//! database file (rusqlite, bundled SQLite), the zero-setup default.
 //!
 //! # Durability
 //!
-//! The database is the queue. A push is acknowledged (2xx) only after the
-//! transaction that records its job has committed, in WAL mode with
-//! `synchronous = FULL`, so neither `kill -9` nor a power cut loses an
-//! acknowledged push. Jobs move `queued → running → done | failed`; at start
-//! [`Store::recover`] puts `running` jobs (a scan the process died in) back to
-//! `queued`, unless they have used up their attempts.
-//!
-//! # Exactly once
-//!
-//! The manifest digest is the job's key (`UNIQUE`): the same image pushed
-//! again, to another tag or repository, or notified twice (the registry
-//! retries whole envelopes) is one job and one scan. Content addressing makes
-//! that safe: the same digest is the same bytes wherever it lives.
-//! `completions` counts stored results and is never more than 1 unless a
-//! failed job is explicitly re-queued by a new push.
-//!
-//! # Retention
-//!
-//! Finished jobs (`done` and `failed`) and their reports are deleted by
-//! [`Store::prune`] once they are older than `report_retention_days` or
-//! beyond the newest `max_reports`. Age is counted from `touched_at`: when
-//! the job last finished or a push last named its digest, so the report of
-//! an image that is still being pushed stays. Queued and running jobs are
-//! never deleted. A digest whose job was pruned is scanned again if it is
-//! pushed again.
+//! WAL mode with `synchronous = FULL`: a commit is on disk before the push
+//! it records is acknowledged, so neither `kill -9` nor a power cut loses
+//! one. At start [`JobStore::recover`] puts `running` jobs (a scan the
+//! process died in) back to `queued`, unless they have used up their
+//! attempts.
 //!
 //! # Schema versions
 //!
 //! `PRAGMA user_version` records the schema. Version 0 (imgscan 0.1 before
-//! retention) lacks `jobs.touched_at`; [`Store::open`] adds it. A database
-//! from a newer imgscan is refused rather than guessed at.
+//! retention) lacks `jobs.touched_at`; version 1 lacks the reconciliation
+//! cursors; [`SqliteStore::open`] migrates both, one version per
+//! transaction. A database from a newer imgscan is refused rather than
+//! guessed at.
 //!
 //! # Security
 //!
-//! Harbor passes a short-lived registry credential with each scan request.
-//! It is kept in `jobs.auth` so that a restart can still pull, and cleared as
-//! soon as the job ends. The database file is created `0600`, and held
-//! with an exclusive lock while imgscan runs.
+//! The database file is created `0600`, and held with an exclusive lock
+//! while imgscan runs: one process per database.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use scanner::model::Summary;
-use serde::Serialize;
 
-/// Job states, as stored.
-pub(crate) const QUEUED: &str = "queued";
-pub(crate) const RUNNING: &str = "running";
-pub(crate) const DONE: &str = "done";
-pub(crate) const FAILED: &str = "failed";
+use super::{
+    Admission, Claimed, Counts, DONE, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH,
+    QUEUED, RUNNING, Retention, SavedCursor, now_ms,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -92,119 +69,12 @@ CREATE TABLE IF NOT EXISTS harbor_scans (
 ";
 
 /// The schema this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
-
-/// Rows deleted per transaction while pruning, so that requests waiting for
-/// the database are not held up for long.
-const PRUNE_BATCH: i64 = 500;
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A scan to queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NewJob {
-    pub(crate) digest: String,
-    /// Allowlist entry name.
-    pub(crate) registry: String,
-    pub(crate) repository: String,
-    pub(crate) tag: Option<String>,
-    pub(crate) media_type: String,
-    /// `distribution`, `harbor` or `reconcile`.
-    pub(crate) source: &'static str,
-    /// Harbor's registry authorization, if any.
-    pub(crate) auth: Option<String>,
-}
-
-/// What happened to a [`NewJob`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// A new job.
-    Queued,
-    /// A failed job queued again by a new push.
-    Requeued,
-    /// Already known (queued, running or done): nothing to do.
-    Duplicate,
-    /// The queue is full; the caller answers 503.
-    QueueFull,
-}
-
-/// A job a worker has claimed.
-#[derive(Debug, Clone)]
-pub(crate) struct Claimed {
-    pub(crate) seq: i64,
-    pub(crate) digest: String,
-    pub(crate) registry: String,
-    pub(crate) repository: String,
-    pub(crate) auth: Option<String>,
-    pub(crate) attempts: u32,
-}
-
-/// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct JobView {
-    pub(crate) digest: String,
-    pub(crate) registry: String,
-    pub(crate) repository: String,
-    pub(crate) tag: Option<String>,
-    pub(crate) media_type: String,
-    pub(crate) source: String,
-    pub(crate) state: String,
-    /// Scan runs started (a crash mid-scan or a retry adds one).
-    pub(crate) attempts: u32,
-    /// Results stored.
-    pub(crate) completions: u32,
-    /// Notifications and scan requests that named this digest.
-    pub(crate) notifications: u32,
-    pub(crate) error: Option<String>,
-    pub(crate) queued_at: String,
-    pub(crate) started_at: Option<String>,
-    pub(crate) finished_at: Option<String>,
-    pub(crate) duration_ms: Option<i64>,
-    pub(crate) summary: Option<Summary>,
-    /// `pass` or `fail` at the configured threshold, when done.
-    pub(crate) verdict: Option<&'static str>,
-    /// Seconds until a retry, when queued after a failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) retry_in_secs: Option<i64>,
-}
-
-/// A Harbor scan request.
-#[derive(Debug, Clone)]
-pub(crate) struct HarborScan {
-    pub(crate) digest: String,
-    pub(crate) repository: String,
-    pub(crate) tag: Option<String>,
-    pub(crate) mime_type: Option<String>,
-}
-
-/// How long finished jobs and their reports are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Retention {
-    /// Delete finished jobs not touched for this long (ms); `None` keeps
-    /// them whatever their age.
-    pub(crate) max_age_ms: Option<i64>,
-    /// Keep at most this many finished jobs, the most recently touched;
-    /// `None` for no limit.
-    pub(crate) max_finished: Option<u64>,
-}
-
-/// Jobs by state.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Counts {
-    pub(crate) queued: u64,
-    pub(crate) running: u64,
-    pub(crate) done: u64,
-    pub(crate) failed: u64,
-}
+const SCHEMA_VERSION: i64 = 2;
 
 /// The database. One connection behind a mutex: every statement is short,
 /// and SQLite serialises writers anyway.
-pub(crate) struct Store {
+pub(crate) struct SqliteStore {
+    path: String,
     conn: Mutex<Connection>,
 }
 
@@ -213,7 +83,7 @@ const VIEW_COLUMNS: &str = "digest, registry, repository, tag, media_type, sourc
      duration_ms, summary, not_before";
 
 fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobView> {
-    let ts = |v: Option<i64>| v.map(super::rfc3339);
+    let ts = |v: Option<i64>| v.map(crate::rfc3339);
     let summary: Option<String> = row.get(15)?;
     let state: String = row.get(6)?;
     let not_before: i64 = row.get(16)?;
@@ -231,7 +101,7 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobView> {
         completions: row.get(8)?,
         notifications: row.get(9)?,
         error: row.get(10)?,
-        queued_at: super::rfc3339(row.get(11)?),
+        queued_at: crate::rfc3339(row.get(11)?),
         started_at: ts(row.get(12)?),
         finished_at: ts(row.get(13)?),
         duration_ms: row.get(14)?,
@@ -241,7 +111,7 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobView> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -256,16 +126,17 @@ impl Store {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("restricting {} to its owner", path.display()))?;
         }
-        Self::init(conn).with_context(|| format!("setting up the database {}", path.display()))
+        Self::init(conn, path.display().to_string())
+            .with_context(|| format!("setting up the database {}", path.display()))
     }
 
     /// An in-memory database, for tests.
     #[cfg(test)]
     pub(crate) fn memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, ":memory:".to_owned())
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(conn: Connection, path: String) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(2))?;
         // One process per database: a second `imgscan serve` would re-queue
         // the first one's running jobs as if it had crashed. EXCLUSIVE
@@ -286,6 +157,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         Ok(Self {
+            path,
             conn: Mutex::new(conn),
         })
     }
@@ -297,10 +169,20 @@ impl Store {
             .map_err(|_| anyhow::anyhow!("the database lock is poisoned"))?;
         Ok(f(&mut conn)?)
     }
+}
+
+impl JobStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn describe(&self) -> String {
+        self.path.clone()
+    }
 
     /// After a crash: jobs that were running are queued again (or failed,
     /// when they have had `max_attempts` runs). Returns (re-queued, failed).
-    pub(crate) fn recover(&self, max_attempts: u32) -> Result<(usize, usize)> {
+    fn recover(&self, max_attempts: u32) -> Result<(usize, usize)> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let failed = tx.execute(
@@ -321,7 +203,7 @@ impl Store {
 
     /// Records `jobs` in one transaction, at most up to `capacity` queued
     /// jobs in all. Returns what happened to each, in order.
-    pub(crate) fn admit(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
+    fn admit(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut queued = queued_count(&tx)?;
@@ -339,7 +221,7 @@ impl Store {
     /// is left as it is ([`Admission::Duplicate`]) and not counted as a
     /// notification, so a sweep neither retries failed scans nor keeps a
     /// report from being pruned.
-    pub(crate) fn admit_missing(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
+    fn admit_missing(&self, jobs: &[NewJob], capacity: usize) -> Result<Vec<Admission>> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut queued = queued_count(&tx)?;
@@ -353,7 +235,7 @@ impl Store {
     }
 
     /// Whether `digest` has a job, in any state.
-    pub(crate) fn known(&self, digest: &str) -> Result<bool> {
+    fn known(&self, digest: &str) -> Result<bool> {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) > 0 FROM jobs WHERE digest = ?1",
@@ -365,7 +247,7 @@ impl Store {
 
     /// Records a Harbor scan request and its job in one transaction. On
     /// [`Admission::QueueFull`] nothing is recorded.
-    pub(crate) fn admit_harbor(
+    fn admit_harbor(
         &self,
         id: &str,
         job: &NewJob,
@@ -389,7 +271,7 @@ impl Store {
     }
 
     /// Takes the oldest due queued job and marks it running.
-    pub(crate) fn claim(&self) -> Result<Option<Claimed>> {
+    fn claim(&self) -> Result<Option<Claimed>> {
         self.with(|c| {
             c.query_row(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1
@@ -413,7 +295,7 @@ impl Store {
     }
 
     /// When the next queued job becomes due (ms), if any is waiting.
-    pub(crate) fn next_due(&self) -> Result<Option<i64>> {
+    fn next_due(&self) -> Result<Option<i64>> {
         self.with(|c| {
             c.query_row(
                 "SELECT MIN(not_before) FROM jobs WHERE state = 'queued'",
@@ -423,49 +305,53 @@ impl Store {
         })
     }
 
-    /// Stores a finished scan.
-    pub(crate) fn finish_ok(
+    fn finish_ok(
         &self,
-        seq: i64,
+        job: &Claimed,
         report: &str,
         summary: &str,
         duration_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.with(|c| {
-            c.execute(
+            let n = c.execute(
                 "UPDATE jobs SET state = 'done', report = ?2, summary = ?3, error = NULL,
                      auth = NULL, finished_at = ?4, touched_at = ?4, duration_ms = ?5,
                      completions = completions + 1
-                 WHERE seq = ?1 AND state = 'running'",
-                params![seq, report, summary, now_ms(), duration_ms],
+                 WHERE seq = ?1 AND state = 'running' AND attempts = ?6",
+                params![
+                    job.seq,
+                    report,
+                    summary,
+                    now_ms(),
+                    duration_ms,
+                    job.attempts
+                ],
             )?;
-            Ok(())
+            Ok(n == 1)
         })
     }
 
-    /// Records a failed scan: queued again at `retry_at` (ms), or failed for
-    /// good when `retry_at` is `None`.
-    pub(crate) fn finish_err(&self, seq: i64, error: &str, retry_at: Option<i64>) -> Result<()> {
+    fn finish_err(&self, job: &Claimed, error: &str, retry_at: Option<i64>) -> Result<bool> {
         self.with(|c| {
-            match retry_at {
+            let n = match retry_at {
                 Some(at) => c.execute(
                     "UPDATE jobs SET state = 'queued', error = ?2, not_before = ?3, started_at = NULL
-                     WHERE seq = ?1 AND state = 'running'",
-                    params![seq, error, at],
+                     WHERE seq = ?1 AND state = 'running' AND attempts = ?4",
+                    params![job.seq, error, at, job.attempts],
                 )?,
                 None => c.execute(
                     "UPDATE jobs SET state = 'failed', error = ?2, auth = NULL, finished_at = ?3,
                          touched_at = ?3
-                     WHERE seq = ?1 AND state = 'running'",
-                    params![seq, error, now_ms()],
+                     WHERE seq = ?1 AND state = 'running' AND attempts = ?4",
+                    params![job.seq, error, now_ms(), job.attempts],
                 )?,
             };
-            Ok(())
+            Ok(n == 1)
         })
     }
 
     /// A job by digest.
-    pub(crate) fn job(&self, digest: &str) -> Result<Option<JobView>> {
+    fn job(&self, digest: &str) -> Result<Option<JobView>> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {VIEW_COLUMNS} FROM jobs WHERE digest = ?1"),
@@ -477,7 +363,7 @@ impl Store {
     }
 
     /// A job and its report JSON (present when done).
-    pub(crate) fn job_report(&self, digest: &str) -> Result<Option<(JobView, Option<String>)>> {
+    fn job_report(&self, digest: &str) -> Result<Option<(JobView, Option<String>)>> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {VIEW_COLUMNS}, report FROM jobs WHERE digest = ?1"),
@@ -489,7 +375,7 @@ impl Store {
     }
 
     /// The most recently queued jobs, newest first.
-    pub(crate) fn recent(&self, limit: usize, state: Option<&str>) -> Result<Vec<JobView>> {
+    fn recent(&self, limit: usize, state: Option<&str>) -> Result<Vec<JobView>> {
         self.with(|c| {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut st = c.prepare(&format!(
@@ -502,7 +388,7 @@ impl Store {
     }
 
     /// Jobs by state.
-    pub(crate) fn counts(&self) -> Result<Counts> {
+    fn counts(&self) -> Result<Counts> {
         self.with(|c| {
             let mut st = c.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
             let mut counts = Counts::default();
@@ -522,7 +408,7 @@ impl Store {
     }
 
     /// A Harbor scan request by id.
-    pub(crate) fn harbor_scan(&self, id: &str) -> Result<Option<HarborScan>> {
+    fn harbor_scan(&self, id: &str) -> Result<Option<HarborScan>> {
         self.with(|c| {
             c.query_row(
                 "SELECT digest, repository, tag, mime_type FROM harbor_scans WHERE id = ?1",
@@ -545,7 +431,7 @@ impl Store {
     /// are never touched. Works in batches of [`PRUNE_BATCH`] rows, each its
     /// own transaction, so the database is never held for long. Returns how
     /// many jobs were deleted.
-    pub(crate) fn prune(&self, policy: Retention, now: i64) -> Result<u64> {
+    fn prune(&self, policy: Retention, now: i64) -> Result<u64> {
         let mut deleted = 0u64;
         if let Some(age) = policy.max_age_ms {
             let cutoff = now.saturating_sub(age);
@@ -596,13 +482,73 @@ impl Store {
 
     /// Forgets Harbor scan ids older than `age_ms` (Harbor gives up after 30
     /// minutes anyway).
-    pub(crate) fn expire_harbor(&self, age_ms: i64) -> Result<usize> {
+    fn expire_harbor(&self, age_ms: i64) -> Result<usize> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM harbor_scans WHERE created_at < ?1",
                 params![now_ms() - age_ms],
             )
         })
+    }
+
+    fn cursor(&self, registry: &str) -> Result<SavedCursor> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT after_repo, partial_repo, partial_tag FROM reconcile_cursors
+                 WHERE registry = ?1",
+                params![registry],
+                |r| {
+                    Ok(SavedCursor {
+                        after_repo: r.get(0)?,
+                        partial_repo: r.get(1)?,
+                        partial_tag: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+    }
+
+    fn save_cursor(&self, registry: &str, cursor: &SavedCursor) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO reconcile_cursors (registry, after_repo, partial_repo, partial_tag,
+                                                updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (registry) DO UPDATE SET after_repo = ?2, partial_repo = ?3,
+                     partial_tag = ?4, updated_at = ?5",
+                params![
+                    registry,
+                    cursor.after_repo,
+                    cursor.partial_repo,
+                    cursor.partial_tag,
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.with(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn set_touched(&self, digest: &str, at: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET touched_at = ?2 WHERE digest = ?1",
+                params![digest, at],
+            )
+        })?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn simulate_crash(&self, max_attempts: u32) -> Result<()> {
+        self.recover(max_attempts).map(|_| ())
     }
 }
 
@@ -633,6 +579,22 @@ fn migrate(conn: &Connection) -> Result<()> {
             "CREATE INDEX IF NOT EXISTS jobs_finished_by_touch ON jobs (touched_at, seq)
                  WHERE state IN ('done', 'failed');
              PRAGMA user_version = 1;",
+        )?;
+        tx.commit()?;
+    }
+    if version < 2 {
+        // Reconciliation cursors (issue 13): a sweep resumes where the last
+        // one stopped, across restarts.
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS reconcile_cursors (
+                 registry     TEXT PRIMARY KEY,
+                 after_repo   TEXT,
+                 partial_repo TEXT,
+                 partial_tag  TEXT,
+                 updated_at   INTEGER NOT NULL
+             );
+             PRAGMA user_version = 2;",
         )?;
         tx.commit()?;
     }
@@ -743,206 +705,9 @@ fn admit_one(
 
 #[cfg(test)]
 mod tests {
+    //! SQLite only; the behaviour both backends share is in `suite.rs`.
+
     use super::*;
-
-    fn job(d: &str) -> NewJob {
-        NewJob {
-            digest: format!("sha256:{d:0>64}"),
-            registry: "local".into(),
-            repository: "lab/app".into(),
-            tag: Some("v1".into()),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            source: "distribution",
-            auth: None,
-        }
-    }
-
-    #[test]
-    fn admission_dedupes_and_respects_capacity() {
-        let s = Store::memory().unwrap();
-        let a = s
-            .admit(&[job("1"), job("1"), job("2"), job("3")], 2)
-            .unwrap();
-        assert_eq!(
-            a,
-            [
-                Admission::Queued,
-                Admission::Duplicate,
-                Admission::Queued,
-                Admission::QueueFull
-            ]
-        );
-        assert_eq!(s.counts().unwrap().queued, 2);
-        let j = s.job(&job("1").digest).unwrap().unwrap();
-        assert_eq!(j.notifications, 2);
-    }
-
-    #[test]
-    fn crash_recovery_requeues_running_jobs_once() {
-        let s = Store::memory().unwrap();
-        s.admit(&[job("1"), job("2")], 10).unwrap();
-        let c = s.claim().unwrap().unwrap();
-        assert_eq!(c.attempts, 1);
-        // The process dies here.
-        assert_eq!(s.recover(3).unwrap(), (1, 0));
-        let again = s.claim().unwrap().unwrap();
-        assert_eq!(again.digest, c.digest);
-        assert_eq!(again.attempts, 2);
-        s.finish_ok(again.seq, "{}", "{}", 1).unwrap();
-        let v = s.job(&c.digest).unwrap().unwrap();
-        assert_eq!((v.state.as_str(), v.completions), (DONE, 1));
-        // A re-push of a done image is a duplicate, not a new scan.
-        assert_eq!(s.admit(&[job("1")], 10).unwrap(), [Admission::Duplicate]);
-    }
-
-    #[test]
-    fn poison_jobs_fail_after_max_attempts() {
-        let s = Store::memory().unwrap();
-        s.admit(&[job("1")], 10).unwrap();
-        for _ in 0..2 {
-            s.claim().unwrap().unwrap();
-            s.recover(2).unwrap();
-        }
-        let v = s.job(&job("1").digest).unwrap().unwrap();
-        assert_eq!(v.state, FAILED);
-        // A new push retries a failed image.
-        assert_eq!(s.admit(&[job("1")], 10).unwrap(), [Admission::Requeued]);
-    }
-
-    #[test]
-    fn retries_wait_until_due() {
-        let s = Store::memory().unwrap();
-        s.admit(&[job("1")], 10).unwrap();
-        let c = s.claim().unwrap().unwrap();
-        s.finish_err(c.seq, "registry down", Some(now_ms() + 60_000))
-            .unwrap();
-        assert!(s.claim().unwrap().is_none());
-        assert!(s.next_due().unwrap().unwrap() > now_ms());
-    }
-
-    const DAY_MS: i64 = 24 * 3600 * 1000;
-
-    /// Finishes `d` (queued or not yet known) as done, touched at `at`.
-    fn done_at(s: &Store, d: &str, at: i64) {
-        s.admit(&[job(d)], 10_000).unwrap();
-        let c = s.claim().unwrap().unwrap();
-        assert_eq!(c.digest, job(d).digest);
-        s.finish_ok(c.seq, "{}", "{}", 1).unwrap();
-        set_touched(s, d, at);
-    }
-
-    fn set_touched(s: &Store, d: &str, at: i64) {
-        s.with(|c| {
-            c.execute(
-                "UPDATE jobs SET touched_at = ?2 WHERE digest = ?1",
-                params![job(d).digest, at],
-            )
-        })
-        .unwrap();
-    }
-
-    fn digests(s: &Store) -> Vec<String> {
-        let mut v: Vec<String> = s
-            .recent(10_000, None)
-            .unwrap()
-            .into_iter()
-            .map(|j| {
-                j.digest
-                    .trim_start_matches("sha256:")
-                    .trim_start_matches('0')
-                    .to_owned()
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn pruning_by_age_never_deletes_unfinished_jobs() {
-        let s = Store::memory().unwrap();
-        let now = now_ms();
-        done_at(&s, "1", now - 10 * DAY_MS);
-        // 2 fails for good, long ago.
-        s.admit(&[job("2")], 10).unwrap();
-        let c = s.claim().unwrap().unwrap();
-        s.finish_err(c.seq, "401", None).unwrap();
-        set_touched(&s, "2", now - 10 * DAY_MS);
-        done_at(&s, "3", now - DAY_MS / 2);
-        // 4 is running and 5 queued, both "old".
-        s.admit(&[job("4"), job("5")], 10).unwrap();
-        assert_eq!(s.claim().unwrap().unwrap().digest, job("4").digest);
-        set_touched(&s, "4", now - 10 * DAY_MS);
-        set_touched(&s, "5", now - 10 * DAY_MS);
-
-        let policy = Retention {
-            max_age_ms: Some(DAY_MS),
-            max_finished: None,
-        };
-        assert_eq!(s.prune(policy, now).unwrap(), 2);
-        assert_eq!(digests(&s), ["3", "4", "5"]);
-        let c = s.counts().unwrap();
-        assert_eq!((c.queued, c.running, c.done, c.failed), (1, 1, 1, 0));
-        // Nothing more to do.
-        assert_eq!(s.prune(policy, now).unwrap(), 0);
-        // A pruned image pushed again is a new job, and scanned again.
-        assert_eq!(s.admit(&[job("1")], 10).unwrap(), [Admission::Queued]);
-    }
-
-    #[test]
-    fn pruning_by_count_keeps_the_most_recently_touched() {
-        let s = Store::memory().unwrap();
-        let now = now_ms();
-        for i in 1..=5 {
-            done_at(&s, &i.to_string(), now - (10 - i) * 1000);
-        }
-        s.admit(&[job("9")], 10).unwrap();
-        let policy = Retention {
-            max_age_ms: None,
-            max_finished: Some(3),
-        };
-        assert_eq!(s.prune(policy, now).unwrap(), 2);
-        assert_eq!(digests(&s), ["3", "4", "5", "9"]);
-        // A push of the oldest kept image refreshes it: the next prune takes
-        // 4 instead. Its report is still the one stored.
-        assert_eq!(s.admit(&[job("3")], 10).unwrap(), [Admission::Duplicate]);
-        let policy = Retention {
-            max_age_ms: None,
-            max_finished: Some(2),
-        };
-        assert_eq!(s.prune(policy, now).unwrap(), 1);
-        assert_eq!(digests(&s), ["3", "5", "9"]);
-        let (v, report) = s.job_report(&job("3").digest).unwrap().unwrap();
-        assert_eq!((v.state.as_str(), report.as_deref()), (DONE, Some("{}")));
-    }
-
-    #[test]
-    fn pruning_works_in_batches() {
-        let s = Store::memory().unwrap();
-        let n = PRUNE_BATCH * 2 + 7;
-        s.with(|c| {
-            let tx = c.transaction()?;
-            for i in 0..n {
-                tx.execute(
-                    "INSERT INTO jobs (digest, registry, repository, media_type, source, state,
-                                       queued_at, finished_at, touched_at)
-                     VALUES (?1, 'local', 'lab/app', 'm', 'distribution', 'done', ?2, ?2, ?2)",
-                    params![format!("sha256:{i:064x}"), i],
-                )?;
-            }
-            tx.commit()
-        })
-        .unwrap();
-        let policy = Retention {
-            max_age_ms: None,
-            max_finished: Some(5),
-        };
-        assert_eq!(s.prune(policy, now_ms()).unwrap(), (n - 5) as u64);
-        assert_eq!(s.counts().unwrap().done, 5);
-        // The newest five are the ones kept.
-        let kept = s.recent(10, None).unwrap();
-        assert_eq!(kept[0].digest, format!("sha256:{:064x}", n - 1));
-        assert_eq!(kept[4].digest, format!("sha256:{:064x}", n - 5));
-    }
 
     #[test]
     fn old_databases_gain_the_retention_clock() {
@@ -962,7 +727,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let touched: i64 = s
             .with(|c| c.query_row("SELECT touched_at FROM jobs", [], |r| r.get(0)))
             .unwrap();
@@ -977,34 +742,17 @@ mod tests {
             .unwrap()
             .execute_batch("PRAGMA user_version = 99;")
             .unwrap();
-        let err = format!("{:#}", Store::open(&path).err().unwrap());
+        let err = format!("{:#}", SqliteStore::open(&path).err().unwrap());
         assert!(err.contains("newer imgscan"), "{err}");
     }
 
+    /// A second process on the same file is refused at open.
     #[test]
-    fn sweeps_queue_only_unknown_digests() {
-        let s = Store::memory().unwrap();
-        s.admit(&[job("1")], 10).unwrap();
-        let c = s.claim().unwrap().unwrap();
-        s.finish_err(c.seq, "401", None).unwrap();
-        let mut found = job("2");
-        found.source = "reconcile";
-        assert_eq!(
-            s.admit_missing(&[job("1"), found.clone(), found.clone(), job("3")], 1)
-                .unwrap(),
-            [
-                // A failed scan is not retried by a sweep, only by a push.
-                Admission::Duplicate,
-                Admission::Queued,
-                Admission::Duplicate,
-                Admission::QueueFull
-            ]
-        );
-        let v = s.job(&job("1").digest).unwrap().unwrap();
-        assert_eq!((v.state.as_str(), v.notifications), (FAILED, 1));
-        let v = s.job(&found.digest).unwrap().unwrap();
-        assert_eq!((v.source.as_str(), v.notifications), ("reconcile", 1));
-        assert!(s.known(&found.digest).unwrap());
-        assert!(!s.known(&job("3").digest).unwrap());
+    fn one_process_per_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.db");
+        let _first = SqliteStore::open(&path).unwrap();
+        let err = format!("{:#}", SqliteStore::open(&path).err().unwrap());
+        assert!(err.contains("another imgscan serve"), "{err}");
     }
 }
