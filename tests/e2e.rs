@@ -8,6 +8,8 @@
 //! - `docker-registry`, skopeo, openssl, htpasswd and podman: registry pulls
 //!   and `docker-daemon:` (`registry`), `imgscan serve` with a notifying
 //!   registry (`serve`);
+//! - PostgreSQL (`postgresql`): several `imgscan serve` replicas on one
+//!   database, notified by a real registry (`serve_replicas`);
 //! - umoci, podman and getcap, as root: what runtimes unpack
 //!   (`runtime_oracle*`), and the sample's oracle (`sample_tools`);
 //! - xmllint (libxml2-utils): JUnit XML against the vendored Jenkins JUnit
@@ -27,3 +29,4 @@ mod runtime_oracle_more;
 mod runtime_oracle_red2;
 mod sample_tools;
 mod serve;
+mod serve_replicas;

@@ -11,7 +11,8 @@
 //! - [`env`]: imgscan in a clean environment;
 //! - [`sample`]: the sample image's oracle;
 //! - [`serve`]: `imgscan serve` as a child process;
-//! - `registry` and `podman` (e2e only): `docker-registry` and podman's API.
+//! - `registry`, `podman` and `postgres` (e2e only): `docker-registry`,
+//!   podman's API and a throw-away PostgreSQL server.
 
 #![allow(dead_code)]
 
@@ -27,6 +28,8 @@ pub(crate) mod tools;
 
 #[cfg(feature = "e2e")]
 pub(crate) mod podman;
+#[cfg(feature = "e2e")]
+pub(crate) mod postgres;
 #[cfg(feature = "e2e")]
 pub(crate) mod registry;
 

@@ -86,6 +86,9 @@ pub(crate) struct RegistryConfig {
     /// Notify this URL (`http://127.0.0.1:PORT/v1/events/NAME`, with imgscan
     /// serve's test token) of pushes.
     pub(crate) notify: Option<String>,
+    /// More endpoints to notify, each its own (distribution sends every
+    /// event to every endpoint): one per `imgscan serve` replica.
+    pub(crate) notify_also: Vec<String>,
     /// The port to listen on (default: a free one).
     pub(crate) port: Option<u16>,
 }
@@ -136,10 +139,13 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             ));
         }
-        if let Some(url) = &cfg.notify {
+        let endpoints: Vec<&String> = cfg.notify.iter().chain(&cfg.notify_also).collect();
+        if !endpoints.is_empty() {
+            yaml.push_str("notifications:\n  events:\n    includereferences: true\n  endpoints:\n");
+        }
+        for (i, url) in endpoints.iter().enumerate() {
             yaml.push_str(&format!(
-                "notifications:\n  events:\n    includereferences: true\n  endpoints:\n\
-                 \x20   - name: imgscan\n      url: {url}\n      headers:\n\
+                "\x20   - name: imgscan{i}\n      url: {url}\n      headers:\n\
                  \x20       Authorization: [Bearer {}]\n      timeout: 2s\n\
                  \x20     threshold: 3\n      backoff: 1s\n",
                 super::serve::TOKEN
@@ -264,6 +270,12 @@ impl Registry {
     /// image with a different annotation, and returns their digests. The
     /// blobs must already be in `repo` (push the sample there first).
     pub(crate) fn variants(&self, repo: &str, n: usize) -> Vec<String> {
+        self.variants_from(repo, 0, n)
+    }
+
+    /// [`Self::variants`] numbered from `first` (tags `v{first}`…): new
+    /// images again for the same repository.
+    pub(crate) fn variants_from(&self, repo: &str, first: usize, n: usize) -> Vec<String> {
         let manifest: Value = serde_json::from_slice(
             &std::fs::read(
                 PathBuf::from(testdata("sample/oci/blobs/sha256"))
@@ -273,7 +285,7 @@ impl Registry {
         )
         .unwrap();
         let auth = self.auth_header();
-        (0..n)
+        (first..first + n)
             .map(|i| {
                 let mut m = manifest.clone();
                 m["annotations"] = serde_json::json!({"org.imgscan.test.variant": i.to_string()});

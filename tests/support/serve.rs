@@ -49,12 +49,23 @@ pub(crate) struct Serve {
 /// Writes a serve config into `dir` and returns its path. `extra` is more
 /// TOML for the top level; `registries` are `(name, url)` pairs.
 pub(crate) fn write_config(dir: &Path, extra: &str, registries: &[(&str, &str)]) -> PathBuf {
+    let db = format!("database = \"{}\"", dir.join("serve.db").display());
+    write_config_with(dir, &db, extra, registries)
+}
+
+/// [`write_config`] with `database` (TOML lines naming the database)
+/// instead of `serve.db` in `dir`.
+pub(crate) fn write_config_with(
+    dir: &Path,
+    database: &str,
+    extra: &str,
+    registries: &[(&str, &str)],
+) -> PathBuf {
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let mut cfg = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\ntoken_file = \"{}\"\n\
+        "listen = \"127.0.0.1:0\"\n{database}\ntoken_file = \"{}\"\n\
          retry_after_secs = 1\nretry_backoff_secs = 1\n{extra}\n",
-        dir.join("serve.db").display(),
         token.display()
     );
     for (name, url) in registries {
@@ -182,14 +193,26 @@ impl Serve {
         )
     }
 
-    /// A gauge or counter value from /metrics (first line starting with `name`).
+    /// A gauge or counter value from /metrics (first line starting with
+    /// `name`, labels included, once the `replica` label every sample
+    /// carries is taken out).
     pub(crate) fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").text();
         text.lines()
+            .map(without_replica_label)
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// The `replica` label of /metrics (the same on every sample).
+    pub(crate) fn replica_label(&self) -> String {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find_map(|l| l.split("replica=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no replica label in:\n{text}"))
+            .to_owned()
     }
 
     /// `kill -9`.
@@ -230,6 +253,23 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+/// A sample line without its `replica="…"` label:
+/// `a{replica="r",b="c"} 1` is `a{b="c"} 1`, `a{replica="r"} 1` is `a 1`.
+pub(crate) fn without_replica_label(line: &str) -> String {
+    let Some(start) = line.find("replica=\"") else {
+        return line.to_owned();
+    };
+    let Some(len) = line[start + 9..].find('"') else {
+        return line.to_owned();
+    };
+    let mut end = start + 9 + len + 1;
+    if line[end..].starts_with(',') {
+        end += 1;
+    }
+    let out = format!("{}{}", &line[..start], &line[end..]);
+    out.replace("{}", "")
 }
 
 /// A push event as distribution 2.8 sends it, envelope and fields as documented in

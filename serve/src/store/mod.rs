@@ -163,6 +163,10 @@ pub(crate) struct JobView {
     /// Seconds until a retry, when queued after a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retry_in_secs: Option<i64>,
+    /// The replica scanning it, while running (PostgreSQL: its owner id,
+    /// `REPLICA/RUN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) replica: Option<String>,
 }
 
 /// A Harbor scan request.

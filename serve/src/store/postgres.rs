@@ -149,7 +149,7 @@ pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 const VIEW_COLUMNS: &str = "digest, registry, repository, tag, media_type, source, state, \
      attempts, completions, notifications, error, queued_at, started_at, finished_at, \
-     duration_ms, summary, not_before";
+     duration_ms, summary, not_before, owner";
 
 /// How to reach the database, and this replica's part.
 #[derive(Debug, Clone)]
@@ -258,6 +258,7 @@ fn view(row: &Row) -> Result<JobView> {
     let summary: Option<String> = row.try_get(15)?;
     let state: String = row.try_get(6)?;
     let not_before: i64 = row.try_get(16)?;
+    let state_running = state == RUNNING;
     let retry_in_secs =
         (state == QUEUED && not_before > now_ms()).then(|| (not_before - now_ms() + 999) / 1000);
     Ok(JobView {
@@ -279,6 +280,9 @@ fn view(row: &Row) -> Result<JobView> {
         summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
         verdict: None,
         retry_in_secs,
+        replica: row
+            .try_get::<_, Option<String>>(17)?
+            .filter(|_| state_running),
     })
 }
 
@@ -933,7 +937,7 @@ impl JobStore for PgStore {
                 .await
                 .map_err(db)?;
             match c.query_opt(&st, &[&digest]).await.map_err(db)? {
-                Some(r) => Ok(Some((view(&r)?, r.try_get(17)?))),
+                Some(r) => Ok(Some((view(&r)?, r.try_get(18)?))),
                 None => Ok(None),
             }
         })

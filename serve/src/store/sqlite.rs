@@ -108,6 +108,7 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobView> {
         summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
         verdict: None,
         retry_in_secs,
+        replica: None,
     })
 }
 
