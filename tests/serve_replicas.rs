@@ -307,7 +307,8 @@ fn serve_replicas_on_postgres_survive_a_kill_and_a_database_restart() {
 /// A burst of notifications spread over three replicas with a small queue:
 /// the bound holds for the fleet (never more queued than
 /// `queue_capacity`, 503 + Retry-After beyond it), every image is scanned
-/// once, and the scans are spread over the replicas.
+/// once, and the scans are spread over the replicas; the layer cache is
+/// shared: a new replica scans a new image of known layers from the table.
 #[test]
 fn serve_replicas_share_one_queue_bound_in_a_burst() {
     const CAPACITY: usize = 5;
@@ -432,4 +433,118 @@ fn serve_replicas_share_one_queue_bound_in_a_burst() {
         per_replica.values().filter(|n| **n > 0.0).count() >= 2,
         "one replica did all the work: {per_replica:?}"
     );
+
+    // The layer cache is the fleet's: with the others stopped, a new
+    // replica that has never scanned anything gets every layer of a new
+    // image (the sample's four) from the table.
+    let replicas = Arc::try_unwrap(replicas).ok().expect("no other owner");
+    for s in replicas {
+        assert_eq!(s.terminate(Duration::from_secs(30)), Some(0));
+    }
+    let fresh = Serve::start(&replica_config(
+        &pg,
+        &root.path().join("fresh"),
+        "fresh",
+        "workers = 1",
+        &[("local", &reg)],
+    ));
+    let new = registry.variants_from("lab/burst", 500, 1);
+    let r = fresh.notify(
+        "/v1/events/local",
+        &[push_event(&host, "lab/burst", "new", &new[0])],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    fresh.wait_done(&new, Duration::from_secs(60));
+    assert_eq!(
+        fresh.metric("imgscan_layer_cache_lookups_total{result=\"hit\"}"),
+        4.0,
+        "{}",
+        fresh.logs()
+    );
+    assert_eq!(
+        fresh.metric("imgscan_layer_cache_lookups_total{result=\"miss\"}"),
+        0.0
+    );
+    assert_eq!(fresh.metric("imgscan_layer_cache_layers"), 4.0);
+}
+
+/// Throughput for docs/benchmarks.md (issue 13), not a test: the same
+/// images scanned by one SQLite-backed process and by 1, 2 and 3 replicas
+/// on PostgreSQL, one worker each, no layer cache (so every image is a full
+/// scan). `cargo test --release --features e2e --test e2e -- --ignored
+/// --nocapture serve_replicas_benchmark`
+#[test]
+#[ignore = "benchmark; see docs/benchmarks.md"]
+fn serve_replicas_benchmark() {
+    const N: usize = 40;
+    let pg = Postgres::start();
+    let registry = Registry::start();
+    registry.push_sample("lab/bench:base");
+    let reg = format!("http://{}", registry.host());
+    let root = tempfile::tempdir().unwrap();
+    let extra = "workers = 1\nqueue_capacity = 1000\nlayer_cache_layers = 0";
+    let mut offset = 1000;
+    for (label, replicas) in [
+        ("sqlite", 1),
+        ("postgres", 1),
+        ("postgres", 2),
+        ("postgres", 3),
+    ] {
+        let digests = registry.variants_from("lab/bench", offset, N);
+        offset += N;
+        let run = root.path().join(format!("{label}-{replicas}"));
+        let serves: Vec<Serve> = if label == "sqlite" {
+            let dir = run.join("r0");
+            std::fs::create_dir_all(&dir).unwrap();
+            vec![Serve::start(&crate::support::serve::write_config(
+                &dir,
+                extra,
+                &[("local", &reg)],
+            ))]
+        } else {
+            let db = format!("bench{replicas}");
+            pg.create_database(&db);
+            (0..replicas)
+                .map(|i| {
+                    let dir = run.join(format!("r{i}"));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let pw = dir.join("db-password");
+                    pg.write_password(&pw);
+                    let dbl = format!(
+                        "database = \"{}\"\ndatabase_password_file = \"{}\"\nreplica_id = \"b{i}\"",
+                        pg.url(&db),
+                        pw.display()
+                    );
+                    Serve::start(&write_config_with(&dir, &dbl, extra, &[("local", &reg)]))
+                })
+                .collect()
+        };
+        let cpu0: Vec<f64> = serves.iter().map(Serve::cpu_secs).collect();
+        let events: Vec<Value> = digests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| push_event(&registry.host(), "lab/bench", &format!("v{i}"), d))
+            .collect();
+        let start = Instant::now();
+        let r = serves[0].notify("/v1/events/local", &events);
+        assert_eq!(r.status, 202, "{}", r.text());
+        serves[0].wait_done(&digests, Duration::from_secs(900));
+        let secs = start.elapsed().as_secs_f64();
+        let cpu: f64 = serves
+            .iter()
+            .zip(&cpu0)
+            .map(|(s, c)| s.cpu_secs() - c)
+            .sum();
+        let per: Vec<String> = serves
+            .iter()
+            .map(|s| format!("{}", s.metric("imgscan_scans_total{result=\"fail\"}")))
+            .collect();
+        println!(
+            "{label:<8} replicas {replicas}: {N} scans in {secs:.1} s = {:.1} scans/min; serve CPU \
+             {:.3} s per scan; scans per replica {}",
+            N as f64 * 60.0 / secs,
+            cpu / N as f64,
+            per.join("/")
+        );
+    }
 }

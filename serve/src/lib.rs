@@ -42,6 +42,7 @@ mod config;
 mod distribution;
 mod harbor;
 mod layers;
+mod layers_pg;
 mod logging;
 mod metrics;
 mod pull;
@@ -55,6 +56,7 @@ pub use config::ServeArgs;
 use config::ServeConfig;
 use distribution::RejectMemo;
 use layers::LayerDb;
+use layers_pg::PgLayers;
 pub use logging::LogFormat;
 use metrics::Metrics;
 use pull::{ImageScanner, RegistryScanner};
@@ -72,12 +74,38 @@ pub(crate) struct AppState {
     pub(crate) wake: Arc<Wake>,
     pub(crate) memo: RejectMemo,
     /// The persisted layer cache, for `/metrics`.
-    pub(crate) layers: Option<Arc<LayerDb>>,
+    pub(crate) layers: Option<Arc<dyn CacheView>>,
     /// SHA-256 of the API token (the token itself is not kept here).
     pub(crate) token_digest: [u8; 32],
 }
 
 pub(crate) type App = Arc<AppState>;
+
+/// What `/metrics` reads from a layer cache (the SQLite file or the
+/// PostgreSQL table).
+pub(crate) trait CacheView: Send + Sync {
+    fn stats(&self) -> layers::CacheStats;
+}
+
+impl CacheView for LayerDb {
+    fn stats(&self) -> layers::CacheStats {
+        LayerDb::stats(self)
+    }
+}
+
+impl CacheView for PgLayers {
+    fn stats(&self) -> layers::CacheStats {
+        PgLayers::stats(self)
+    }
+}
+
+/// The layer cache as the scanner and `/metrics` see it.
+struct Layers {
+    store: Arc<dyn LayerStore>,
+    view: Arc<dyn CacheView>,
+    /// Where it is, for the log.
+    place: String,
+}
 
 /// Folds a message onto one line (errors from the other side may hold
 /// newlines; a log line must stay one line).
@@ -220,25 +248,46 @@ fn run_with(
 ) -> Result<()> {
     // The job database first: its lock says whether another imgscan serve
     // owns this directory, before the cache file is touched.
-    let store: Arc<Store> = match &cfg.database {
-        Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        Database::Postgres { config, display } => Arc::new(PgStore::open(&PgOptions {
-            config: (**config).clone(),
-            display: display.clone(),
-            replica: cfg.replica.clone(),
-            lease: cfg.job_lease,
-            max_attempts: cfg.max_attempts,
-            // Every worker, plus the HTTP side and the periodic work.
-            pool_size: cfg.workers + 4,
-        })?),
-    };
-    let layers = match (&cfg.database, cfg.layer_cache) {
-        (Database::Sqlite(path), Some(limits)) => {
-            Some(Arc::new(LayerDb::open(&layers::path_for(path), limits)?))
+    let (store, layers): (Arc<Store>, Option<Layers>) = match &cfg.database {
+        Database::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(path)?);
+            let layers = match cfg.layer_cache {
+                Some(limits) => {
+                    let db = Arc::new(LayerDb::open(&layers::path_for(path), limits)?);
+                    Some(Layers {
+                        store: Arc::clone(&db) as Arc<dyn LayerStore>,
+                        view: db,
+                        place: layers::path_for(path).display().to_string(),
+                    })
+                }
+                None => None,
+            };
+            (store, layers)
         }
-        _ => None,
+        Database::Postgres { config, display } => {
+            let store = Arc::new(PgStore::open(&PgOptions {
+                config: (**config).clone(),
+                display: display.clone(),
+                replica: cfg.replica.clone(),
+                lease: cfg.job_lease,
+                max_attempts: cfg.max_attempts,
+                // Every worker, plus the HTTP side and the periodic work.
+                pool_size: cfg.workers + 4,
+            })?);
+            // The layer cache is a table of the shared database: a base
+            // layer is scanned once per fleet.
+            let layers = cfg.layer_cache.map(|limits| {
+                let cache = Arc::new(PgLayers::new(Arc::clone(&store), limits));
+                Layers {
+                    store: Arc::clone(&cache) as Arc<dyn LayerStore>,
+                    view: cache,
+                    place: "the database's layers table".to_owned(),
+                }
+            });
+            (store, layers)
+        }
     };
-    let scanner = make(layers.clone().map(|l| l as Arc<dyn LayerStore>));
+    let scanner = make(layers.as_ref().map(|l| Arc::clone(&l.store)));
     let (requeued, failed) = store.recover(cfg.max_attempts)?;
     let metrics = Arc::new(Metrics::default());
     if store.leads() {
@@ -269,13 +318,9 @@ fn run_with(
         cfg.queue_capacity,
         cfg.fail_on,
         retention::describe(cfg.retention),
-        match (&layers, &cfg.database) {
-            (Some(l), Database::Sqlite(path)) => format!(
-                "{} ({} layer scans)",
-                layers::path_for(path).display(),
-                l.stats().layers
-            ),
-            _ => "off".to_owned(),
+        match &layers {
+            Some(l) => format!("{} ({} layer scans)", l.place, l.view.stats().layers),
+            None => "off".to_owned(),
         },
         if cfg.registries.is_empty() {
             "none".to_owned()
@@ -317,7 +362,7 @@ fn run_with(
         metrics,
         wake,
         memo: RejectMemo::default(),
-        layers,
+        layers: layers.map(|l| l.view),
     });
     let shared = Arc::new(reconcile::Shared {
         store: Arc::clone(&app.store),

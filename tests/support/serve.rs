@@ -215,6 +215,27 @@ impl Serve {
             .to_owned()
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// CPU seconds (user + system) the process has used so far, from
+    /// /proc/PID/stat (Linux).
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // utime and stime are fields 14 and 15 of stat (11 and 12 after the
+        // name), in clock ticks of 1/100 s on Linux.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
+
     /// `kill -9`.
     pub(crate) fn kill9(mut self) -> Arc<Mutex<Vec<String>>> {
         if let Some(mut c) = self.child.take() {

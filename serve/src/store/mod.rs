@@ -61,7 +61,7 @@ use serde::Serialize;
 /// integration tests.
 #[cfg(all(test, feature = "e2e"))]
 #[path = "../../../tests/support/postgres.rs"]
-mod pg_server;
+pub(crate) mod pg_server;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 #[cfg(test)]

@@ -141,6 +141,19 @@ CREATE TABLE reconcile_cursors (
     partial_tag  TEXT,
     updated_at   BIGINT NOT NULL
 );
+", "
+-- 2: the layer cache all replicas share (layers_pg.rs); the rows are those
+-- of the SQLite cache file (layers.rs).
+CREATE TABLE layers (
+    digest      TEXT PRIMARY KEY,
+    generation  TEXT NOT NULL,
+    data        BYTEA NOT NULL,
+    sha256      BYTEA NOT NULL,
+    size        BIGINT NOT NULL,
+    stored_at   BIGINT NOT NULL,
+    used_at     BIGINT NOT NULL
+);
+CREATE INDEX layers_by_use ON layers (used_at);
 "];
 
 /// The schema this build writes.
@@ -225,7 +238,7 @@ impl Drop for PgStore {
     }
 }
 
-fn db(e: tokio_postgres::Error) -> anyhow::Error {
+pub(crate) fn db(e: tokio_postgres::Error) -> anyhow::Error {
     // The server's message (SQLSTATE and text) when there is one; the
     // password is never part of it.
     match e.as_db_error() {
@@ -360,7 +373,9 @@ impl PgStore {
         Ok(store)
     }
 
-    fn run<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
+    /// Runs `f` on the store's runtime, under [`OP_TIMEOUT`] (blocking; not
+    /// from an async runtime's threads).
+    pub(crate) fn run<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
         self.handle.block_on(async {
             match tokio::time::timeout(OP_TIMEOUT, f).await {
                 Ok(r) => r,
@@ -372,7 +387,8 @@ impl PgStore {
         })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| pool_err(&e))
     }
 

@@ -637,3 +637,93 @@ mod replicas {
         assert!(err.contains("password") || err.contains("28P01"), "{err}");
     }
 }
+
+/// Measurements for docs/benchmarks.md (issue 13), not a test:
+/// `cargo test -p imgscan-serve --features e2e --release --lib -- --ignored --nocapture bench_`
+#[cfg(feature = "e2e")]
+mod bench {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn percentile(v: &mut [Duration], p: f64) -> f64 {
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i].as_secs_f64() * 1000.0
+    }
+
+    /// One job at a time, as one notification each: admit, claim, finish.
+    fn lifecycle(s: &Store, n: usize, prefix: &str) -> [(&'static str, f64, f64); 3] {
+        let (mut admit, mut claim, mut finish) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let t = Instant::now();
+            s.admit(&[job(&format!("{prefix}{i:x}"))], n + 1).unwrap();
+            admit.push(t.elapsed());
+            let t = Instant::now();
+            let c = s.claim().unwrap().unwrap();
+            claim.push(t.elapsed());
+            let t = Instant::now();
+            assert!(s.finish_ok(&c, "{}", "{}", 1).unwrap());
+            finish.push(t.elapsed());
+        }
+        [
+            (
+                "admit",
+                percentile(&mut admit, 0.5),
+                percentile(&mut admit, 0.99),
+            ),
+            (
+                "claim",
+                percentile(&mut claim, 0.5),
+                percentile(&mut claim, 0.99),
+            ),
+            (
+                "finish",
+                percentile(&mut finish, 0.5),
+                percentile(&mut finish, 0.99),
+            ),
+        ]
+    }
+
+    #[test]
+    #[ignore = "benchmark; see docs/benchmarks.md"]
+    fn bench_store_latency_and_statements_per_job() {
+        const N: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite::SqliteStore::open(&dir.path().join("bench.db")).unwrap();
+        for (op, p50, p99) in lifecycle(&sqlite, N, "b") {
+            println!("sqlite   {op:<6} p50 {p50:.3} ms  p99 {p99:.3} ms");
+        }
+        let db = pg::Db::new();
+        let s = db.store("bench");
+        // Warm the pool and the statement caches, then count statements.
+        lifecycle(&*s, 5, "a");
+        // ALTER SYSTEM cannot run in a transaction: two calls.
+        db.server
+            .psql("imgscan", "ALTER SYSTEM SET log_statement = 'all'");
+        db.server.psql("imgscan", "SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(500));
+        let before = db.server.log().len();
+        for (op, p50, p99) in lifecycle(&*s, N, "b") {
+            println!("postgres {op:<6} p50 {p50:.3} ms  p99 {p99:.3} ms");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let log = db.server.log();
+        let statements = |what: &str| {
+            log[before..]
+                .lines()
+                .filter(|l| l.contains("LOG:  statement:") || l.contains("LOG:  execute"))
+                .filter(|l| l.contains(what))
+                .count()
+        };
+        let all = statements("");
+        println!(
+            "postgres statements per job (admit + claim + finish, plus lease renewals and the \
+             control connection meanwhile): {:.2} ({all} for {N} jobs; BEGIN/COMMIT {}, \
+             advisory locks {})",
+            all as f64 / N as f64,
+            statements("BEGIN") + statements("COMMIT"),
+            statements("pg_advisory_xact_lock")
+        );
+    }
+}
