@@ -77,7 +77,9 @@ fn serve_replicas_on_postgres_survive_a_kill_and_a_database_restart() {
                 &pg,
                 &dir,
                 &format!("r{i}"),
-                "workers = 1\nqueue_capacity = 100",
+                // Full scans (no layer cache) keep the replicas busy long
+                // enough to be caught mid-scan.
+                "workers = 1\nqueue_capacity = 100\nlayer_cache_layers = 0",
                 &[("local", &reg_url)],
             );
             Serve::start(&cfg)
@@ -133,7 +135,7 @@ fn serve_replicas_on_postgres_survive_a_kill_and_a_database_restart() {
     let first = registry.push_sample("lab/app:v1");
     registry.push_sample("lab/app:v2");
     let mut digests = vec![first.clone()];
-    digests.extend(registry.variants("lab/app", 11));
+    digests.extend(registry.variants("lab/app", 30));
 
     // Kill the leader while it scans.
     let leader_serve = replicas[leader].as_ref().unwrap();
@@ -275,13 +277,13 @@ fn serve_replicas_on_postgres_survive_a_kill_and_a_database_restart() {
     // Both survivors scanned, and they label their series apart.
     let labels: Vec<String> = survivors_serve.iter().map(|s| s.replica_label()).collect();
     assert_ne!(labels[0], labels[1]);
-    assert!(
-        survivors_serve
-            .iter()
-            .map(|s| s.metric("imgscan_scans_total{result=\"fail\"}"))
-            .sum::<f64>()
-            >= (digests.len() - owned_by_leader.len()) as f64
-    );
+    for s in &survivors_serve {
+        assert!(
+            s.metric("imgscan_scans_total{result=\"fail\"}") > 0.0,
+            "a survivor scanned nothing:\n{}",
+            s.logs()
+        );
+    }
     // After the restart, still exactly one runs the periodic work.
     wait_for(
         Duration::from_secs(30),
@@ -468,6 +470,29 @@ fn serve_replicas_share_one_queue_bound_in_a_burst() {
     assert_eq!(fresh.metric("imgscan_layer_cache_layers"), 4.0);
 }
 
+/// CPU seconds used so far by every `postgres` process (the bench's server
+/// is the only one running).
+fn postgres_cpu_secs() -> f64 {
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        total += (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0;
+    }
+    total
+}
+
 /// Throughput for docs/benchmarks.md (issue 13), not a test: the same
 /// images scanned by one SQLite-backed process and by 1, 2 and 3 replicas
 /// on PostgreSQL, one worker each, no layer cache (so every image is a full
@@ -476,7 +501,7 @@ fn serve_replicas_share_one_queue_bound_in_a_burst() {
 #[test]
 #[ignore = "benchmark; see docs/benchmarks.md"]
 fn serve_replicas_benchmark() {
-    const N: usize = 40;
+    const N: usize = 150;
     let pg = Postgres::start();
     let registry = Registry::start();
     registry.push_sample("lab/bench:base");
@@ -520,6 +545,7 @@ fn serve_replicas_benchmark() {
                 .collect()
         };
         let cpu0: Vec<f64> = serves.iter().map(Serve::cpu_secs).collect();
+        let pg0 = postgres_cpu_secs();
         let events: Vec<Value> = digests
             .iter()
             .enumerate()
@@ -539,11 +565,14 @@ fn serve_replicas_benchmark() {
             .iter()
             .map(|s| format!("{}", s.metric("imgscan_scans_total{result=\"fail\"}")))
             .collect();
+        let pg_cpu = postgres_cpu_secs() - pg0;
         println!(
-            "{label:<8} replicas {replicas}: {N} scans in {secs:.1} s = {:.1} scans/min; serve CPU \
-             {:.3} s per scan; scans per replica {}",
+            "{label:<8} replicas {replicas}: {N} scans in {secs:.1} s = {:.0} scans/min; serve CPU \
+             {cpu:.2} s ({:.1} ms per scan), PostgreSQL CPU {pg_cpu:.2} s ({:.1} ms per scan); \
+             scans per replica {}",
             N as f64 * 60.0 / secs,
-            cpu / N as f64,
+            cpu * 1000.0 / N as f64,
+            pg_cpu * 1000.0 / N as f64,
             per.join("/")
         );
     }

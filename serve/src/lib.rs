@@ -89,13 +89,13 @@ pub(crate) trait CacheView: Send + Sync {
 
 impl CacheView for LayerDb {
     fn stats(&self) -> layers::CacheStats {
-        LayerDb::stats(self)
+        Self::stats(self)
     }
 }
 
 impl CacheView for PgLayers {
     fn stats(&self) -> layers::CacheStats {
-        PgLayers::stats(self)
+        Self::stats(self)
     }
 }
 
@@ -358,7 +358,7 @@ fn run_with(
     let app = Arc::new(AppState {
         token_digest: Sha256::digest(cfg.token.expose().as_bytes()).into(),
         cfg: Arc::clone(&cfg),
-        store,
+        store: Arc::clone(&store),
         metrics,
         wake,
         memo: RejectMemo::default(),
@@ -389,9 +389,18 @@ fn run_with(
     );
     let left = pool.shutdown(cfg.drain_timeout);
     if left > 0 {
-        tracing::info!(
-            "{left} scan(s) still running; they stay in the database and run again at the next start"
-        );
+        match store.release_running() {
+            Ok(0) => tracing::info!(
+                "{left} scan(s) still running; they stay in the database and run again at the next start"
+            ),
+            Ok(n) => tracing::info!(
+                "{left} scan(s) still running; {n} job(s) handed back to the queue for the other replicas"
+            ),
+            Err(e) => tracing::warn!(
+                "{left} scan(s) still running; handing them back failed ({e:#}): another replica \
+                 takes them when their lease runs out"
+            ),
+        }
     }
     tracing::info!("stopped; queued jobs stay in the database for the next start");
     served

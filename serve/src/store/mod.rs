@@ -284,6 +284,13 @@ pub(crate) trait JobStore: Send + Sync {
     fn leads(&self) -> bool {
         true
     }
+    /// At shutdown, after the drain: the jobs this process still runs go
+    /// back to the queue at once, rather than when their lease runs out
+    /// (PostgreSQL: another replica takes them now). Returns how many.
+    /// SQLite: nothing to do, the next start re-queues them.
+    fn release_running(&self) -> Result<usize> {
+        Ok(0)
+    }
     /// Registers what to call when another process queues jobs
     /// (PostgreSQL `LISTEN`). SQLite: nothing else can queue.
     fn on_new_jobs(&self, _wake: Waker) {}

@@ -97,7 +97,8 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The schema, one migration per version (`imgscan_schema.version` is the
 /// number applied).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE jobs (
     seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     digest        TEXT NOT NULL UNIQUE,
@@ -141,7 +142,8 @@ CREATE TABLE reconcile_cursors (
     partial_tag  TEXT,
     updated_at   BIGINT NOT NULL
 );
-", "
+",
+    "
 -- 2: the layer cache all replicas share (layers_pg.rs); the rows are those
 -- of the SQLite cache file (layers.rs).
 CREATE TABLE layers (
@@ -154,7 +156,8 @@ CREATE TABLE layers (
     used_at     BIGINT NOT NULL
 );
 CREATE INDEX layers_by_use ON layers (used_at);
-"];
+",
+];
 
 /// The schema this build writes.
 #[cfg(test)]
@@ -1139,6 +1142,31 @@ impl JobStore for PgStore {
             let c = self.client().await?;
             c.simple_query("SELECT 1").await.map_err(db)?;
             Ok(())
+        })
+    }
+
+    fn release_running(&self) -> Result<usize> {
+        if let Ok(mut r) = self.shared.running.lock() {
+            r.clear();
+        }
+        self.run(async {
+            let c = self.client().await?;
+            let n = c
+                .execute(
+                    "UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL,
+                         started_at = NULL
+                     WHERE owner = $1 AND state = 'running'",
+                    &[&self.owner],
+                )
+                .await
+                .map_err(db)?;
+            if n > 0 {
+                // Wake the other replicas for them.
+                c.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                    .await
+                    .map_err(db)?;
+            }
+            Ok(usize::try_from(n).unwrap_or(0))
         })
     }
 

@@ -540,6 +540,24 @@ mod replicas {
         assert_eq!((v.state.as_str(), v.completions, v.attempts), (DONE, 1, 2));
     }
 
+    /// At shutdown a replica hands the jobs it still runs back to the queue:
+    /// another takes them at once, not after the lease.
+    #[test]
+    fn a_stopping_replica_hands_its_jobs_back() {
+        let db = pg::Db::new();
+        let a = db.store("a");
+        let b = db.store("b");
+        a.admit(&[job("1"), job("2")], 10).unwrap();
+        let c = a.claim().unwrap().unwrap();
+        assert_eq!(a.release_running().unwrap(), 1);
+        let taken = b.claim().unwrap().unwrap();
+        assert_eq!(taken.digest, c.digest);
+        // The run that was handed back stores nothing.
+        assert!(!a.finish_ok(&c, "{}", "{}", 1).unwrap());
+        assert!(b.finish_ok(&taken, "{}", "{}", 1).unwrap());
+        assert_eq!(a.release_running().unwrap(), 0);
+    }
+
     /// One replica at a time holds the periodic-work lock; when it dies
     /// another takes it over.
     #[test]
