@@ -30,6 +30,7 @@ pub mod gojson;
 pub mod harden;
 pub mod layer;
 pub mod model;
+pub mod policy;
 pub mod rules;
 pub mod scan;
 pub mod severity;

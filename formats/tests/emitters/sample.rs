@@ -51,6 +51,9 @@ fn finding(
         message: message.to_owned(),
         details: details(details_),
         fingerprint: format!("{fingerprint:064x}"),
+        suppression: None,
+        baseline: None,
+        counts: true,
     }
 }
 
@@ -166,6 +169,7 @@ pub(crate) fn sample_report() -> Report {
         platform: "linux/amd64".to_owned(),
         user: None,
         layers,
+        base: None,
     };
     let escalation = scanner::checks::escalation::escalation(Default::default(), &findings);
     Report::new(
@@ -190,6 +194,7 @@ pub(crate) fn clean_report() -> Report {
         platform: "linux/arm64/v8".to_owned(),
         user: Some("10001:10001".to_owned()),
         layers: vec![layer(0, "ADD rootfs.tar /")],
+        base: None,
     };
     let user = scanner::model::RuntimeUser {
         user: Some("10001:10001".to_owned()),
