@@ -205,7 +205,12 @@ pub(crate) struct ScanArgs {
     pub(crate) platform: Option<String>,
 
     /// Most tar entries accepted in one layer (a safety limit on memory).
-    #[arg(long, value_name = "N", default_value_t = 4_000_000, env = "IMGSCAN_MAX_ENTRIES")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4_000_000,
+        env = "IMGSCAN_MAX_ENTRIES"
+    )]
     pub(crate) max_entries: u64,
 
     /// Most memory one image may make imgscan hold, all layers together:
@@ -264,15 +269,30 @@ pub(crate) struct RegistryArgs {
     /// Repeatable. Loopback registries (localhost, 127.0.0.0/8, ::1) fall back
     /// to plain HTTP without it when they do not speak TLS.
     /// Repeatable (IMGSCAN_INSECURE_REGISTRY: comma-separated).
-    #[arg(long, value_name = "HOST[:PORT]", env = "IMGSCAN_INSECURE_REGISTRY", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "IMGSCAN_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
     pub(crate) insecure_registry: Vec<String>,
 
     /// Give up on one registry image after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1800, env = "IMGSCAN_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1800,
+        env = "IMGSCAN_TIMEOUT"
+    )]
     pub(crate) timeout: u64,
 
     /// Connect limit and idle-read limit of each registry request, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "IMGSCAN_REQUEST_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        env = "IMGSCAN_REQUEST_TIMEOUT"
+    )]
     pub(crate) request_timeout: u64,
 
     /// Retries of a registry request after 429, 5xx, timeouts and broken

@@ -93,7 +93,9 @@ fn value_enum<T: ValueEnum>(s: &str, key: &str) -> Result<T> {
 /// the environment left at their defaults, and returns the policy.
 pub(crate) fn load(args: &mut ScanArgs, m: &ArgMatches) -> Result<Policy> {
     let path = match (&args.config, args.no_config) {
-        (Some(_), true) => bail!("--config and --no-config (or IMGSCAN_CONFIG) contradict each other"),
+        (Some(_), true) => {
+            bail!("--config and --no-config (or IMGSCAN_CONFIG) contradict each other")
+        }
         (Some(p), false) => Some(p.clone()),
         (None, false) if Path::new(FILE_NAME).is_file() => Some(PathBuf::from(FILE_NAME)),
         (None, _) => None,
@@ -147,11 +149,13 @@ fn parse(text: &str, path: &Path, args: &mut ScanArgs, m: &ArgMatches) -> Result
     {
         // A file next to the policy file, or anything else imgscan reads.
         let local = rel(PathBuf::from(&v));
-        args.baseline = Some(if v != "auto" && !Path::new(&v).is_absolute() && local.exists() {
-            local.to_string_lossy().into_owned()
-        } else {
-            v
-        });
+        args.baseline = Some(
+            if v != "auto" && !Path::new(&v).is_absolute() && local.exists() {
+                local.to_string_lossy().into_owned()
+            } else {
+                v
+            },
+        );
     }
     if let Some(v) = file.show_suppressed
         && defaulted(m, "show_suppressed")
@@ -170,15 +174,21 @@ fn parse(text: &str, path: &Path, args: &mut ScanArgs, m: &ArgMatches) -> Result
             .insert(rule(r).with_context(|| "in `disabled_rules`")?);
     }
     for (r, s) in &file.severity {
-        let sev = Severity::from_str(s)
-            .map_err(|_| anyhow::anyhow!("`severity.{r} = \"{s}\"`: not a severity (critical, high, medium, low, info)"))?;
+        let sev = Severity::from_str(s).map_err(|_| {
+            anyhow::anyhow!(
+                "`severity.{r} = \"{s}\"`: not a severity (critical, high, medium, low, info)"
+            )
+        })?;
         policy
             .severity
             .insert(rule(r).with_context(|| format!("in `severity.{r}`"))?, sev);
     }
     policy.validate().map_err(anyhow::Error::msg)?;
     for (i, spanned) in file.ignore.into_iter().enumerate() {
-        let line = text[..spanned.span().start.min(text.len())].lines().count().max(1);
+        let line = text[..spanned.span().start.min(text.len())]
+            .lines()
+            .count()
+            .max(1);
         let label = format!("{name}: ignore {} (line {line})", i + 1);
         let e = spanned.into_inner();
         let parsed = ignore(e, label.clone()).with_context(|| label.clone())?;
@@ -206,13 +216,16 @@ fn ignore(e: IgnoreEntry, label: String) -> Result<Ignore> {
             u32::from_str_radix(&m, 8)
                 .ok()
                 .filter(|v| *v <= 0o7777)
-                .with_context(|| format!("`mode = \"{m}\"`: expected octal permission bits, such as \"4755\""))?,
+                .with_context(|| {
+                    format!("`mode = \"{m}\"`: expected octal permission bits, such as \"4755\"")
+                })?,
         ),
     };
     let owner = match e.owner {
         None => None,
         Some(o) => {
-            let bad = || anyhow::anyhow!("`owner = \"{o}\"`: expected UID or UID:GID, such as \"0:0\"");
+            let bad =
+                || anyhow::anyhow!("`owner = \"{o}\"`: expected UID or UID:GID, such as \"0:0\"");
             let (u, g) = match o.split_once(':') {
                 Some((u, g)) => (u, Some(g)),
                 None => (o.as_str(), None),

@@ -212,25 +212,33 @@ fn against_baseline(
     let mut scanned: Vec<(String, Report)> = Vec::new();
     for r in reports.iter_mut() {
         let source = if given == "auto" {
-            r.image.base.as_ref().and_then(|b| b.reference()).with_context(|| {
-                format!(
-                    "--baseline auto: {} names no base image (no \
+            r.image
+                .base
+                .as_ref()
+                .and_then(|b| b.reference())
+                .with_context(|| {
+                    format!(
+                        "--baseline auto: {} names no base image (no \
                      org.opencontainers.image.base.name annotation on its manifest); \
                      give the base as --baseline IMAGE",
-                    r.image.source
-                )
-            })?
+                        r.image.source
+                    )
+                })?
         } else {
             given.to_owned()
         };
         if !scanned.iter().any(|(s, _)| *s == source) {
-            let input = Input::parse(&source)
-                .with_context(|| format!("scanning the baseline {source}"))?;
+            let input =
+                Input::parse(&source).with_context(|| format!("scanning the baseline {source}"))?;
             let base = scanner::scan(&input, opts)
                 .with_context(|| format!("scanning the baseline {source}"))?;
             scanned.push((source.clone(), base));
         }
-        let base = &scanned.iter().find(|(s, _)| *s == source).expect("scanned above").1;
+        let base = &scanned
+            .iter()
+            .find(|(s, _)| *s == source)
+            .expect("scanned above")
+            .1;
         policy::against_base(r, base, &source, gate_all).map_err(anyhow::Error::msg)?;
     }
     Ok(())

@@ -15,6 +15,7 @@ mod edge;
 mod errors;
 mod fuzz_regressions;
 mod hostile_fs;
+mod policy;
 #[cfg(feature = "registry")]
 mod registry_listing;
 mod registry_protocol;

@@ -468,7 +468,9 @@ fn policy_lines(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             (_, _, absent) => format!(
                 "baseline: {}{}; {}",
                 b.source,
-                absent.map_or(String::new(), |a| format!(" ({a} of its findings are gone)")),
+                absent.map_or(String::new(), |a| format!(
+                    " ({a} of its findings are gone)"
+                )),
                 if b.gate_all {
                     "unchanged findings count (--gate all)"
                 } else {

@@ -50,6 +50,7 @@ use std::sync::Arc;
 use crate::budget::Charge;
 use crate::digest::{Algorithm, Hasher, Hashes, HashingReader};
 use crate::tarstream::{Kind, Seekable, Streaming, TarReader, TarSource};
+use sha2::{Digest as _, Sha256};
 
 mod codec;
 mod gunzip;
@@ -161,6 +162,9 @@ pub(crate) struct Extra {
     pub(crate) caps: Option<Box<[u8]>>,
     /// Shared, never copied: every name of a hard-linked file holds the same.
     pub(crate) content: Option<Arc<Content>>,
+    /// SHA-256 of the whole content of a set-id or file-capability regular
+    /// file: what an ignore entry's `sha256` pins (issue #12).
+    pub(crate) digest: Option<[u8; 32]>,
 }
 
 impl Extra {
@@ -238,6 +242,7 @@ impl LayerIndex {
             link: e.link,
             caps: e.caps,
             content: e.content.map(|c| Arc::new(*c)),
+            digest: None,
         };
         self.push_rec(start, e.kind, e.mode, (e.uid, e.gid), e.size, extra);
     }
@@ -879,10 +884,23 @@ fn read_members<S: TarSource>(
             }
             content = Some(Arc::new(Content { data, truncated }));
         }
+        // The content digest of a file that gives privilege (set-id bits or
+        // file capabilities): few files, read once more only when not
+        // captured whole.
+        let mut digest = None;
+        if kind == Kind::File && (mode & 0o6000 != 0 || caps.is_some()) {
+            let mut h = Sha256::new();
+            if let Some(c) = &content {
+                h.update(&c.data);
+            }
+            std::io::copy(&mut tr.data(), &mut HashWriter(&mut h))?;
+            digest = Some(h.finalize().into());
+        }
         let extra = Extra {
             link,
             caps,
             content,
+            digest,
         };
         if extra != Extra::default() {
             // The captured bytes were charged above.
@@ -895,6 +913,19 @@ fn read_members<S: TarSource>(
         index.push_rec(start, kind, mode, (uid, gid), size, extra);
     }
     Ok(())
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether a `system.posix_acl_access` value (the kernel's

@@ -394,7 +394,8 @@ impl Report {
     /// Sorts the findings again and recounts the summary (after a policy
     /// changed severities, dropped or waived findings).
     pub fn recount(&mut self) {
-        self.findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.findings
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.summary = Summary::of(&self.findings);
     }
 }

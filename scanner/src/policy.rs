@@ -27,8 +27,8 @@ use std::fmt;
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::model::{
-    BaselineInfo, BaselineKind, BaselineState, Finding, Report, Severity,
-    StaleIgnore, Suppression, SuppressionStatus,
+    BaselineInfo, BaselineKind, BaselineState, Finding, Report, Severity, StaleIgnore, Suppression,
+    SuppressionStatus,
 };
 use crate::rules::{RuleId, RuleKind};
 
@@ -56,7 +56,9 @@ impl Date {
             part.parse().map_err(|_| bad())
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&month) || day == 0 || day > u32::from(days_in_month(year as i32, month as u8))
+        if !(1..=12).contains(&month)
+            || day == 0
+            || day > u32::from(days_in_month(year as i32, month as u8))
         {
             return Err(format!("`{s}` is not a day of the calendar"));
         }
@@ -163,7 +165,9 @@ impl Ignore {
         entry: String,
     ) -> Result<Self, String> {
         if reason.trim().is_empty() {
-            return Err(format!("{entry}: `reason` is empty; say why the finding is accepted"));
+            return Err(format!(
+                "{entry}: `reason` is empty; say why the finding is accepted"
+            ));
         }
         let matcher = match &path {
             None => None,
@@ -231,7 +235,9 @@ impl Ignore {
             match have {
                 Some(h) if h == want => {}
                 Some(h) => out.push(format!("mode: pinned {want:04o}, now {h:04o}")),
-                None => out.push(format!("mode: pinned {want:04o}, but the finding has no mode")),
+                None => out.push(format!(
+                    "mode: pinned {want:04o}, but the finding has no mode"
+                )),
             }
         }
         if let Some((uid, gid)) = self.pins.owner {
@@ -242,7 +248,9 @@ impl Ignore {
                 None => uid.to_string(),
             };
             match have_uid {
-                None => out.push(format!("owner: pinned {pinned}, but the finding has no owner")),
+                None => out.push(format!(
+                    "owner: pinned {pinned}, but the finding has no owner"
+                )),
                 Some(u) if u != uid || gid.is_some_and(|g| Some(g) != have_gid) => {
                     let now = match have_gid {
                         Some(g) => format!("{u}:{g}"),
@@ -293,7 +301,9 @@ impl Policy {
     pub fn apply(&self, reports: &mut [Report], today: Date) {
         let mut used = vec![false; self.ignores.len()];
         for report in reports.iter_mut() {
-            report.findings.retain(|f| !self.disabled.contains(&f.rule_id));
+            report
+                .findings
+                .retain(|f| !self.disabled.contains(&f.rule_id));
             for f in &mut report.findings {
                 if let Some(s) = self.severity.get(&f.rule_id) {
                     f.severity = *s;
@@ -425,7 +435,11 @@ pub fn against_base(
         ));
     }
     let n = theirs.len();
-    let fps: BTreeSet<&str> = base.findings.iter().map(|f| f.fingerprint.as_str()).collect();
+    let fps: BTreeSet<&str> = base
+        .findings
+        .iter()
+        .map(|f| f.fingerprint.as_str())
+        .collect();
     for f in &mut report.findings {
         let inherited =
             f.layer_index.is_some_and(|l| l < n) && fps.contains(f.fingerprint.as_str());
@@ -523,7 +537,14 @@ mod tests {
             assert_eq!(Date::from_days(d.days()), d);
         }
         assert_eq!(Date::parse("1970-01-02").unwrap().days(), 1);
-        for s in ["2026-13-01", "2026-02-29", "2026-1-01", "26-01-01", "2026-01-0x", ""] {
+        for s in [
+            "2026-13-01",
+            "2026-02-29",
+            "2026-1-01",
+            "26-01-01",
+            "2026-01-0x",
+            "",
+        ] {
             assert!(Date::parse(s).is_err(), "{s}");
         }
         assert!(Date::parse("2026-12-05").unwrap() > Date::parse("2026-12-04").unwrap());
@@ -591,7 +612,11 @@ mod tests {
             ..Pins::default()
         };
         let (s, _) = run(vec![entry(Some("/bin/x"), pin(0o4755), Some("2026-12-04"))]);
-        assert_eq!(s.unwrap().status, SuppressionStatus::Accepted, "the last day holds");
+        assert_eq!(
+            s.unwrap().status,
+            SuppressionStatus::Accepted,
+            "the last day holds"
+        );
         let (s, _) = run(vec![entry(Some("/bin/x"), pin(0o4755), Some("2026-12-03"))]);
         assert_eq!(s.unwrap().status, SuppressionStatus::Expired);
         let (s, _) = run(vec![entry(Some("/bin/x"), pin(0o4711), None)]);
@@ -610,7 +635,11 @@ mod tests {
             ..Pins::default()
         };
         let (s, _) = run(vec![entry(Some("/bin/x"), sha, None)]);
-        assert_eq!(s.unwrap().status, SuppressionStatus::Changed, "no digest, no acceptance");
+        assert_eq!(
+            s.unwrap().status,
+            SuppressionStatus::Changed,
+            "no digest, no acceptance"
+        );
     }
 
     #[test]
