@@ -143,6 +143,15 @@ fn collect(args: &ScanArgs, policy: &Policy) -> Result<Vec<Report>> {
         }
         bail!("standard input (`-`) can be scanned only once per run");
     }
+    if args.baseline.as_deref() == Some("-")
+        && (args.registry.password_stdin
+            || args
+                .images
+                .iter()
+                .any(|i| Input::parse(i).is_ok_and(|i| i.is_stdin())))
+    {
+        bail!("standard input is already taken; --baseline - needs it for itself");
+    }
     let mut opts = ScanOptions::default();
     if let Some(p) = &args.platform {
         opts.selection = Selection {

@@ -603,3 +603,70 @@ fn the_manifest_names_its_base_image() {
             .contains(&format!("registry.example/library/debian@{digest}"))
     );
 }
+
+/// `--baseline auto` pulls the base the manifest's annotations name, here
+/// from an in-process registry on 127.0.0.1, and marks what it brought.
+#[cfg(feature = "registry")]
+#[test]
+fn baseline_auto_pulls_the_annotated_base() {
+    use crate::support::fake_registry::{FakeRegistry, Image};
+    use crate::util::{Comp, write_oci_layout};
+    let base_dir = tempfile::tempdir().unwrap();
+    write_oci_layout(
+        base_dir.path(),
+        &[base_layer(b"su v1")],
+        Comp::Gzip,
+        json!({"User": "app"}),
+    );
+    let base = Image::from_layout(base_dir.path(), "team/base", "1");
+    let base_digest = base.digest.clone();
+    let reg = FakeRegistry::start(move |r| base.answer(r));
+
+    let l = crate::support::rawtar::Layout::new();
+    let tars = vec![base_layer(b"su v1"), app_layer(0o4755)];
+    let blobs: Vec<(&str, Vec<u8>)> = tars
+        .iter()
+        .map(|t| (crate::support::rawtar::TAR, t.clone()))
+        .collect();
+    let mut m: Value =
+        serde_json::from_slice(&l.manifest(&tars, &blobs, json!({"User": "app"}), "layers"))
+            .unwrap();
+    m["annotations"] = json!({
+        "org.opencontainers.image.base.name": format!("{}/team/base:1", reg.host()),
+        "org.opencontainers.image.base.digest": base_digest,
+    });
+    let doc = serde_json::to_vec(&m).unwrap();
+    l.index(vec![l.tagged(crate::support::rawtar::MANIFEST, &doc)]);
+    let env = CleanEnv::new();
+    let r = output(
+        env.imgscan()
+            .args([
+                "--format",
+                "json",
+                "--no-config",
+                "--fail-on",
+                "low",
+                "--baseline",
+                "auto",
+            ])
+            .arg(format!("oci:{}", l.path().display())),
+        None,
+    );
+    let v = r.json();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        v["policy"]["baseline"]["source"],
+        format!("{}/team/base@{base_digest}", reg.host())
+    );
+    assert_eq!(
+        finding(&v, "setuid-binary", "/usr/bin/su")["baseline"],
+        "inherited"
+    );
+    assert_eq!(
+        counting(&v),
+        [
+            "world-writable-path /etc/app.conf",
+            "setuid-binary /usr/local/bin/tool"
+        ]
+    );
+}
