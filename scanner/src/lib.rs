@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod budget;
+pub mod cache;
 pub mod capability;
 // First: `rules` builds `RuleId` from the registry list macro defined here.
 #[macro_use]

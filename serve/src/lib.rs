@@ -214,7 +214,7 @@ fn run_with(
     // owns this directory, before the cache file is touched.
     let store = Arc::new(Store::open(&cfg.database)?);
     let layers = match cfg.layer_cache {
-        Some(limits) => Some(Arc::new(LayerDb::open(
+        Some(limits) => Some(Arc::new(layers::open(
             &layers::path_for(&cfg.database),
             limits,
         )?)),
