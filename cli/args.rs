@@ -242,6 +242,9 @@ pub(crate) struct ScanArgs {
     // Boxed: it would make `Command::Scan` much larger than its siblings.
     #[command(flatten)]
     pub(crate) registry: Box<RegistryArgs>,
+
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
 }
 
 /// How to reach registries (`imgscan HOST/REPO:TAG`).
@@ -299,4 +302,37 @@ pub(crate) struct RegistryArgs {
     /// connections (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 4, env = "IMGSCAN_RETRIES")]
     pub(crate) retries: u32,
+}
+
+/// The persistent layer cache of registry pulls (cli/cache.rs).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cache options")]
+pub(crate) struct CacheArgs {
+    /// Keep the scans of registry image layers in DIR, by verified blob
+    /// digest: a layer scanned before is not downloaded again (the manifest
+    /// and config always are). Default: $XDG_CACHE_HOME/imgscan, else
+    /// $HOME/.cache/imgscan. The directory is created mode 0700, its
+    /// layers.db 0600; processes may share it. A cache that cannot be used
+    /// is a warning and the scan goes on without it.
+    #[arg(long, value_name = "DIR", env = "IMGSCAN_CACHE_DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+
+    /// Use no layer cache: download and scan every layer.
+    #[arg(
+        long,
+        env = "IMGSCAN_NO_CACHE",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub(crate) no_cache: bool,
+
+    /// Most bytes of layer scans the cache keeps (512M, 4G, bytes); the
+    /// least recently used go first.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "2G",
+        value_parser = parse_size,
+        env = "IMGSCAN_CACHE_MAX_SIZE"
+    )]
+    pub(crate) cache_max_size: u64,
 }

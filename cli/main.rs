@@ -24,6 +24,7 @@ use scanner::source::{Platform, Selection};
 use scanner::{Input, ScanOptions};
 
 mod args;
+mod cache;
 mod config;
 mod progress;
 
@@ -176,12 +177,9 @@ fn collect(args: &ScanArgs, policy: &Policy) -> Result<Vec<Report>> {
     }
     opts.registry = registry_options(&args.registry)?;
     opts.registry.progress = progress::sink(args.quiet);
-    if args.images.len() > 1 {
-        // Layers shared between the images are pulled and scanned once.
-        opts.registry.layer_cache = Some(std::sync::Arc::new(
-            scanner::source::registry::LayerCache::default(),
-        ));
-    }
+    // Layers scanned before (the persistent cache) or shared between the
+    // images are pulled and scanned once.
+    opts.registry.layer_cache = cache::store(args);
     let mut reports: Vec<Report> = Vec::with_capacity(args.images.len());
     for image in &args.images {
         let input = Input::parse(image).with_context(|| format!("scanning {image}"))?;

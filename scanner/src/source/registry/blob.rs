@@ -300,6 +300,11 @@ impl Container for RegistryContainer {
                         actual,
                     });
                 }
+                // Stored only now: the blob digest (above) and the diff_id
+                // (here) both verified, so the entry is the scan of exactly
+                // the bytes its key names. Without verification (no
+                // algorithms asked) `verify` fails and nothing is stored.
+                // tests/layer_cache.rs `only_verified_layers_enter_the_cache`.
                 if let Some(c) = &self.cache {
                     idx.tar
                         .verify(&format!("layer {} diff_id", plan.index), &plan.diff_id)?;
