@@ -411,3 +411,62 @@ fn local_scans_create_no_cache() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!env.home.path().join(".cache").exists());
 }
+
+/// The default directory is `$XDG_CACHE_HOME/imgscan` when that is an
+/// absolute path, else `$HOME/.cache/imgscan`.
+#[test]
+fn the_default_directory_follows_xdg() {
+    let env = CleanEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let served = img.clone();
+    let reg = FakeRegistry::start(move |r| served.answer(r));
+    let reference = format!("{}/{REPO}:v1", reg.host());
+    let xdg = dir.path().join("xdg");
+    for (value, file) in [
+        (xdg.to_str().unwrap(), xdg.join("imgscan/layers.db")),
+        ("relative/cache", default_db(&env)),
+    ] {
+        let r = output(
+            env.imgscan().env("XDG_CACHE_HOME", value).args([
+                "--format",
+                "json",
+                "--fail-on",
+                "none",
+                &reference,
+            ]),
+            None,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(cached(&file), sorted(img.layers()), "{value}");
+    }
+}
+
+/// A cache file another process keeps locked (as `imgscan serve` keeps
+/// its own) is a warning once the busy timeout (10 s) has passed: the scan
+/// goes on without the cache and gives the same report.
+#[test]
+fn a_locked_cache_is_a_warning() {
+    let env = CleanEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let served = img.clone();
+    let reg = FakeRegistry::start(move |r| served.answer(r));
+    let reference = format!("{}/{REPO}:v1", reg.host());
+    let good = scan(&env, &[&reference]);
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    let holder = rusqlite::Connection::open(default_db(&env)).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    let before = layer_gets(&reg, &img).len();
+    let r = scan(&env, &[&reference]);
+    assert_eq!(r.stdout, good.stdout, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: not using the layer cache"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(layer_gets(&reg, &img).len() - before, img.layers().len());
+    drop(holder);
+}
