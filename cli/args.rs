@@ -317,11 +317,12 @@ pub(crate) struct CacheArgs {
     #[arg(long, value_name = "DIR", env = "IMGSCAN_CACHE_DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
 
-    /// Use no layer cache: download and scan every layer.
+    /// Use no layer cache: download and scan every layer. IMGSCAN_NO_CACHE
+    /// takes 1, true, yes, on (or 0, false, no, off).
     #[arg(
         long,
         env = "IMGSCAN_NO_CACHE",
-        value_parser = clap::builder::FalseyValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) no_cache: bool,
 
