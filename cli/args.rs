@@ -176,7 +176,7 @@ pub(crate) struct ScanArgs {
     pub(crate) config: Option<PathBuf>,
 
     /// Read no policy file, not even ./imgscan.toml.
-    #[arg(long, env = "IMGSCAN_NO_CONFIG")]
+    #[arg(long, env = "IMGSCAN_NO_CONFIG", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) no_config: bool,
 
     /// Judge the image against a baseline: a base image (anything imgscan
@@ -196,7 +196,7 @@ pub(crate) struct ScanArgs {
 
     /// List the findings ignore entries accepted in the table (they are
     /// always in JSON, SARIF and JUnit, marked, and counted in the summary).
-    #[arg(long, env = "IMGSCAN_SHOW_SUPPRESSED")]
+    #[arg(long, env = "IMGSCAN_SHOW_SUPPRESSED", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) show_suppressed: bool,
 
     /// Platform to pick from a multi-platform index: os/arch[/variant].
@@ -226,7 +226,7 @@ pub(crate) struct ScanArgs {
     /// layers are then read by seeking over file contents, reading only the
     /// headers and the few files checks need. The manifest and config are
     /// still verified, and the report carries a warning. Never the default.
-    #[arg(long, env = "IMGSCAN_NO_VERIFY")]
+    #[arg(long, env = "IMGSCAN_NO_VERIFY", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) no_verify: bool,
 
     /// Colour the table.
@@ -236,7 +236,7 @@ pub(crate) struct ScanArgs {
     /// Print nothing but errors and, when the gate fails, its one-line
     /// summary on stderr (the reason for exit 1, for CI logs). Reports
     /// still go to the files given.
-    #[arg(short, long, env = "IMGSCAN_QUIET")]
+    #[arg(short, long, env = "IMGSCAN_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) quiet: bool,
 
     // Boxed: it would make `Command::Scan` much larger than its siblings.

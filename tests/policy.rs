@@ -513,6 +513,10 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
     assert_eq!(r.code, 0, "the flag over the environment");
     let r = i.run_env(&["app.tar"], &[("IMGSCAN_CONFIG", "ci/policy.toml")]);
     assert_eq!(r.code, 0, "IMGSCAN_CONFIG names the file");
+    // Boolean variables take the usual words.
+    let r = i.run_env(&["--no-config", "app.tar"], &[("IMGSCAN_QUIET", "1")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
     // ./imgscan.toml is read by default, --no-config skips it.
     i.policy("fail_on = \"none\"\n");
     assert_eq!(i.run(&["app.tar"]).code, 0);
