@@ -470,3 +470,33 @@ fn a_locked_cache_is_a_warning() {
     assert_eq!(layer_gets(&reg, &img).len() - before, img.layers().len());
     drop(holder);
 }
+
+/// A cached layer is held to the limits of the scan that reuses it, as
+/// reading it would be: a stricter --max-entries or --max-memory than the
+/// one it was cached under fails the same way (exit 2), without a download.
+#[test]
+fn a_cached_layer_is_held_to_the_next_scans_limits() {
+    let env = CleanEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let served = img.clone();
+    let reg = FakeRegistry::start(move |r| served.answer(r));
+    let reference = format!("{}/{REPO}:v1", reg.host());
+    let first = scan(&env, &[&reference]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let fetched = layer_gets(&reg, &img).len();
+    let strict = scan(&env, &["--max-entries", "2", &reference]);
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
+    assert!(
+        strict.stderr.contains("more than 2 members"),
+        "{}",
+        strict.stderr
+    );
+    let tight = scan(&env, &["--max-memory", "300", &reference]);
+    assert_eq!(tight.code, 2, "{}", tight.stderr);
+    assert!(tight.stderr.contains("a cached layer"), "{}", tight.stderr);
+    assert_eq!(layer_gets(&reg, &img).len(), fetched, "both from the cache");
+    // The cache still serves a scan within the limits.
+    let again = scan(&env, &[&reference]);
+    assert_eq!(again.stdout, first.stdout);
+}

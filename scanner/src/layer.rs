@@ -225,6 +225,42 @@ pub struct LayerIndex {
 }
 
 impl LayerIndex {
+    /// Holds an index that was not read under `opts` (one from a layer
+    /// cache) to `opts`' limits, and charges its memory to `opts.budget`,
+    /// as reading the layer would have: a cached layer must not get past
+    /// `--max-entries`, the name limit or `--max-memory`. The error is the
+    /// one the scan would have given.
+    pub fn admit(&mut self, opts: &LayerOptions) -> Result<(), LayerError> {
+        if self.members > opts.max_entries {
+            return Err(LayerError(format!(
+                "more than {} members (raise --max-entries if this image is genuine)",
+                opts.max_entries
+            )));
+        }
+        if self.paths.len() > opts.max_names.min(u32::MAX as usize) {
+            return Err(LayerError(format!(
+                "member names take more than {} bytes",
+                opts.max_names
+            )));
+        }
+        let strings = |v: &[Box<str>]| -> u64 {
+            v.iter()
+                .map(|s| (s.len() + std::mem::size_of::<Box<str>>()) as u64)
+                .sum()
+        };
+        let bytes = self.paths.capacity() as u64
+            + (self.recs.capacity() * std::mem::size_of::<Rec>()) as u64
+            + self.extras.iter().map(Extra::cost).sum::<u64>()
+            + strings(&self.whiteouts)
+            + strings(&self.opaques)
+            + self.warnings.iter().map(|w| w.len() as u64).sum::<u64>();
+        let mut charge = crate::budget::Charge::new(std::sync::Arc::clone(&opts.budget));
+        charge.add(bytes, "a cached layer")?;
+        charge.flush("a cached layer")?;
+        self.charge = charge;
+        Ok(())
+    }
+
     /// A layer holding these entries (and nothing else), in this order.
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Self {
         let mut idx = Self::default();

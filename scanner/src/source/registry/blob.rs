@@ -267,7 +267,11 @@ impl Container for RegistryContainer {
                 why: "the manifest gives no digest".into(),
             });
         };
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(digest)) {
+        if let Some(mut hit) = self.cache.as_ref().and_then(|c| c.get(digest)) {
+            // Held to this scan's limits and charged to its budget, as
+            // reading the blob would have been.
+            hit.admit(opts)
+                .map_err(|e| crate::source::layer_error(plan, e))?;
             self.layer_done();
             return Ok(hit);
         }
