@@ -97,26 +97,20 @@ fn junit_is_valid_against_the_jenkins_schema() {
     // With a policy that accepts every finding of the hostile image (its
     // reasons and paths escaped in <system-out>): still valid, no failure.
     let policy = dir.path().join("imgscan.toml");
-    let out = imgscan(&[
+    succeeds(&[
         "baseline",
         "--quiet",
         "-o",
         policy.to_str().unwrap(),
         &hostile,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = std::fs::read_to_string(&policy).unwrap().replace(
         "reason = \"TODO\"",
         "reason = \"<reviewed> & \\\"ok\\\" ]]>\"",
     );
     std::fs::write(&policy, text).unwrap();
     let file = dir.path().join("policy.xml");
-    let out = imgscan(&[
+    succeeds(&[
         "--quiet",
         "--fail-on",
         "info",
@@ -126,14 +120,19 @@ fn junit_is_valid_against_the_jenkins_schema() {
         file.to_str().unwrap(),
         &hostile,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     validate(&file);
     let xml = std::fs::read_to_string(&file).unwrap();
     assert!(!xml.contains("<failure"), "{xml}");
     assert!(xml.contains("&lt;reviewed&gt; &amp;"), "{xml}");
+}
+
+/// Runs imgscan; fails the test unless it exits 0.
+fn succeeds(args: &[&str]) {
+    let out = imgscan(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

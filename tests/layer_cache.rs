@@ -71,6 +71,34 @@ fn with_tampered_layer(img: &Image, n: usize) -> Image {
     out
 }
 
+/// A clean environment and the test image served by an in-process
+/// registry on 127.0.0.1.
+struct Served {
+    env: CleanEnv,
+    dir: tempfile::TempDir,
+    img: Image,
+    reg: FakeRegistry,
+    reference: String,
+}
+
+impl Served {
+    fn new() -> Self {
+        let env = CleanEnv::new();
+        let dir = tempfile::tempdir().unwrap();
+        let img = image(dir.path());
+        let served = img.clone();
+        let reg = FakeRegistry::start(move |r| served.answer(r));
+        let reference = format!("{}/{REPO}:v1", reg.host());
+        Self {
+            env,
+            dir,
+            img,
+            reg,
+            reference,
+        }
+    }
+}
+
 fn scan(env: &CleanEnv, args: &[&str]) -> Run {
     output(
         env.imgscan()
@@ -122,12 +150,13 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// is the first one, byte for byte. `--no-cache` downloads them all again.
 #[test]
 fn a_second_scan_downloads_no_layer_and_reports_the_same() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir: _dir,
+        img,
+        reg,
+        reference,
+    } = Served::new();
 
     let first = scan(&env, &[&reference]);
     let report = first.json();
@@ -240,12 +269,13 @@ fn only_verified_layers_enter_the_cache() {
 /// neither fails the scan.
 #[test]
 fn a_damaged_cache_is_a_miss_never_an_error() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir,
+        img,
+        reg,
+        reference,
+    } = Served::new();
     let good = scan(&env, &[&reference]);
     assert_eq!(good.code, 0, "{}", good.stderr);
     let db = default_db(&env);
@@ -322,12 +352,13 @@ fn a_damaged_cache_is_a_miss_never_an_error() {
 /// a layer that no longer fits is downloaded again.
 #[test]
 fn the_cache_is_bounded_and_pruned() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir,
+        img,
+        reg,
+        reference,
+    } = Served::new();
     let cache = dir.path().join("cache");
     let cache_arg = cache.to_str().unwrap();
     let first = scan(&env, &["--cache-dir", cache_arg, &reference]);
@@ -371,12 +402,13 @@ fn the_cache_is_bounded_and_pruned() {
 /// layer is cached.
 #[test]
 fn processes_share_one_cache() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir,
+        img,
+        reg: _reg,
+        reference,
+    } = Served::new();
     let expected = scan(&CleanEnv::new(), &["--no-cache", &reference]);
     let cache = dir.path().join("shared-cache");
     let children: Vec<_> = (0..4)
@@ -416,12 +448,13 @@ fn local_scans_create_no_cache() {
 /// absolute path, else `$HOME/.cache/imgscan`.
 #[test]
 fn the_default_directory_follows_xdg() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir,
+        img,
+        reg: _reg,
+        reference,
+    } = Served::new();
     let xdg = dir.path().join("xdg");
     for (value, file) in [
         (xdg.to_str().unwrap(), xdg.join("imgscan/layers.db")),
@@ -447,12 +480,13 @@ fn the_default_directory_follows_xdg() {
 /// goes on without the cache and gives the same report.
 #[test]
 fn a_locked_cache_is_a_warning() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir: _dir,
+        img,
+        reg,
+        reference,
+    } = Served::new();
     let good = scan(&env, &[&reference]);
     assert_eq!(good.code, 0, "{}", good.stderr);
     let holder = rusqlite::Connection::open(default_db(&env)).unwrap();
@@ -476,12 +510,13 @@ fn a_locked_cache_is_a_warning() {
 /// one it was cached under fails the same way (exit 2), without a download.
 #[test]
 fn a_cached_layer_is_held_to_the_next_scans_limits() {
-    let env = CleanEnv::new();
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    let served = img.clone();
-    let reg = FakeRegistry::start(move |r| served.answer(r));
-    let reference = format!("{}/{REPO}:v1", reg.host());
+    let Served {
+        env,
+        dir: _dir,
+        img,
+        reg,
+        reference,
+    } = Served::new();
     let first = scan(&env, &[&reference]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let fetched = layer_gets(&reg, &img).len();

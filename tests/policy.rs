@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::support::env::{CleanEnv, Run, output};
-use crate::util::{LayerBuilder, docker_archive};
+use crate::util::{LayerBuilder, counting, docker_archive};
 
 fn base_layer(su: &[u8]) -> Vec<u8> {
     LayerBuilder::new()
@@ -100,22 +100,6 @@ fn finding<'a>(report: &'a Value, rule: &str, path: &str) -> &'a Value {
         .iter()
         .find(|f| f["rule_id"] == rule && f["path"] == path)
         .unwrap_or_else(|| panic!("no {rule} {path} in {report:#}"))
-}
-
-fn counting(report: &Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["counts"] == true)
-        .map(|f| {
-            format!(
-                "{} {}",
-                f["rule_id"].as_str().unwrap(),
-                f["path"].as_str().unwrap_or("-")
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -669,8 +653,8 @@ fn baseline_auto_pulls_the_annotated_base() {
     assert_eq!(
         counting(&v),
         [
-            "world-writable-path /etc/app.conf",
-            "setuid-binary /usr/local/bin/tool"
+            "setuid-binary /usr/local/bin/tool",
+            "world-writable-path /etc/app.conf"
         ]
     );
 }

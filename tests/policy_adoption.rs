@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::escalation::base;
 use crate::support::registry::Registry;
 use crate::support::tools::run;
-use crate::util::{docker_archive, imgscan};
+use crate::util::{counting, docker_archive, imgscan};
 
 fn scan(args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--format", "json"];
@@ -38,25 +38,6 @@ fn scan(args: &[&str]) -> (i32, Value) {
         String::from_utf8_lossy(&out.stderr)
     );
     (code, serde_json::from_slice(&out.stdout).unwrap())
-}
-
-/// `rule path` of the findings that count.
-fn counting(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["counts"] == true)
-        .map(|f| {
-            format!(
-                "{} {}",
-                f["rule_id"].as_str().unwrap(),
-                f["path"].as_str().unwrap_or("-")
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn tar_of(root: &Path, out: &Path, extra: &[&str], members: &[&str]) {
