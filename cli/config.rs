@@ -317,7 +317,19 @@ pub(crate) fn accepting(reports: &[Report], expires: Date) -> String {
 }
 
 fn entry(out: &mut String, r: &Report, f: &Finding, expires: Date) {
-    let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+    // A comment carries no control character (TOML 1.0 allows only tab,
+    // which the parser here refuses too): each is written as `\u{…}`.
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    format!("\\u{{{:x}}}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
     out.push_str(&format!(
         "# {} {} in {}: {}\n",
         f.rule_id,
@@ -357,6 +369,64 @@ fn entry(out: &mut String, r: &Report, f: &Finding, expires: Date) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepting_writes_toml_for_hostile_paths() {
+        use scanner::model::{Finding, ImageInfo, Severity};
+        let hostile = "/opt/a\tb\u{1b}[31m\u{7f}\n\"x\"*[y]";
+        let image = ImageInfo {
+            source: "img\n# injected = 1".to_owned(),
+            format: "docker-archive".to_owned(),
+            reference: None,
+            manifest_digest: None,
+            index_digest: None,
+            config_digest: "sha256:00".to_owned(),
+            platform: "linux/amd64".to_owned(),
+            user: None,
+            layers: Vec::new(),
+            base: None,
+        };
+        let f = Finding {
+            rule_id: RuleId::SetuidBinary,
+            severity: Severity::High,
+            path: Some(hostile.to_owned()),
+            layer_index: None,
+            layer_digest: None,
+            layer_created_by: None,
+            message: format!("{hostile} is setuid"),
+            details: BTreeMap::new(),
+            fingerprint: "ab".repeat(32),
+            suppression: None,
+            baseline: None,
+            counts: true,
+        };
+        let r = Report::new(
+            image,
+            vec![f.clone()],
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+        );
+        let text = accepting(&[r], Date::parse("2027-01-01").unwrap());
+        let v: toml::Value = toml::from_str(&text).expect(&text);
+        let e = &v["ignore"][0];
+        assert_eq!(e["path"].as_str(), Some(glob_literal(hostile).as_str()));
+        assert!(v.get("injected").is_none(), "{text}");
+        // And the entry accepts exactly that path.
+        let i = Ignore::new(
+            RuleId::SetuidBinary,
+            Some(glob_literal(hostile)),
+            Pins::default(),
+            "r".to_owned(),
+            None,
+            "e".to_owned(),
+        )
+        .unwrap();
+        assert!(i.names(&f));
+        let mut other = f;
+        other.path = Some("/opt/a\tb\u{1b}[31m\u{7f}\n\"x\"*y".to_owned());
+        assert!(!i.names(&other), "`*[y]` is literal");
+    }
 
     #[test]
     fn globs_of_literal_paths_match_only_themselves() {

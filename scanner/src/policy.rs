@@ -197,7 +197,7 @@ impl Ignore {
     }
 
     /// Whether the entry names this finding (its rule and path), pins aside.
-    fn names(&self, f: &Finding) -> bool {
+    pub fn names(&self, f: &Finding) -> bool {
         if f.rule_id != self.rule {
             return false;
         }
