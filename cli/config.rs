@@ -40,6 +40,9 @@ struct File {
     platform: Option<String>,
     baseline: Option<String>,
     show_suppressed: Option<bool>,
+    cache_dir: Option<PathBuf>,
+    no_cache: Option<bool>,
+    cache_max_size: Option<String>,
     #[serde(default)]
     disabled_rules: Vec<String>,
     #[serde(default)]
@@ -161,6 +164,22 @@ fn parse(text: &str, path: &Path, args: &mut ScanArgs, m: &ArgMatches) -> Result
         && defaulted(m, "show_suppressed")
     {
         args.show_suppressed = v;
+    }
+    if let Some(p) = file.cache_dir
+        && defaulted(m, "cache_dir")
+    {
+        args.cache.cache_dir = Some(rel(p));
+    }
+    if let Some(v) = file.no_cache
+        && defaulted(m, "no_cache")
+    {
+        args.cache.no_cache = v;
+    }
+    if let Some(v) = &file.cache_max_size
+        && defaulted(m, "cache_max_size")
+    {
+        args.cache.cache_max_size = scanner::budget::parse_size(v)
+            .map_err(|e| anyhow::anyhow!("`cache_max_size = \"{v}\"`: {e}"))?;
     }
 
     let name = path.display().to_string();

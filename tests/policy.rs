@@ -497,6 +497,12 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
     assert_eq!(r.code, 0, "the flag over the environment");
     let r = i.run_env(&["app.tar"], &[("IMGSCAN_CONFIG", "ci/policy.toml")]);
     assert_eq!(r.code, 0, "IMGSCAN_CONFIG names the file");
+    // Cache settings too (a bad size is an error naming the key).
+    i.policy("cache_max_size = \"lots\"\n");
+    let r = i.run(&["app.tar"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cache_max_size"), "{}", r.stderr);
+    std::fs::remove_file(i.path("imgscan.toml")).unwrap();
     // Boolean variables take the usual words.
     let r = i.run_env(&["--no-config", "app.tar"], &[("IMGSCAN_QUIET", "1")]);
     assert_eq!(r.code, 1);
