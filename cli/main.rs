@@ -13,19 +13,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use formats::{EmitOptions, OutputFormat};
 use scanner::checks::RULES;
 use scanner::model::{Report, Severity};
+use scanner::policy::{self, BaselineReport, Date, Policy};
 use scanner::rules::RuleId;
 use scanner::source::registry::{Credentials, RegistryOptions};
 use scanner::source::{Platform, Selection};
 use scanner::{Input, ScanOptions};
 
 mod args;
+mod cache;
+mod config;
 mod progress;
 
-use args::{Cli, Color, Command, FailOn, Format, RegistryArgs, ScanArgs};
+use args::{BaselineArgs, Cli, Color, Command, FailOn, Format, Gate, RegistryArgs, ScanArgs};
 
 /// Exit status, as documented in `--help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +45,16 @@ impl From<ExitStatus> for ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The matches of the scan options, to tell a flag or an environment
+    // variable from a default (the policy file fills only defaults).
+    let scan_matches = match matches.subcommand() {
+        Some(("scan" | "harden", m)) => m.clone(),
+        Some(("baseline", m)) => m.clone(),
+        _ => matches,
+    };
+    match run(cli, &scan_matches) {
         Ok(status) => status.into(),
         Err(err) => report_error(&err).into(),
     }
@@ -68,7 +79,7 @@ fn report_error(err: &anyhow::Error) -> ExitStatus {
     ExitStatus::Error
 }
 
-fn run(cli: Cli) -> Result<ExitStatus> {
+fn run(cli: Cli, m: &clap::ArgMatches) -> Result<ExitStatus> {
     match cli.command {
         Some(Command::Rules) => {
             let mut out = io::stdout().lock();
@@ -90,11 +101,15 @@ fn run(cli: Cli) -> Result<ExitStatus> {
             out.flush()?;
             Ok(ExitStatus::Success)
         }
-        Some(Command::Scan(args)) => scan(&args),
-        Some(Command::Harden(args)) => harden(&args),
+        Some(Command::Scan(mut args)) => scan(&mut args, m),
+        Some(Command::Harden(mut args)) => harden(&mut args, m),
+        Some(Command::Baseline(mut args)) => baseline(&mut args, m),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(&args).map(|()| ExitStatus::Success),
-        None => scan(&cli.scan),
+        None => {
+            let mut args = cli.scan;
+            scan(&mut args, m)
+        }
     }
 }
 
@@ -109,8 +124,9 @@ fn threshold(f: FailOn) -> Option<Severity> {
     }
 }
 
-/// Scans every image of `args`, in order; any failure stops the run.
-fn collect(args: &ScanArgs) -> Result<Vec<Report>> {
+/// Scans every image of `args`, in order (any failure stops the run), and
+/// judges the findings by `policy` and the baseline.
+fn collect(args: &ScanArgs, policy: &Policy) -> Result<Vec<Report>> {
     if args.images.is_empty() {
         bail!("no image given; try `imgscan ./image.tar` or `imgscan --help`");
     }
@@ -127,6 +143,15 @@ fn collect(args: &ScanArgs) -> Result<Vec<Report>> {
             );
         }
         bail!("standard input (`-`) can be scanned only once per run");
+    }
+    if args.baseline.as_deref() == Some("-")
+        && (args.registry.password_stdin
+            || args
+                .images
+                .iter()
+                .any(|i| Input::parse(i).is_ok_and(|i| i.is_stdin())))
+    {
+        bail!("standard input is already taken; --baseline - needs it for itself");
     }
     let mut opts = ScanOptions::default();
     if let Some(p) = &args.platform {
@@ -152,32 +177,136 @@ fn collect(args: &ScanArgs) -> Result<Vec<Report>> {
     }
     opts.registry = registry_options(&args.registry)?;
     opts.registry.progress = progress::sink(args.quiet);
-    if args.images.len() > 1 {
-        // Layers shared between the images are pulled and scanned once.
-        opts.registry.layer_cache = Some(std::sync::Arc::new(
-            scanner::source::registry::LayerCache::default(),
-        ));
-    }
+    // Layers scanned before (the persistent cache) or shared between the
+    // images are pulled and scanned once.
+    opts.registry.layer_cache = cache::store(args);
     let mut reports: Vec<Report> = Vec::with_capacity(args.images.len());
     for image in &args.images {
         let input = Input::parse(image).with_context(|| format!("scanning {image}"))?;
         let report = scanner::scan(&input, &opts).with_context(|| format!("scanning {image}"))?;
         reports.push(report);
     }
+    policy.apply(&mut reports, Date::today());
+    if let Some(b) = &args.baseline {
+        against_baseline(&mut reports, b, args.gate == Gate::All, &opts)?;
+    }
     Ok(reports)
+}
+
+/// Marks every report's findings against the baseline `given`: a JSON
+/// report, `auto` (each image's annotated base) or a base image, scanned
+/// with the same options.
+fn against_baseline(
+    reports: &mut [Report],
+    given: &str,
+    gate_all: bool,
+    opts: &ScanOptions,
+) -> Result<()> {
+    let path = Path::new(given);
+    if given != "auto" && path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading the baseline {given}"))?;
+        // A JSON report starts with `{`; anything else is an image archive.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            let base = BaselineReport::parse(&bytes)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("reading the baseline {given}"))?;
+            for r in reports.iter_mut() {
+                policy::against_report(r, &base, given, gate_all);
+            }
+            return Ok(());
+        }
+    }
+    let mut scanned: Vec<(String, Report)> = Vec::new();
+    for r in reports.iter_mut() {
+        let source = if given == "auto" {
+            r.image
+                .base
+                .as_ref()
+                .and_then(|b| b.reference())
+                .with_context(|| {
+                    format!(
+                        "--baseline auto: {} names no base image (no \
+                     org.opencontainers.image.base.name annotation on its manifest); \
+                     give the base as --baseline IMAGE",
+                        r.image.source
+                    )
+                })?
+        } else {
+            given.to_owned()
+        };
+        if !scanned.iter().any(|(s, _)| *s == source) {
+            let input =
+                Input::parse(&source).with_context(|| format!("scanning the baseline {source}"))?;
+            let base = scanner::scan(&input, opts)
+                .with_context(|| format!("scanning the baseline {source}"))?;
+            scanned.push((source.clone(), base));
+        }
+        let base = &scanned
+            .iter()
+            .find(|(s, _)| *s == source)
+            .expect("scanned above")
+            .1;
+        policy::against_base(r, base, &source, gate_all).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// `imgscan baseline`: a policy file accepting today's findings.
+fn baseline(a: &mut BaselineArgs, m: &clap::ArgMatches) -> Result<ExitStatus> {
+    // The policy file's settings (platform, ...) apply, its judgements do
+    // not: every finding of today is listed.
+    let _ = config::load(&mut a.scan, m)?;
+    if a.scan.baseline.is_some() {
+        bail!("imgscan baseline lists every finding; it takes no --baseline");
+    }
+    let reports = collect(&a.scan, &Policy::default())?;
+    let expires = Date::from_days(Date::today().days() + i64::from(a.days));
+    let text = config::accepting(&reports, expires);
+    let out = a
+        .scan
+        .output
+        .clone()
+        .unwrap_or_else(|| config::FILE_NAME.into());
+    if out.as_os_str() == "-" {
+        let mut o = io::stdout().lock();
+        o.write_all(text.as_bytes())?;
+        o.flush()?;
+    } else {
+        if out.exists() && !a.force {
+            bail!(
+                "{} exists; give --force to replace it, or -o - to print the entries \
+                 (they can be appended to an existing policy file)",
+                out.display()
+            );
+        }
+        write_file(&out, |w| Ok(w.write_all(text.as_bytes())?))?;
+        if !a.scan.quiet {
+            let n = reports.iter().map(|r| r.findings.len()).sum::<usize>();
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "imgscan: wrote {} accepting {n} finding{} until {expires}; replace each reason = \"TODO\"",
+                    out.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// `imgscan harden`: the runtime settings each image needs, as text
 /// (Kubernetes securityContext, docker/podman flags, a compose service) or
 /// as the JSON of each report's `hardening`.
-fn harden(args: &ScanArgs) -> Result<ExitStatus> {
+fn harden(args: &mut ScanArgs, m: &clap::ArgMatches) -> Result<ExitStatus> {
+    let policy = config::load(args, m)?;
     if let Format::Sarif | Format::Junit = args.format {
         bail!(
             "imgscan harden writes a table (text) or json, not {}",
             formats::OutputFormat::from(args.format)
         );
     }
-    let reports = collect(args)?;
+    let reports = collect(args, &policy)?;
     let render = |w: &mut dyn Write| -> anyhow::Result<()> {
         match args.format {
             Format::Json => {
@@ -217,8 +346,20 @@ fn harden(args: &ScanArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn scan(args: &ScanArgs) -> Result<ExitStatus> {
-    let reports = collect(args)?;
+fn scan(args: &mut ScanArgs, m: &clap::ArgMatches) -> Result<ExitStatus> {
+    let policy = config::load(args, m)?;
+    let todo = policy.ignores.iter().filter(|i| i.reason == "TODO").count();
+    let reports = collect(args, &policy)?;
+    if todo > 0 && !args.quiet {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "imgscan: note: {todo} ignore entr{} of {} still say reason = \"TODO\"",
+                if todo == 1 { "y" } else { "ies" },
+                policy.config.as_deref().unwrap_or("the policy file")
+            );
+        }
+    }
 
     // Every image is scanned before anything is written: a failed scan
     // leaves no partial output. The reports are then written as they are
@@ -235,6 +376,7 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
     let plain = EmitOptions {
         color: false,
         fail_on,
+        show_suppressed: args.show_suppressed,
     };
     for (path, format) in [
         (&args.json, OutputFormat::Json),
@@ -245,7 +387,11 @@ fn scan(args: &ScanArgs) -> Result<ExitStatus> {
             write_file(path, |w| formats::emit(format, &plain, &reports, w))?;
         }
     }
-    let opts = EmitOptions { color, fail_on };
+    let opts = EmitOptions {
+        color,
+        fail_on,
+        show_suppressed: args.show_suppressed,
+    };
     let main = |w: &mut dyn Write| formats::emit(primary, &opts, &reports, w);
     match &args.output {
         Some(path) => write_file(path, main)?,

@@ -23,6 +23,7 @@ mod differential_tar;
 mod escalation;
 mod go_oracle;
 mod junit_schema;
+mod policy_adoption;
 mod registry;
 mod runtime_oracle;
 mod runtime_oracle_more;

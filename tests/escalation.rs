@@ -25,7 +25,7 @@ use crate::util::{docker_archive, imgscan};
 
 /// The cached base: `rootfs/` and `base.tar`, built once per version of
 /// the build script.
-fn base() -> &'static Path {
+pub(crate) fn base() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         require_root("the escalation fixtures are built with debootstrap and entered with chroot");

@@ -94,4 +94,45 @@ fn junit_is_valid_against_the_jenkins_schema() {
             assert_eq!(out.stdout, std::fs::read(&file).unwrap(), "{images:?}");
         }
     }
+    // With a policy that accepts every finding of the hostile image (its
+    // reasons and paths escaped in <system-out>): still valid, no failure.
+    let policy = dir.path().join("imgscan.toml");
+    succeeds(&[
+        "baseline",
+        "--quiet",
+        "-o",
+        policy.to_str().unwrap(),
+        &hostile,
+    ]);
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "reason = \"TODO\"",
+        "reason = \"<reviewed> & \\\"ok\\\" ]]>\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let file = dir.path().join("policy.xml");
+    succeeds(&[
+        "--quiet",
+        "--fail-on",
+        "info",
+        "--config",
+        policy.to_str().unwrap(),
+        "--junit",
+        file.to_str().unwrap(),
+        &hostile,
+    ]);
+    validate(&file);
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(!xml.contains("<failure"), "{xml}");
+    assert!(xml.contains("&lt;reviewed&gt; &amp;"), "{xml}");
+}
+
+/// Runs imgscan; fails the test unless it exits 0.
+fn succeeds(args: &[&str]) {
+    let out = imgscan(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -24,7 +24,14 @@ fn sample_layout() -> String {
     )
 }
 
+/// A scan with no layer cache: these tests are about pulls, and a layer
+/// cached by an earlier scan of the same test would not be downloaded.
 fn scan(env: &CleanEnv, args: &[&str]) -> Run {
+    cached_scan(env, &[&["--no-cache"][..], args].concat())
+}
+
+/// A scan with the default layer cache (`$HOME/.cache/imgscan`).
+fn cached_scan(env: &CleanEnv, args: &[&str]) -> Run {
     output(
         env.imgscan()
             .args(["--format", "json", "--fail-on", "none"])
@@ -546,6 +553,50 @@ fn several_images_in_one_run() {
         .filter(|p| p.contains(SAMPLE_LAYER1))
         .count();
     assert_eq!(pulls, 1, "the shared layer is pulled once");
+}
+
+/// The persistent layer cache against a real registry (issue #12): after
+/// one scan, the layer blobs are deleted from the registry's storage and a
+/// second scan still succeeds with the same report, so it downloaded no
+/// layer; with `--no-cache` the same scan needs the blobs and fails.
+#[cfg(feature = "cache")]
+#[test]
+fn a_cached_image_scans_without_its_layer_blobs() {
+    let env = CleanEnv::new();
+    let reg = Registry::start();
+    reg.push(&sample_layout(), "lab/sample:v1", &[]);
+    let reference = format!("{}/lab/sample:v1", reg.host());
+    let first = cached_scan(&env, &[&reference]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata/sample/oci/blobs/sha256")
+                .join(&SAMPLE_MANIFEST[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layers: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert!(layers.contains(&SAMPLE_LAYER1));
+    for l in &layers {
+        let f = reg.blob_file(l);
+        assert!(f.is_file(), "{} holds layer {l}", f.display());
+        std::fs::remove_file(&f).unwrap();
+    }
+    let second = cached_scan(&env, &[&reference]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        second.stdout, first.stdout,
+        "the same report from the cache"
+    );
+    let uncached = scan(&env, &[&reference]);
+    expect_error(&uncached, &["blob"]);
 }
 
 /// `docker-daemon:NAME` streams the image from podman's Docker-compatible

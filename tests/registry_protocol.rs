@@ -36,10 +36,14 @@ fn image(dir: &std::path::Path) -> (Image, String) {
     )
 }
 
+/// A scan with no layer cache: these tests are about what crosses the wire,
+/// and a layer cached by an earlier scan of the same test would not be
+/// downloaded (the cache has its own tests, layer_cache.rs).
 fn scan(env: &CleanEnv, args: &[&str]) -> Run {
     output(
         env.imgscan()
             .args(["--format", "json", "--fail-on", "none", "--retries", "1"])
+            .arg("--no-cache")
             .args(args),
         None,
     )

@@ -135,7 +135,7 @@ fn table_with_json_and_sarif_files() {
     assert!(table.contains("setuid-binary"), "{table}");
     assert!(!table.contains('\u{1b}'), "no colour when not a terminal");
     let j: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(j["schema_version"], "1.2");
+    assert_eq!(j["schema_version"], "1.3");
     let s: Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
     assert_eq!(s["version"], "2.1.0");
     assert_eq!(

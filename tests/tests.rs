@@ -15,6 +15,9 @@ mod edge;
 mod errors;
 mod fuzz_regressions;
 mod hostile_fs;
+#[cfg(feature = "cache")]
+mod layer_cache;
+mod policy;
 #[cfg(feature = "registry")]
 mod registry_listing;
 mod registry_protocol;

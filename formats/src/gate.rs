@@ -34,15 +34,21 @@ pub fn summary(reports: &[Report], threshold: Option<Severity>) -> Option<String
         .filter_map(|s| {
             let n: usize = reports
                 .iter()
-                .map(|r| r.findings.iter().filter(|f| f.severity == *s).count())
+                .map(|r| {
+                    r.findings
+                        .iter()
+                        .filter(|f| f.counts && f.severity == *s)
+                        .count()
+                })
                 .sum();
             (n > 0).then(|| format!("{n} {s}"))
         })
         .collect();
     let mut worst: Option<(&Report, &Finding)> = None;
     for r in reports {
-        // Findings are sorted most severe first: the first is the report's worst.
-        let Some(f) = r.findings.first() else {
+        // Findings are sorted most severe first: the first that counts is
+        // the report's worst.
+        let Some(f) = r.findings.iter().find(|f| f.counts) else {
             continue;
         };
         if worst.is_none_or(|(_, w)| f.sort_key() < w.sort_key()) {
@@ -56,6 +62,15 @@ pub fn summary(reports: &[Report], threshold: Option<Severity>) -> Option<String
         reports.len(),
         if reports.len() == 1 { "" } else { "s" },
     );
+    let set_aside: usize = reports
+        .iter()
+        .map(|r| r.summary.suppressed + r.summary.baselined)
+        .sum();
+    if set_aside > 0 {
+        line.push_str(&format!(
+            " ({set_aside} more suppressed or in the baseline do not count)"
+        ));
+    }
     if let Some((report, f)) = worst {
         line.push_str("; worst: ");
         line.push_str(f.rule_id.as_str());

@@ -17,8 +17,8 @@ use std::io::{self, Write};
 
 use scanner::checks::RULES;
 use scanner::model::{
-    Closer, Escalation, EscalationPath, Finding, Reach, Report, Resolution, Severity, Summary,
-    Verdict,
+    BaselineKind, BaselineState, Closer, Escalation, EscalationPath, Finding, Reach, Report,
+    Resolution, Severity, Summary, SuppressionStatus, Verdict,
 };
 use scanner::rules::{RuleMeta, RuleStatus};
 use strum::IntoEnumIterator;
@@ -39,12 +39,16 @@ const GAP: &str = "  ";
 #[derive(Debug, Clone, Default)]
 pub struct TableEmitter {
     color: bool,
+    show_suppressed: bool,
 }
 
 impl TableEmitter {
     /// A table emitter with the given options.
     pub fn new(opts: &EmitOptions) -> Self {
-        Self { color: opts.color }
+        Self {
+            color: opts.color,
+            show_suppressed: opts.show_suppressed,
+        }
     }
 }
 
@@ -101,11 +105,20 @@ impl TableEmitter {
             writeln!(w, "  {key:<11}{}", value.trim_end())?;
         }
         writeln!(w)?;
-        if !report.findings.is_empty() {
-            self.table(w, &report.findings)?;
+        // Accepted findings are counted in the summary, listed only with
+        // --show-suppressed.
+        let shown: Vec<Finding> = report
+            .findings
+            .iter()
+            .filter(|f| self.show_suppressed || !accepted(f))
+            .cloned()
+            .collect();
+        if !shown.is_empty() {
+            self.table(w, &shown)?;
             writeln!(w)?;
         }
         writeln!(w, "{}", summary_line(&report.summary))?;
+        policy_lines(w, report)?;
         if !report.warnings.is_empty() {
             writeln!(w, "warnings:")?;
             for warning in &report.warnings {
@@ -152,7 +165,11 @@ impl TableEmitter {
             let painted = self.paint(finding.severity, sev);
             let (w1, w2, w3) = (widths[1], widths[2], widths[3]);
             let prefix = format!("{painted}{pad}{GAP}{rule:<w1$}{GAP}{path:<w2$}{GAP}{layer:<w3$}");
-            let lines = wrap(&finding.message, message_width);
+            let message = match policy_note(finding) {
+                Some(note) => format!("{} [{note}]", finding.message),
+                None => finding.message.clone(),
+            };
+            let lines = wrap(&message, message_width);
             let Some((first, rest)) = lines.split_first() else {
                 writeln!(w, "{}", prefix.trim_end())?;
                 continue;
@@ -362,14 +379,129 @@ pub fn verdict_line(e: &Escalation) -> String {
 }
 
 fn summary_line(s: &Summary) -> String {
+    let mut set_aside = Vec::new();
+    if s.suppressed > 0 {
+        set_aside.push(format!("{} suppressed", s.suppressed));
+    }
+    if s.expired > 0 {
+        set_aside.push(format!(
+            "{} whose exception expired or no longer matches",
+            s.expired
+        ));
+    }
+    if s.baselined > 0 {
+        set_aside.push(format!("{} in the baseline", s.baselined));
+    }
+    let tail = if set_aside.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", set_aside.join(", "))
+    };
     if s.total == 0 {
-        return "no findings".to_owned();
+        return format!("no findings{tail}");
     }
     let noun = if s.total == 1 { "finding" } else { "findings" };
     format!(
-        "{} {noun}: {} critical, {} high, {} medium, {} low, {} info",
+        "{} {noun}: {} critical, {} high, {} medium, {} low, {} info{tail}",
         s.total, s.critical, s.high, s.medium, s.low, s.info
     )
+}
+
+/// Whether an ignore entry accepted `f`.
+fn accepted(f: &Finding) -> bool {
+    f.suppression
+        .as_ref()
+        .is_some_and(|s| s.status == SuppressionStatus::Accepted)
+}
+
+/// What the policy or the baseline says about a finding, for its row.
+fn policy_note(f: &Finding) -> Option<String> {
+    let mut notes = Vec::new();
+    if let Some(s) = &f.suppression {
+        notes.push(match s.status {
+            SuppressionStatus::Accepted => format!("suppressed: {}", s.reason),
+            SuppressionStatus::Expired => format!(
+                "counts again: the exception expired on {} ({})",
+                s.expires.as_deref().unwrap_or("?"),
+                s.entry
+            ),
+            SuppressionStatus::Changed => format!(
+                "counts again: the exception no longer matches ({}; {})",
+                s.differs.join("; "),
+                s.entry
+            ),
+        });
+    }
+    match f.baseline {
+        Some(BaselineState::Inherited) if f.counts || accepted(f) => {
+            notes.push("inherited from the base image".to_owned());
+        }
+        Some(BaselineState::Inherited) => {
+            notes.push("inherited from the base image: does not count".to_owned());
+        }
+        Some(BaselineState::Unchanged) if !f.counts => {
+            notes.push("unchanged since the baseline: does not count".to_owned());
+        }
+        Some(BaselineState::Updated) => notes.push("more severe than in the baseline".to_owned()),
+        _ => {}
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// The policy's lines under the summary: the baseline, the base image the
+/// manifest names, disabled rules and stale ignore entries.
+fn policy_lines(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let p = &r.policy;
+    let mut lines = Vec::new();
+    if let Some(b) = &p.baseline {
+        let what = match (b.kind, b.base_layers, b.absent) {
+            (BaselineKind::Image, Some(n), _) => format!(
+                "baseline: {} (the first {n} of {} layers); {}",
+                b.source,
+                r.image.layers.len(),
+                if b.gate_all {
+                    "inherited findings count (--gate all)"
+                } else {
+                    "inherited findings do not count, paths to root always do"
+                }
+            ),
+            (_, _, absent) => format!(
+                "baseline: {}{}; {}",
+                b.source,
+                absent.map_or(String::new(), |a| format!(
+                    " ({a} of its findings are gone)"
+                )),
+                if b.gate_all {
+                    "unchanged findings count (--gate all)"
+                } else {
+                    "unchanged findings do not count, paths to root always do"
+                }
+            ),
+        };
+        lines.push(what);
+    } else if let Some(reference) = r.image.base.as_ref().and_then(|b| b.reference()) {
+        lines.push(format!(
+            "base image (from the manifest's annotations): {reference}; --baseline auto judges only what this image adds"
+        ));
+    }
+    if !p.disabled_rules.is_empty() {
+        let ids: Vec<&str> = p.disabled_rules.iter().map(|r| r.as_str()).collect();
+        lines.push(format!("rules disabled by the policy: {}", ids.join(", ")));
+    }
+    for s in &p.stale {
+        lines.push(format!(
+            "stale ignore entry (matched nothing): {} {} {}",
+            s.entry,
+            s.rule_id,
+            s.path.as_deref().unwrap_or("(config)")
+        ));
+    }
+    for line in lines {
+        for (i, l) in wrap(&line, TABLE_WIDTH - 2).iter().enumerate() {
+            writeln!(w, "{}{l}", if i == 0 { "" } else { "  " })?;
+        }
+    }
+    Ok(())
 }
 
 /// Lists every rule: code, id, default severity and summary

@@ -205,7 +205,7 @@ impl Case<'_> {
             return writeln!(w, "{open}/>");
         }
         writeln!(w, "{open}>")?;
-        for f in &self.findings[..self.failing] {
+        for f in self.findings.iter().filter(|f| fails(f, fail_on)) {
             writeln!(
                 w,
                 r#"      <failure message="{}" type="{}">{}</failure>"#,
@@ -218,6 +218,10 @@ impl Case<'_> {
         for f in &self.findings {
             let mark = if fails(f, fail_on) {
                 "fails the gate".to_owned()
+            } else if let Some(s) = f.suppression.as_ref().filter(|_| !f.counts) {
+                format!("suppressed by {}: {}", s.entry, s.reason)
+            } else if !f.counts {
+                "in the baseline, does not count".to_owned()
             } else {
                 match fail_on {
                     Some(t) => format!("below {t}"),
@@ -236,9 +240,10 @@ impl Case<'_> {
     }
 }
 
-/// Whether `f` is at or above the gate's threshold.
+/// Whether `f` counts (no ignore entry accepted it, the baseline did not
+/// waive it) and is at or above the gate's threshold.
 fn fails(f: &Finding, fail_on: Option<Severity>) -> bool {
-    fail_on.is_some_and(|t| f.severity >= t)
+    f.counts && fail_on.is_some_and(|t| f.severity >= t)
 }
 
 /// What a `<failure>` says beyond its message: where, which layer, and the

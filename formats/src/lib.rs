@@ -42,6 +42,7 @@
 //!     platform: "linux/amd64".to_owned(),
 //!     user: Some("10001".to_owned()),
 //!     layers: Vec::new(),
+//!     base: None,
 //! };
 //! let report = Report::new(image, Vec::new(), Vec::new(), Default::default(), Default::default());
 //! let format: OutputFormat = "sarif".parse()?;
@@ -154,8 +155,12 @@ pub struct EmitOptions {
     pub color: bool,
     /// The gate's threshold (the binary's `--fail-on`): JUnit writes a
     /// `<failure>` for each finding at or above it. `None` fails nothing.
-    /// Default `high`, as `--fail-on`'s.
+    /// Default `high`, as `--fail-on`'s. Findings that do not count
+    /// (accepted by an ignore entry, waived by the baseline) fail nothing.
     pub fail_on: Option<Severity>,
+    /// List the findings ignore entries accepted in the table
+    /// (`--show-suppressed`); the summary always counts them.
+    pub show_suppressed: bool,
 }
 
 impl Default for EmitOptions {
@@ -163,6 +168,7 @@ impl Default for EmitOptions {
         Self {
             color: false,
             fail_on: Some(Severity::High),
+            show_suppressed: false,
         }
     }
 }

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use scanner::checks::RULES;
-use scanner::model::{Finding, ImageInfo, Report, Severity};
+use scanner::model::{BaselineState, Finding, ImageInfo, Report, Severity, SuppressionStatus};
 use scanner::rules::RuleMeta;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -185,7 +185,30 @@ struct SarifResult {
     message: Text,
     locations: [Location; 1],
     partial_fingerprints: BTreeMap<&'static str, String>,
+    /// An accepted ignore entry (SARIF 2.1.0 §3.27.23, §3.35): the result
+    /// stays, marked `external` / `accepted` with the entry's reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    suppressions: Vec<SarifSuppression>,
+    /// Against `--baseline` (§3.27.24): `new`, `unchanged` (inherited from
+    /// the base image, or in the baseline report) or `updated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_state: Option<&'static str>,
     properties: ResultProperties,
+}
+
+#[derive(Serialize)]
+struct SarifSuppression {
+    kind: &'static str,
+    status: &'static str,
+    justification: String,
+    properties: SuppressionProperties,
+}
+
+#[derive(Serialize)]
+struct SuppressionProperties {
+    entry: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -236,6 +259,14 @@ struct ResultProperties {
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_created_by: Option<String>,
     details: BTreeMap<String, serde_json::Value>,
+    /// Whether the finding counts toward the gate.
+    counts: bool,
+    /// An ignore entry that no longer accepts it (expired, changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppression: Option<scanner::model::Suppression>,
+    /// `inherited` when the base image brought it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<BaselineState>,
 }
 
 #[derive(Serialize)]
@@ -450,12 +481,37 @@ fn result(image: &ImageInfo, short: &str, f: &Finding, rule_index: usize) -> Sar
             ("imgscan/v1", f.fingerprint.clone()),
             ("primaryLocationLineHash", line_hash),
         ]),
+        suppressions: f
+            .suppression
+            .iter()
+            .filter(|s| s.status == SuppressionStatus::Accepted)
+            .map(|s| SarifSuppression {
+                kind: "external",
+                status: "accepted",
+                justification: s.reason.clone(),
+                properties: SuppressionProperties {
+                    entry: s.entry.clone(),
+                    expires: s.expires.clone(),
+                },
+            })
+            .collect(),
+        baseline_state: f.baseline.map(|b| match b {
+            BaselineState::New => "new",
+            BaselineState::Inherited | BaselineState::Unchanged => "unchanged",
+            BaselineState::Updated => "updated",
+        }),
         properties: ResultProperties {
             severity: f.severity,
             layer_index: f.layer_index,
             layer_digest: f.layer_digest.clone(),
             layer_created_by: f.layer_created_by.clone(),
             details: f.details.clone(),
+            counts: f.counts,
+            suppression: f
+                .suppression
+                .clone()
+                .filter(|s| s.status != SuppressionStatus::Accepted),
+            baseline: f.baseline,
         },
     }
 }
@@ -511,6 +567,7 @@ fn location_message(image: &ImageInfo, f: &Finding) -> String {
 ///     platform: "linux/amd64".to_owned(),
 ///     user: None,
 ///     layers: Vec::new(),
+///     base: None,
 /// };
 /// assert_eq!(formats::sarif::image_short_name(&image), "acme/app");
 /// image.reference = None;
@@ -688,6 +745,7 @@ mod tests {
             platform: "linux/amd64".to_owned(),
             user: None,
             layers: Vec::new(),
+            base: None,
         }
     }
 

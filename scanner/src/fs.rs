@@ -160,6 +160,16 @@ impl Node {
         self.extra.as_ref()?.content.as_deref()
     }
 
+    /// SHA-256 of the content, lowercase hex, for the files that give
+    /// privilege (set-id bits or file capabilities in their layer); `None`
+    /// for others, and for a hard link made set-id by its own header.
+    pub fn content_sha256(&self) -> Option<String> {
+        self.extra
+            .as_ref()?
+            .digest
+            .map(|d| crate::digest::to_hex(&d))
+    }
+
     fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
     }
@@ -1103,13 +1113,17 @@ impl FinalFs {
             tn.kind
         };
         node.size = tn.size;
-        let (tcaps, tcontent) = (
+        let (tcaps, tcontent, tdigest) = (
             tn.caps().map(Box::<[u8]>::from),
             tn.extra.as_ref().and_then(|x| x.content.clone()),
+            tn.extra.as_ref().and_then(|x| x.digest),
         );
         let x = node.extra_mut();
         if x.caps.is_none() {
             x.caps = tcaps;
+        }
+        if x.digest.is_none() {
+            x.digest = tdigest;
         }
         if x.content.is_none() {
             // Shared, not copied.

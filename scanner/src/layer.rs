@@ -50,6 +50,7 @@ use std::sync::Arc;
 use crate::budget::Charge;
 use crate::digest::{Algorithm, Hasher, Hashes, HashingReader};
 use crate::tarstream::{Kind, Seekable, Streaming, TarReader, TarSource};
+use sha2::{Digest as _, Sha256};
 
 mod codec;
 mod gunzip;
@@ -161,6 +162,9 @@ pub(crate) struct Extra {
     pub(crate) caps: Option<Box<[u8]>>,
     /// Shared, never copied: every name of a hard-linked file holds the same.
     pub(crate) content: Option<Arc<Content>>,
+    /// SHA-256 of the whole content of a set-id or file-capability regular
+    /// file: what an ignore entry's `sha256` pins (issue #12).
+    pub(crate) digest: Option<[u8; 32]>,
 }
 
 impl Extra {
@@ -221,6 +225,42 @@ pub struct LayerIndex {
 }
 
 impl LayerIndex {
+    /// Holds an index that was not read under `opts` (one from a layer
+    /// cache) to `opts`' limits, and charges its memory to `opts.budget`,
+    /// as reading the layer would have: a cached layer must not get past
+    /// `--max-entries`, the name limit or `--max-memory`. The error is the
+    /// one the scan would have given.
+    pub fn admit(&mut self, opts: &LayerOptions) -> Result<(), LayerError> {
+        if self.members > opts.max_entries {
+            return Err(LayerError(format!(
+                "more than {} members (raise --max-entries if this image is genuine)",
+                opts.max_entries
+            )));
+        }
+        if self.paths.len() > opts.max_names.min(u32::MAX as usize) {
+            return Err(LayerError(format!(
+                "member names take more than {} bytes",
+                opts.max_names
+            )));
+        }
+        let strings = |v: &[Box<str>]| -> u64 {
+            v.iter()
+                .map(|s| (s.len() + std::mem::size_of::<Box<str>>()) as u64)
+                .sum()
+        };
+        let bytes = self.paths.capacity() as u64
+            + (self.recs.capacity() * std::mem::size_of::<Rec>()) as u64
+            + self.extras.iter().map(Extra::cost).sum::<u64>()
+            + strings(&self.whiteouts)
+            + strings(&self.opaques)
+            + self.warnings.iter().map(|w| w.len() as u64).sum::<u64>();
+        let mut charge = crate::budget::Charge::new(std::sync::Arc::clone(&opts.budget));
+        charge.add(bytes, "a cached layer")?;
+        charge.flush("a cached layer")?;
+        self.charge = charge;
+        Ok(())
+    }
+
     /// A layer holding these entries (and nothing else), in this order.
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Self {
         let mut idx = Self::default();
@@ -238,6 +278,7 @@ impl LayerIndex {
             link: e.link,
             caps: e.caps,
             content: e.content.map(|c| Arc::new(*c)),
+            digest: None,
         };
         self.push_rec(start, e.kind, e.mode, (e.uid, e.gid), e.size, extra);
     }
@@ -879,10 +920,23 @@ fn read_members<S: TarSource>(
             }
             content = Some(Arc::new(Content { data, truncated }));
         }
+        // The content digest of a file that gives privilege (set-id bits or
+        // file capabilities): few files, read once more only when not
+        // captured whole.
+        let mut digest = None;
+        if kind == Kind::File && (mode & 0o6000 != 0 || caps.is_some()) {
+            let mut h = Sha256::new();
+            if let Some(c) = &content {
+                h.update(&c.data);
+            }
+            std::io::copy(&mut tr.data(), &mut HashWriter(&mut h))?;
+            digest = Some(h.finalize().into());
+        }
         let extra = Extra {
             link,
             caps,
             content,
+            digest,
         };
         if extra != Extra::default() {
             // The captured bytes were charged above.
@@ -895,6 +949,19 @@ fn read_members<S: TarSource>(
         index.push_rec(start, kind, mode, (uid, gid), size, extra);
     }
     Ok(())
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether a `system.posix_acl_access` value (the kernel's

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod budget;
+pub mod cache;
 pub mod capability;
 // First: `rules` builds `RuleId` from the registry list macro defined here.
 #[macro_use]
@@ -30,6 +31,7 @@ pub mod gojson;
 pub mod harden;
 pub mod layer;
 pub mod model;
+pub mod policy;
 pub mod rules;
 pub mod scan;
 pub mod severity;

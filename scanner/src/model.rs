@@ -17,7 +17,7 @@ use crate::rules::RuleId;
 pub use crate::severity::Severity;
 
 /// Version of the JSON report layout (see `formats/schema/report.schema.json`).
-pub const SCHEMA_VERSION: &str = "1.2";
+pub const SCHEMA_VERSION: &str = "1.3";
 
 /// The tool that wrote a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +88,44 @@ pub struct ImageInfo {
     pub user: Option<String>,
     /// Layers in application order.
     pub layers: Vec<LayerInfo>,
+    /// The base image the manifest names in its
+    /// `org.opencontainers.image.base.name` / `.digest` annotations (OCI
+    /// image-spec `annotations.md`), when the builder set them; null
+    /// otherwise. `--baseline auto` judges the image against it.
+    #[serde(default)]
+    pub base: Option<BaseImage>,
+}
+
+/// A base image named by the manifest's annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseImage {
+    /// `org.opencontainers.image.base.name`: a reference, such as
+    /// `docker.io/library/debian:12`.
+    pub name: Option<String>,
+    /// `org.opencontainers.image.base.digest`: the base's manifest digest.
+    pub digest: Option<String>,
+}
+
+impl BaseImage {
+    /// The reference to pull the base with: `name@digest` when both are
+    /// known (the digest pins it), the name alone otherwise.
+    pub fn reference(&self) -> Option<String> {
+        let name = self.name.as_deref()?;
+        Some(match &self.digest {
+            Some(d) => {
+                // A name may carry a tag; the digest pins the content.
+                let repo = match (name.rfind(':'), name.rfind('/')) {
+                    (Some(c), Some(s)) if c > s => &name[..c],
+                    (Some(c), None) => &name[..c],
+                    _ => name,
+                };
+                let repo = repo.split('@').next().unwrap_or(repo);
+                format!("{repo}@{d}")
+            }
+            None => name.to_owned(),
+        })
+    }
 }
 
 /// One problem found in an image.
@@ -114,6 +152,69 @@ pub struct Finding {
     /// rule's subject. Independent of layer digests and tags, so a rebuild
     /// that changes nothing keeps the same fingerprint.
     pub fingerprint: String,
+    /// What an ignore entry of the policy file said about it; null when no
+    /// entry names this rule and path.
+    #[serde(default)]
+    pub suppression: Option<Suppression>,
+    /// Where it stands against `--baseline`; null without a baseline.
+    #[serde(default)]
+    pub baseline: Option<BaselineState>,
+    /// Whether it counts toward the summary and the gate: false when an
+    /// ignore entry accepted it, or the baseline waived it (inherited from
+    /// the base image, or unchanged since the baseline report, unless
+    /// `--gate all`).
+    #[serde(default = "yes")]
+    pub counts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An ignore entry's effect on a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suppression {
+    /// `accepted` (the finding does not count), `expired` (the entry's
+    /// `expires` date has passed: it counts again) or `changed` (what the
+    /// entry pinned is no longer what the image has: it counts again).
+    pub status: SuppressionStatus,
+    /// The entry's `reason`.
+    pub reason: String,
+    /// Which entry: the policy file and the entry's position and line.
+    pub entry: String,
+    /// The entry's `expires` date (`YYYY-MM-DD`), if any.
+    pub expires: Option<String>,
+    /// For `changed`: each pin that no longer holds, and what the image has.
+    pub differs: Vec<String>,
+}
+
+/// See [`Suppression::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuppressionStatus {
+    /// Accepted: does not count.
+    Accepted,
+    /// The exception expired: counts again.
+    Expired,
+    /// The pinned content, mode, owner or fingerprint changed: counts again.
+    Changed,
+}
+
+/// A finding against a baseline (SARIF `baselineState` names the same idea).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaselineState {
+    /// Introduced by one of the base image's layers, and reported by the
+    /// base image itself (`--baseline IMAGE`).
+    Inherited,
+    /// Not in the baseline: the image (or the change since the baseline
+    /// report) added it.
+    New,
+    /// In the baseline report with the same fingerprint and severity.
+    Unchanged,
+    /// In the baseline report with the same fingerprint, now more severe.
+    Updated,
 }
 
 impl Finding {
@@ -142,7 +243,8 @@ impl Finding {
     }
 }
 
-/// Finding counts by severity.
+/// Counts by severity of the findings that count (see [`Finding::counts`]),
+/// and of those set aside.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
@@ -156,8 +258,19 @@ pub struct Summary {
     pub low: usize,
     /// Info findings.
     pub info: usize,
-    /// All findings.
+    /// All findings that count.
     pub total: usize,
+    /// Findings an ignore entry accepted (not counted above).
+    #[serde(default)]
+    pub suppressed: usize,
+    /// Findings the baseline waived: inherited from the base image or
+    /// unchanged since the baseline report (not counted above).
+    #[serde(default)]
+    pub baselined: usize,
+    /// Findings counted above whose ignore entry expired or no longer
+    /// matches what it pinned.
+    #[serde(default)]
+    pub expired: usize,
 }
 
 impl Summary {
@@ -165,7 +278,20 @@ impl Summary {
     pub fn of<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Self {
         let mut s = Self::default();
         for f in findings {
-            s.add(f.severity, 1);
+            if f.counts {
+                s.add(f.severity, 1);
+                if f.suppression.is_some() {
+                    s.expired += 1;
+                }
+            } else if f
+                .suppression
+                .as_ref()
+                .is_some_and(|x| x.status == SuppressionStatus::Accepted)
+            {
+                s.suppressed += 1;
+            } else {
+                s.baselined += 1;
+            }
         }
         s
     }
@@ -188,6 +314,9 @@ impl Summary {
         self.add(Severity::Medium, other.medium);
         self.add(Severity::Low, other.low);
         self.add(Severity::Info, other.info);
+        self.suppressed += other.suppressed;
+        self.baselined += other.baselined;
+        self.expired += other.expired;
     }
 
     /// The number of findings at or above `threshold`.
@@ -210,7 +339,7 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// Version of this layout, currently `1.2` ([`SCHEMA_VERSION`]).
+    /// Version of this layout, currently `1.3` ([`SCHEMA_VERSION`]).
     pub schema_version: String,
     /// The tool that wrote it.
     pub tool: ToolInfo,
@@ -229,6 +358,11 @@ pub struct Report {
     /// The runtime settings that close the paths, derived from the image,
     /// and what each breaks in it (`imgscan harden`).
     pub hardening: Hardening,
+    /// The policy the findings were judged by: the policy file, disabled
+    /// rules, severity overrides, ignore entries that matched nothing, the
+    /// baseline.
+    #[serde(default)]
+    pub policy: PolicyInfo,
 }
 
 impl Report {
@@ -253,8 +387,77 @@ impl Report {
             summary,
             escalation,
             hardening,
+            policy: PolicyInfo::default(),
         }
     }
+
+    /// Sorts the findings again and recounts the summary (after a policy
+    /// changed severities, dropped or waived findings).
+    pub fn recount(&mut self) {
+        self.findings
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.summary = Summary::of(&self.findings);
+    }
+}
+
+/// The policy a report was judged by (issue #12). Empty without a policy
+/// file, ignores or a baseline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInfo {
+    /// The policy file read (`imgscan.toml`, `--config`), if any.
+    pub config: Option<String>,
+    /// Rules switched off by the policy: their findings are not reported.
+    pub disabled_rules: Vec<RuleId>,
+    /// Severities the policy sets for rules, replacing the rules' own.
+    pub severity_overrides: BTreeMap<RuleId, Severity>,
+    /// Ignore entries that matched no finding of any image of the run.
+    pub stale: Vec<StaleIgnore>,
+    /// The baseline the findings were compared with.
+    pub baseline: Option<BaselineInfo>,
+}
+
+/// An ignore entry that matched nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaleIgnore {
+    /// Which entry.
+    pub entry: String,
+    /// Its rule.
+    pub rule_id: RuleId,
+    /// Its path glob, if any.
+    pub path: Option<String>,
+    /// Its reason.
+    pub reason: String,
+}
+
+/// The baseline of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineInfo {
+    /// `image` (a base image: findings of its layers are inherited) or
+    /// `report` (an earlier JSON report: findings with its fingerprints
+    /// are unchanged).
+    pub kind: BaselineKind,
+    /// The baseline as given (`--baseline`), or the annotated base image's
+    /// reference for `--baseline auto`.
+    pub source: String,
+    /// For an image: how many of this image's layers are the base's.
+    pub base_layers: Option<usize>,
+    /// For a report: how many of its findings this image no longer has.
+    pub absent: Option<usize>,
+    /// Whether baselined findings count toward the gate (`--gate all`).
+    pub gate_all: bool,
+}
+
+/// See [`BaselineInfo::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaselineKind {
+    /// A base image.
+    Image,
+    /// An earlier report.
+    Report,
 }
 
 /// How the config's `User` resolves.
@@ -454,7 +657,7 @@ pub struct Hardening {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultiReport {
-    /// Version of this layout, currently `1.2` ([`SCHEMA_VERSION`]).
+    /// Version of this layout, currently `1.3` ([`SCHEMA_VERSION`]).
     pub schema_version: String,
     /// The tool that wrote it.
     pub tool: ToolInfo,

@@ -238,6 +238,7 @@ pub fn finish(c: &dyn Container, plan: Plan, input: &Input, opts: &ScanOptions) 
         platform: plan.config.platform(),
         user: plan.config.user.clone(),
         layers,
+        base: plan.base,
     };
     Ok(Report::new(
         image,

@@ -5,14 +5,15 @@
 //!
 //! # Entries
 //!
-//! The rows are the SQLite cache's: the layer blob digest, the imgscan
-//! version that wrote the entry (`generation`), the bytes of the scan (the
-//! scanner's own codec), their SHA-256, their size, and when they were
-//! stored and last used. A row of another generation, whose bytes do not
-//! match their SHA-256, or that does not decode is a miss: it is deleted and
-//! the layer scanned again (a flipped bit in a file mode would decode and
-//! hide a setuid binary, hence the checksum). A layer is cached only after
-//! its blob digest and `diff_id` were verified (the scanner's rule).
+//! The rows are those of [`scanner::cache::entry`] (the format the CLI's
+//! `--cache-dir` and serve's SQLite cache file store): the layer blob
+//! digest, `generation`, `data`, `sha256`, `size`, `stored_at`, `used_at`,
+//! written with [`Entry::of_layer`] and read back through
+//! [`entry::check`] and [`entry::decode_layer`], so both caches refuse the
+//! same rows. A row of another generation, whose bytes do not match their
+//! SHA-256, or that does not decode is a miss: it is deleted and the layer
+//! scanned again. A layer is cached only after its blob digest and
+//! `diff_id` were verified (the scanner's rule, `source/registry/blob.rs`).
 //!
 //! # Bounds
 //!
@@ -28,12 +29,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use scanner::cache::entry::{self, Entry, GENERATION, Rejected};
 use scanner::digest::Digest;
 use scanner::layer::LayerIndex;
 use scanner::source::registry::LayerStore;
-use sha2::{Digest as _, Sha256};
 
-use super::layers::{CacheLimits, CacheStats, GENERATION};
+use super::layers::{CacheLimits, CacheStats};
 use super::store::now_ms;
 use super::store::postgres::{PgStore, db};
 
@@ -70,7 +71,7 @@ impl PgLayers {
     pub(crate) fn lookup<T>(
         &self,
         digest: &str,
-        decode: impl FnOnce(&[u8]) -> Option<T>,
+        decode: impl FnOnce(&[u8]) -> Result<T, Rejected>,
     ) -> Option<T> {
         let row = self.store.run(async {
             let c = self.store.client().await?;
@@ -91,20 +92,14 @@ impl PgLayers {
         });
         let found = match row {
             Ok(None) => None,
-            Ok(Some((generation, data, sum))) if generation == self.generation => {
-                if Sha256::digest(&data).as_slice() != sum.as_slice() {
-                    self.discard(digest, "its bytes do not match their checksum");
-                    None
-                } else if let Some(v) = decode(&data) {
-                    Some(v)
-                } else {
-                    self.discard(digest, "its bytes do not decode");
-                    None
+            Ok(Some((generation, data, sum))) => {
+                match entry::check(&self.generation, &generation, &data, &sum).and_then(decode) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        self.discard(digest, &why.to_string());
+                        None
+                    }
                 }
-            }
-            Ok(Some((generation, _, _))) => {
-                self.discard(digest, &format!("written by {generation}"));
-                None
             }
             Err(e) => {
                 tracing::warn!("reading the layer cache: {e:#}");
@@ -150,14 +145,19 @@ impl PgLayers {
     /// Keeps `data` as the entry for `digest`, then evicts the least
     /// recently used entries beyond the limits (never this one). An entry
     /// larger than the byte limit is not kept. Errors are logged.
-    pub(crate) fn keep(&self, digest: &str, data: &[u8]) {
-        let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    #[cfg(test)]
+    pub(crate) fn keep(&self, digest: &str, data: Vec<u8>) {
+        self.keep_entry(digest, &Entry::new(&self.generation, data));
+    }
+
+    fn keep_entry(&self, digest: &str, e: &Entry) {
+        let size = i64::try_from(e.size()).unwrap_or(i64::MAX);
         let max_bytes = i64::try_from(self.limits.bytes).unwrap_or(i64::MAX);
         let max_rows = i64::try_from(self.limits.layers).unwrap_or(i64::MAX);
         if size > max_bytes {
             return;
         }
-        let sum = Sha256::digest(data).to_vec();
+        let (data, sum) = (&e.data, e.sha256.as_slice());
         let r = self.store.run(async {
             let c = self.store.client().await?;
             let now = now_ms();
@@ -166,7 +166,7 @@ impl PgLayers {
                  VALUES ($1, $2, $3, $4, $5, $6, $6)
                  ON CONFLICT (digest) DO UPDATE SET generation = $2, data = $3, sha256 = $4,
                      size = $5, stored_at = $6, used_at = $6",
-                &[&digest, &self.generation, &data, &sum, &size, &now],
+                &[&digest, &e.generation, data, &sum, &size, &now],
             )
             .await
             .map_err(db)?;
@@ -231,11 +231,14 @@ impl PgLayers {
 
 impl LayerStore for PgLayers {
     fn get(&self, digest: &Digest) -> Option<LayerIndex> {
-        self.lookup(&digest.to_string(), |b| LayerIndex::from_bytes(b).ok())
+        self.lookup(&digest.to_string(), entry::decode_layer)
     }
 
     fn put(&self, digest: &Digest, index: &LayerIndex) {
-        self.keep(&digest.to_string(), &index.to_bytes());
+        let e = Entry::of_layer(index);
+        if e.generation == self.generation {
+            self.keep_entry(&digest.to_string(), &e);
+        }
     }
 }
 
@@ -249,8 +252,8 @@ mod tests {
         bytes: 1 << 30,
     };
 
-    fn text(b: &[u8]) -> Option<String> {
-        String::from_utf8(b.to_vec()).ok()
+    fn text(b: &[u8]) -> Result<String, Rejected> {
+        String::from_utf8(b.to_vec()).map_err(|_| Rejected::Undecodable)
     }
 
     fn d(n: u8) -> String {
@@ -300,9 +303,9 @@ mod tests {
         let a = PgLayers::with_generation(f.store("a"), BIG, "g1");
         let b = PgLayers::with_generation(f.store("b"), BIG, "g1");
         assert_eq!(b.lookup(&d(1), text), None);
-        a.keep(&d(1), b"scan one");
+        a.keep(&d(1), b"scan one".to_vec());
         assert_eq!(b.lookup(&d(1), text).as_deref(), Some("scan one"));
-        a.keep(&d(1), b"scan one again");
+        a.keep(&d(1), b"scan one again".to_vec());
         assert_eq!(b.lookup(&d(1), text).as_deref(), Some("scan one again"));
         let s = b.stats();
         assert_eq!((s.hits, s.misses, s.discarded), (2, 1, 0));
@@ -317,10 +320,10 @@ mod tests {
         let f = Fixture::new();
         let store = f.store("a");
         let c = PgLayers::with_generation(Arc::clone(&store), BIG, "g1");
-        c.keep(&d(1), b"fine");
-        c.keep(&d(2), &[0xff, 0xfe]);
-        c.keep(&d(3), b"old");
-        c.keep(&d(4), b"kept");
+        c.keep(&d(1), b"fine".to_vec());
+        c.keep(&d(2), vec![0xff, 0xfe]);
+        c.keep(&d(3), b"old".to_vec());
+        c.keep(&d(4), b"kept".to_vec());
         // A flipped bit: the row decodes but no longer matches its sum.
         f.server.psql(
             "imgscan",
@@ -353,19 +356,19 @@ mod tests {
             "g1",
         );
         for n in 1..=3 {
-            c.keep(&d(n), b"ab");
+            c.keep(&d(n), b"ab".to_vec());
             std::thread::sleep(std::time::Duration::from_millis(3));
         }
         assert!(c.lookup(&d(1), text).is_some());
         std::thread::sleep(std::time::Duration::from_millis(3));
-        c.keep(&d(4), b"ab");
+        c.keep(&d(4), b"ab".to_vec());
         assert_eq!(f.digests(), [d(1), d(3), d(4)]);
         // 6 bytes kept; 8 more need room: only the newest other (4, 2
         // bytes) fits beside them.
         std::thread::sleep(std::time::Duration::from_millis(3));
-        c.keep(&d(5), b"abcdefgh");
+        c.keep(&d(5), b"abcdefgh".to_vec());
         assert_eq!(f.digests(), [d(4), d(5)]);
-        c.keep(&d(6), b"far too many bytes");
+        c.keep(&d(6), b"far too many bytes".to_vec());
         assert_eq!(f.digests(), [d(4), d(5)]);
         let s = c.stats();
         assert_eq!((s.layers, s.bytes), (2, 10));

@@ -253,7 +253,7 @@ fn run_with(
             let store = Arc::new(SqliteStore::open(path)?);
             let layers = match cfg.layer_cache {
                 Some(limits) => {
-                    let db = Arc::new(LayerDb::open(&layers::path_for(path), limits)?);
+                    let db = Arc::new(layers::open(&layers::path_for(path), limits)?);
                     Some(Layers {
                         store: Arc::clone(&db) as Arc<dyn LayerStore>,
                         view: db,

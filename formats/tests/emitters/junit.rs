@@ -14,6 +14,7 @@ pub(crate) fn render_junit(reports: &[Report], fail_on: Option<Severity>) -> Str
     let opts = EmitOptions {
         color: false,
         fail_on,
+        show_suppressed: false,
     };
     let bytes = formats::render(OutputFormat::Junit, &opts, reports).unwrap();
     String::from_utf8(bytes).unwrap()

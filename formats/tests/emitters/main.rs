@@ -6,6 +6,7 @@ mod harden;
 mod human;
 mod json;
 mod junit;
+mod policy;
 mod sample;
 mod sarif;
 mod schema;

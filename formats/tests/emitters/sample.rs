@@ -51,6 +51,9 @@ fn finding(
         message: message.to_owned(),
         details: details(details_),
         fingerprint: format!("{fingerprint:064x}"),
+        suppression: None,
+        baseline: None,
+        counts: true,
     }
 }
 
@@ -89,7 +92,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/local/bin/helper"),
             Some(l2),
             "/usr/local/bin/helper is setuid root and no package owns it.",
-            json!({ "mode": "4755", "uid": 0, "gid": 0, "package": null, "package_db": "dpkg" }),
+            json!({ "mode": "4755", "uid": 0, "gid": 0, "package": null, "package_db": "dpkg", "sha256": "5d41402abc4b2a76b9719d911017c592bc3d4b2fd4e8bbbf8e0d8a4b63a8e3c1" }),
             2,
         ),
         finding(
@@ -98,7 +101,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/su"),
             Some(l0),
             "/usr/bin/su is setuid root.",
-            json!({ "mode": "4755", "uid": 0, "gid": 0, "package": "util-linux", "package_db": "dpkg" }),
+            json!({ "mode": "4755", "uid": 0, "gid": 0, "package": "util-linux", "package_db": "dpkg", "sha256": null }),
             3,
         ),
         finding(
@@ -107,7 +110,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/python3.11"),
             Some(l2),
             "/usr/bin/python3.11 has the root-equivalent file capability cap_setuid (effective).",
-            json!({ "capabilities": ["cap_setuid"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_setuid=ep", "package": null, "package_db": "dpkg" }),
+            json!({ "capabilities": ["cap_setuid"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_setuid=ep", "package": null, "package_db": "dpkg", "sha256": null }),
             4,
         ),
         finding(
@@ -116,7 +119,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/ping"),
             Some(l1),
             "/usr/bin/ping has the file capability cap_net_raw (effective).",
-            json!({ "capabilities": ["cap_net_raw"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_net_raw=ep", "package": "iputils-ping", "package_db": "dpkg" }),
+            json!({ "capabilities": ["cap_net_raw"], "effective": true, "revision": 2, "rootid": null, "getcap": "cap_net_raw=ep", "package": "iputils-ping", "package_db": "dpkg", "sha256": null }),
             5,
         ),
         finding(
@@ -125,7 +128,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/usr/bin/empty-caps"),
             Some(l1),
             "/usr/bin/empty-caps has a security.capability attribute with no capabilities in it.",
-            json!({ "capabilities": [], "effective": false, "revision": 3, "rootid": 100000, "getcap": "=", "package": null, "package_db": "dpkg" }),
+            json!({ "capabilities": [], "effective": false, "revision": 3, "rootid": 100000, "getcap": "=", "package": null, "package_db": "dpkg", "sha256": null }),
             6,
         ),
         finding(
@@ -134,7 +137,7 @@ pub(crate) fn sample_report() -> Report {
             Some("/opt/my app/helper"),
             Some(l2),
             "/opt/my app/helper is setgid to group staff.",
-            json!({ "mode": "2755", "uid": 0, "gid": 50, "package": null, "package_db": "dpkg" }),
+            json!({ "mode": "2755", "uid": 0, "gid": 50, "package": null, "package_db": "dpkg", "sha256": null }),
             7,
         ),
         finding(
@@ -166,6 +169,7 @@ pub(crate) fn sample_report() -> Report {
         platform: "linux/amd64".to_owned(),
         user: None,
         layers,
+        base: None,
     };
     let escalation = scanner::checks::escalation::escalation(Default::default(), &findings);
     Report::new(
@@ -190,6 +194,7 @@ pub(crate) fn clean_report() -> Report {
         platform: "linux/arm64/v8".to_owned(),
         user: Some("10001:10001".to_owned()),
         layers: vec![layer(0, "ADD rootfs.tar /")],
+        base: None,
     };
     let user = scanner::model::RuntimeUser {
         user: Some("10001:10001".to_owned()),

@@ -147,7 +147,7 @@ fn external_validator() -> Option<PathBuf> {
         .filter(|p| Path::new(p).is_file())
 }
 
-fn validate(name: &str, reports: &[Report]) {
+pub(crate) fn validate(name: &str, reports: &[Report]) {
     let text = render_sarif(reports);
     let sarif: serde_json::Value = serde_json::from_str(&text).unwrap();
     let errors = schema_errors(&sarif);

@@ -22,7 +22,7 @@ fn schema() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn errors(instance: &Value) -> Vec<String> {
+pub(crate) fn errors(instance: &Value) -> Vec<String> {
     let schema = schema();
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     validator

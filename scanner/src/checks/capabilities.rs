@@ -47,6 +47,9 @@ pub struct FileCapabilityDetails {
     pub package: Option<String>,
     /// The package database consulted ([`super::packages::PackageDb::kind`]).
     pub package_db: &'static str,
+    /// SHA-256 of the file's content, lowercase hex (what an ignore entry's
+    /// `sha256` pins); null when imgscan did not read it.
+    pub sha256: Option<String>,
 }
 
 /// `file-capability` details of a `security.capability` the kernel rejects.
@@ -142,6 +145,7 @@ impl Check for FileCapabilities {
                             getcap,
                             package: ctx.packages.owner(path).map(str::to_owned),
                             package_db: ctx.packages.kind(),
+                            sha256: node.content_sha256(),
                         }),
                         subject: String::new(),
                     }

@@ -246,6 +246,9 @@ impl Findings {
             message: f.message,
             details: f.details,
             fingerprint: to_hex(&h.finalize()),
+            suppression: None,
+            baseline: None,
+            counts: true,
         });
     }
 }

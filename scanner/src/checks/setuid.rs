@@ -60,6 +60,10 @@ pub struct SetIdDetails {
     pub package: Option<String>,
     /// The package database consulted ([`super::packages::PackageDb::kind`]).
     pub package_db: &'static str,
+    /// SHA-256 of the file's content, lowercase hex (what an ignore entry's
+    /// `sha256` pins); null when imgscan did not read it (a hard link made
+    /// set-id by its own header).
+    pub sha256: Option<String>,
     /// For a hard link, the path it links to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardlink_to: Option<String>,
@@ -105,6 +109,7 @@ fn set_id_details(
         gid: node.gid,
         package: ctx.packages.owner(path).map(str::to_owned),
         package_db: ctx.packages.kind(),
+        sha256: node.content_sha256(),
         hardlink_to: node
             .link()
             .filter(|_| node.kind == Kind::Hardlink)

@@ -25,7 +25,7 @@ use crate::tarstream::Kind;
 const MAGIC: &[u8] = b"imgscan.layer-index";
 /// Bumped whenever the layout or the meaning of a field changes: an index
 /// written by another version is a cache miss.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 fn kind_code(k: Kind) -> u8 {
     match k {
@@ -221,6 +221,7 @@ impl LayerIndex {
                     w.bytes(&c.data);
                 }
             }
+            w.opt_bytes(x.digest.as_ref().map(|d| &d[..]));
         }
         w.strings(&self.whiteouts);
         w.strings(&self.opaques);
@@ -290,10 +291,18 @@ impl LayerIndex {
                 })),
                 _ => return Err(bad("a bad content tag")),
             };
+            let digest = match r.opt_bytes()? {
+                None => None,
+                Some(d) => Some(
+                    <[u8; 32]>::try_from(d)
+                        .map_err(|_| bad("a content digest of the wrong size"))?,
+                ),
+            };
             extras.push(Extra {
                 link,
                 caps,
                 content,
+                digest,
             });
         }
         if recs

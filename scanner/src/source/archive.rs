@@ -507,6 +507,7 @@ pub fn resolve_docker(c: &dyn Container, reference: Option<&str>) -> Result<Plan
     Ok(Plan {
         format: "docker-archive",
         reference,
+        base: None,
         manifest_digest: None,
         index_digest: None,
         config_digest,

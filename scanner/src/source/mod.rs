@@ -384,6 +384,8 @@ pub struct Plan {
     pub format: &'static str,
     /// The reference picked, if the container named one.
     pub reference: Option<String>,
+    /// The base image the manifest's annotations name, if any.
+    pub base: Option<crate::model::BaseImage>,
     /// The manifest digest (OCI).
     pub manifest_digest: Option<Digest>,
     /// The index digest, when the manifest was picked from a nested index.

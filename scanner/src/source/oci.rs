@@ -113,6 +113,8 @@ pub(crate) struct Manifest {
     pub(crate) config: Descriptor,
     #[serde(default)]
     pub(crate) layers: Vec<Descriptor>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 /// A manifest or index document, parsed and checked.
@@ -480,9 +482,18 @@ pub(crate) fn plan_from_config(
             size: d.size.map(|s| s as u64),
         });
     }
+    // The base image the builder recorded (OCI image-spec `annotations.md`:
+    // `org.opencontainers.image.base.name` and `.base.digest`, "on a
+    // manifest"). Informational: `--baseline auto` pulls it.
+    let base = m.annotations.as_ref().and_then(|a| {
+        let name = a.get("org.opencontainers.image.base.name").cloned();
+        let digest = a.get("org.opencontainers.image.base.digest").cloned();
+        (name.is_some() || digest.is_some()).then_some(crate::model::BaseImage { name, digest })
+    });
     Ok(Plan {
         format,
         reference,
+        base,
         manifest_digest: Some(manifest_digest),
         index_digest,
         config_digest,

@@ -267,7 +267,11 @@ impl Container for RegistryContainer {
                 why: "the manifest gives no digest".into(),
             });
         };
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(digest)) {
+        if let Some(mut hit) = self.cache.as_ref().and_then(|c| c.get(digest)) {
+            // Held to this scan's limits and charged to its budget, as
+            // reading the blob would have been.
+            hit.admit(opts)
+                .map_err(|e| crate::source::layer_error(plan, e))?;
             self.layer_done();
             return Ok(hit);
         }
@@ -300,6 +304,11 @@ impl Container for RegistryContainer {
                         actual,
                     });
                 }
+                // Stored only now: the blob digest (above) and the diff_id
+                // (here) both verified, so the entry is the scan of exactly
+                // the bytes its key names. Without verification (no
+                // algorithms asked) `verify` fails and nothing is stored.
+                // tests/layer_cache.rs `only_verified_layers_enter_the_cache`.
                 if let Some(c) = &self.cache {
                     idx.tar
                         .verify(&format!("layer {} diff_id", plan.index), &plan.diff_id)?;
