@@ -175,3 +175,73 @@ fn serve_refuses_registries_off_the_allowlist() {
             .contains("allowlist")
     );
 }
+
+/// A PostgreSQL database is chosen by URL: a password in the `--database`
+/// flag is refused before anything starts, a database that cannot be reached
+/// fails the start naming it without its password (from the environment or
+/// a password file), and neither message ever shows a password.
+#[test]
+fn serve_postgres_urls_keep_passwords_out_of_flags_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imgscan"));
+        cmd.arg("serve")
+            .arg("--token-file")
+            .arg(&token)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("IMGSCAN_SERVE_DATABASE")
+            .env_remove("IMGSCAN_SERVE_DATABASE_PASSWORD_FILE")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run imgscan serve");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Port 1 on loopback: nothing listens there.
+    let (code, err) = run(
+        &[
+            "--database",
+            "postgres://imgscan:hunter2-secret@127.0.0.1:1/jobs",
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("process listings"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    // From the environment the URL may hold it; the start fails (nothing
+    // listens), naming the database without it.
+    let (code, err) = run(
+        &[],
+        &[(
+            "IMGSCAN_SERVE_DATABASE",
+            "postgres://imgscan:hunter2-secret@127.0.0.1:1/jobs",
+        )],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("postgres://imgscan@127.0.0.1:1/jobs"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    // A password file goes with a URL in the flag.
+    let pw = dir.path().join("db-password");
+    std::fs::write(&pw, "hunter2-secret\n").unwrap();
+    let (code, err) = run(
+        &["--database", "postgres://imgscan@127.0.0.1:1/jobs"],
+        &[("IMGSCAN_SERVE_DATABASE_PASSWORD_FILE", pw.to_str().unwrap())],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("postgres://imgscan@127.0.0.1:1/jobs"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    // With a SQLite path, a database password is a mistake, said at once.
+    let (code, err) = run(
+        &["--database", dir.path().join("serve.db").to_str().unwrap()],
+        &[("IMGSCAN_SERVE_DATABASE_PASSWORD_FILE", pw.to_str().unwrap())],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("SQLite file"), "{err}");
+}
