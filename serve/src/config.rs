@@ -159,6 +159,8 @@ pub(crate) enum Database {
         config: Box<tokio_postgres::Config>,
         /// `postgres://USER@HOST:PORT/DB`, without the password, for logs.
         display: String,
+        /// PEM CA certificates for the server's TLS (`database_ca_cert`).
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -218,6 +220,7 @@ fn postgres_database(
     Ok(Database::Postgres {
         config: Box::new(config),
         display,
+        ca_cert: None,
     })
 }
 
@@ -377,6 +380,7 @@ struct FileConfig {
     database: Option<PathBuf>,
     database_password_file: Option<PathBuf>,
     database_password_env: Option<String>,
+    database_ca_cert: Option<PathBuf>,
     replica_id: Option<String>,
     job_lease_secs: Option<u64>,
     token_file: Option<PathBuf>,
@@ -712,7 +716,15 @@ impl ServeConfig {
                 (None, None, None) => (PathBuf::from("imgscan-serve.db"), "the default", false),
             };
             match value.to_str().filter(|v| is_postgres_url(v)) {
-                Some(url) => postgres_database(url, from, !flag, db_password)?,
+                Some(url) => {
+                    let mut db = postgres_database(url, from, !flag, db_password)?;
+                    if let (Database::Postgres { ca_cert, .. }, Some(p)) =
+                        (&mut db, &file.database_ca_cert)
+                    {
+                        *ca_cert = Some(rel(p));
+                    }
+                    db
+                }
                 None => {
                     if db_password.is_some() {
                         bail!(
@@ -941,7 +953,10 @@ mod tests {
         assert!(!is_postgres_url("/var/lib/imgscan/serve.db"));
         let d = postgres_database("postgres://imgscan@db.internal:5433/jobs", "t", false, None)
             .unwrap();
-        let Database::Postgres { config, display } = d else {
+        let Database::Postgres {
+            config, display, ..
+        } = d
+        else {
             panic!("not postgres")
         };
         assert_eq!(display, "postgres://imgscan@db.internal:5433/jobs");
@@ -958,7 +973,10 @@ mod tests {
         // From the environment or the file it is fine, and still not shown.
         let d = postgres_database("postgres://u:s3cret-pw@db/x", "env", true, None).unwrap();
         assert!(!format!("{d:?}").contains("s3cret-pw"));
-        let Database::Postgres { config, display } = d else {
+        let Database::Postgres {
+            config, display, ..
+        } = d
+        else {
             panic!("not postgres")
         };
         assert_eq!(display, "postgres://u@db:5432/x");

@@ -282,6 +282,7 @@ mod tests {
                     lease: std::time::Duration::from_secs(30),
                     max_attempts: 3,
                     pool_size: 4,
+                    ca_cert: None,
                 })
                 .unwrap(),
             )

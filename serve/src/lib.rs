@@ -264,7 +264,11 @@ fn run_with(
             };
             (store, layers)
         }
-        Database::Postgres { config, display } => {
+        Database::Postgres {
+            config,
+            display,
+            ca_cert,
+        } => {
             let store = Arc::new(PgStore::open(&PgOptions {
                 config: (**config).clone(),
                 display: display.clone(),
@@ -273,6 +277,7 @@ fn run_with(
                 max_attempts: cfg.max_attempts,
                 // Every worker, plus the HTTP side and the periodic work.
                 pool_size: cfg.workers + 4,
+                ca_cert: ca_cert.clone(),
             })?);
             // The layer cache is a table of the shared database: a base
             // layer is scanned once per fleet.

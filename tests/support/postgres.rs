@@ -67,11 +67,23 @@ pub(crate) struct Postgres {
     /// The TCP port on 127.0.0.1.
     pub(crate) port: u16,
     root: bool,
+    /// With TLS: the CA certificate (PEM) that signed the server's.
+    pub(crate) ca: Option<PathBuf>,
 }
 
 impl Postgres {
     /// `initdb` and start a server on a free port.
     pub(crate) fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`Self::start`], serving TLS too (`ssl = on`) with a certificate for
+    /// 127.0.0.1 signed by a throw-away CA ([`Self::ca`]); needs openssl.
+    pub(crate) fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = pg_bin();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let root = is_root();
@@ -85,11 +97,12 @@ impl Postgres {
             run(Command::new("chmod").arg("644").arg(&pw));
             run(Command::new("chown").arg("nobody").arg(&data));
         }
-        let pg = Self {
+        let mut pg = Self {
             bin,
             dir,
             port: free_port(),
             root,
+            ca: None,
         };
         run(pg
             .server_cmd("initdb")
@@ -98,8 +111,71 @@ impl Postgres {
             .args(["-U", PG_USER, "-E", "UTF8", "--no-sync"])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .arg(format!("--pwfile={}", pw.display())));
+        if tls {
+            pg.ca = Some(pg.make_certificates());
+        }
         pg.start_server();
         pg
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 in the data directory
+    /// (the key readable by the server's user only); the CA's path.
+    fn make_certificates(&self) -> PathBuf {
+        let d = self.dir.path();
+        let data = self.data();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=imgscan test database CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("ca.pem")));
+        run(Command::new("openssl")
+            .arg("req")
+            .args(ec)
+            .args(["-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(data.join("server.key"))
+            .arg("-out")
+            .arg(d.join("server.csr")));
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d.join("server.csr"))
+            .arg("-CA")
+            .arg(d.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-extfile")
+            .arg(d.join("ext.cnf"))
+            .arg("-out")
+            .arg(data.join("server.crt")));
+        run(Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key")));
+        if self.root {
+            run(Command::new("chown")
+                .arg("nobody")
+                .arg(data.join("server.key"))
+                .arg(data.join("server.crt")));
+        }
+        d.join("ca.pem")
     }
 
     fn data(&self) -> PathBuf {
@@ -120,11 +196,14 @@ impl Postgres {
 
     fn start_server(&self) {
         let data = self.data();
-        let opts = format!(
+        let mut opts = format!(
             "-k {} -c listen_addresses=127.0.0.1 -p {} -c max_connections=300",
             data.display(),
             self.port
         );
+        if self.ca.is_some() {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let out = self
             .server_cmd("pg_ctl")
             .arg("-D")

@@ -70,6 +70,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use deadpool_postgres::{Manager, Pool, Runtime};
 use sha2::{Digest as _, Sha256};
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row, Transaction};
 
@@ -183,6 +185,55 @@ pub(crate) struct PgOptions {
     pub(crate) max_attempts: u32,
     /// Most pooled connections.
     pub(crate) pool_size: usize,
+    /// PEM CA certificates trusted for the server's TLS certificate,
+    /// besides the system's (`database_ca_cert`).
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
+}
+
+/// The TLS client for `sslmode=require`: rustls (ring), the server's
+/// certificate checked against the system's roots and `ca_cert`, and its
+/// name against the URL's host. Other modes stay plain TCP: `prefer` (the
+/// default) would otherwise refuse servers with self-signed certificates
+/// that plain connections accept today.
+fn tls_connector(opts: &PgOptions) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    if opts.config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+        if opts.ca_cert.is_some() {
+            bail!("database_ca_cert is only used with sslmode=require in the database URL");
+        }
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot parse is skipped, as
+        // browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &opts.ca_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect)
+            .map_err(|e| anyhow::anyhow!("database_ca_cert {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "database_ca_cert {} holds no PEM certificate",
+                path.display()
+            );
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .with_context(|| format!("database_ca_cert {}", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("setting up TLS for the database")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 
 /// State shared with the store's background tasks.
@@ -335,9 +386,14 @@ impl PgStore {
             .application_name(format!("imgscan serve {}", opts.replica))
             .connect_timeout(Duration::from_secs(5))
             .keepalives_idle(Duration::from_secs(30));
+        let tls = tls_connector(opts)?;
+        let manager = match &tls {
+            Some(t) => Manager::new(config.clone(), t.clone()),
+            None => Manager::new(config.clone(), NoTls),
+        };
         let pool = {
             let _guard = handle.enter();
-            Pool::builder(Manager::new(config.clone(), NoTls))
+            Pool::builder(manager)
                 .max_size(opts.pool_size.max(2))
                 .runtime(Runtime::Tokio1)
                 .wait_timeout(Some(OP_TIMEOUT))
@@ -365,7 +421,12 @@ impl PgStore {
         store
             .run(store.migrate())
             .with_context(|| format!("setting up the database {}", opts.display))?;
-        store.handle.spawn(control(config, Arc::clone(&shared)));
+        match tls {
+            Some(t) => store.handle.spawn(control(config, t, Arc::clone(&shared))),
+            None => store
+                .handle
+                .spawn(control(config, NoTls, Arc::clone(&shared))),
+        };
         store.handle.spawn(renew_leases(
             store.pool.clone(),
             store.owner.clone(),
@@ -607,9 +668,15 @@ async fn admit_one(
 
 /// The control connection: `LISTEN` for new jobs, try to take (and then
 /// keep checking) the periodic-work lock. Reconnects forever.
-async fn control(config: tokio_postgres::Config, shared: Arc<Shared>) {
+async fn control<T>(config: tokio_postgres::Config, tls: T, shared: Arc<Shared>)
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut conn)) => {
                 let (tx, mut closed) = tokio::sync::oneshot::channel::<String>();
                 let sh = Arc::clone(&shared);

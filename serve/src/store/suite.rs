@@ -388,6 +388,7 @@ mod pg {
                 lease: self.lease,
                 max_attempts: super::MAX_ATTEMPTS,
                 pool_size: 4,
+                ca_cert: None,
             }
         }
 
@@ -622,6 +623,54 @@ mod replicas {
             "leadership after the restart",
             || a.leads(),
         );
+    }
+
+    /// `sslmode=require`: TLS with the server's certificate checked against
+    /// `database_ca_cert` (and the system's roots, which do not know the
+    /// test CA: without the CA file the connection is refused).
+    #[test]
+    fn tls_is_verified_against_the_configured_ca() {
+        let server = super::super::pg_server::Postgres::start_tls();
+        server.create_database("imgscan");
+        let db = pg::Db {
+            server,
+            lease: Duration::from_secs(30),
+        };
+        let mut opts = db.options("tls");
+        opts.config = format!("{}?sslmode=require", db.server.url("imgscan"))
+            .parse()
+            .unwrap();
+        opts.config.password(super::super::pg_server::PG_PASSWORD);
+        opts.ca_cert = db.server.ca.clone();
+        let s = super::super::postgres::PgStore::open(&opts).unwrap();
+        s.admit(&[job("1")], 10).unwrap();
+        assert_eq!(s.counts().unwrap().queued, 1);
+        // The server saw an encrypted session.
+        assert_eq!(
+            db.server.psql(
+                "imgscan",
+                "SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE application_name LIKE 'imgscan serve%'"
+            ),
+            "t"
+        );
+        opts.ca_cert = None;
+        let err = format!(
+            "{:#}",
+            super::super::postgres::PgStore::open(&opts).err().unwrap()
+        );
+        assert!(
+            err.contains("certificate") || err.contains("error performing TLS handshake"),
+            "{err}"
+        );
+        // A CA file without sslmode=require would be silently unused.
+        let mut plain = db.options("plain");
+        plain.ca_cert = db.server.ca.clone();
+        let err = format!(
+            "{:#}",
+            super::super::postgres::PgStore::open(&plain).err().unwrap()
+        );
+        assert!(err.contains("sslmode=require"), "{err}");
     }
 
     /// A database written by a newer imgscan is refused; migrating twice
