@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::ports::free_port;
@@ -310,7 +311,8 @@ fn serve_replicas_on_postgres_survive_a_kill_and_a_database_restart() {
 /// the bound holds for the fleet (never more queued than
 /// `queue_capacity`, 503 + Retry-After beyond it), every image is scanned
 /// once, and the scans are spread over the replicas; the layer cache is
-/// shared: a new replica scans a new image of known layers from the table.
+/// shared: a new replica scans a new image of known layers from the table;
+/// a Harbor scan id from one replica is answered by the others.
 #[test]
 fn serve_replicas_share_one_queue_bound_in_a_burst() {
     const CAPACITY: usize = 5;
@@ -435,6 +437,63 @@ fn serve_replicas_share_one_queue_bound_in_a_burst() {
         per_replica.values().filter(|n| **n > 0.0).count() >= 2,
         "one replica did all the work: {per_replica:?}"
     );
+
+    // A Harbor scan id issued by one replica is answered by another.
+    let harbor_image = registry.variants_from("lab/burst", 400, 1);
+    let request = serde_json::json!({
+        "registry": {"url": reg, "authorization": format!("Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("robot:unused")), "insecure": true},
+        "artifact": {"repository": "lab/burst", "digest": harbor_image[0], "tag": "h",
+                     "mime_type": crate::support::OCI_MANIFEST, "size": 820},
+        "enabled_capabilities": [{"type": "vulnerability",
+            "produces_mime_types": ["application/vnd.security.vulnerability.report; version=1.1"],
+            "parameters": null}]
+    })
+    .to_string();
+    let r = replicas[0].call(
+        "POST",
+        "/api/v1/scan",
+        &[
+            (
+                "Content-Type",
+                "application/vnd.scanner.adapter.scan.request+json; version=1.0",
+            ),
+            (
+                "Accept",
+                "application/vnd.scanner.adapter.scan.response+json; version=1.0",
+            ),
+        ],
+        request.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let accept = [(
+        "Accept",
+        "application/vnd.security.vulnerability.report; version=1.1",
+    )];
+    let report = wait_for(
+        Duration::from_secs(60),
+        "the Harbor report from another replica",
+        || {
+            let r = replicas[2].call("GET", &format!("/api/v1/scan/{id}/report"), &accept, b"");
+            assert!(
+                r.status == 200 || r.status == 302,
+                "{} {}",
+                r.status,
+                r.text()
+            );
+            (r.status == 200).then_some(r)
+        },
+        || replicas[0].logs(),
+    );
+    let other = replicas[1].call("GET", &format!("/api/v1/scan/{id}/report"), &accept, b"");
+    assert_eq!(other.status, 200);
+    let (a, b) = (report.json(), other.json());
+    assert!(
+        !a["vulnerabilities"].as_array().unwrap().is_empty(),
+        "{a:#}"
+    );
+    assert_eq!(a["vulnerabilities"], b["vulnerabilities"]);
 
     // The layer cache is the fleet's: with the others stopped, a new
     // replica that has never scanned anything gets every layer of a new
