@@ -566,7 +566,14 @@ fn serve_replicas_benchmark() {
     registry.push_sample("lab/bench:base");
     let reg = format!("http://{}", registry.host());
     let root = tempfile::tempdir().unwrap();
-    let extra = "workers = 1\nqueue_capacity = 1000\nlayer_cache_layers = 0";
+    // IMGSCAN_BENCH_LAYER_CACHE=1: with the layer cache (each process's
+    // SQLite file, or the fleet's table), as deployed.
+    let cache = std::env::var_os("IMGSCAN_BENCH_LAYER_CACHE").is_some();
+    let extra = if cache {
+        "workers = 1\nqueue_capacity = 1000"
+    } else {
+        "workers = 1\nqueue_capacity = 1000\nlayer_cache_layers = 0"
+    };
     let mut offset = 1000;
     for (label, replicas) in [
         ("sqlite", 1),

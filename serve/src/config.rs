@@ -2,7 +2,9 @@
 //! flags and the environment, validated into one [`ServeConfig`].
 //!
 //! Precedence, highest first: flags, environment (`IMGSCAN_SERVE_TOKEN`,
-//! `IMGSCAN_SERVE_TOKEN_FILE`), the file, built-in defaults. The file format
+//! `IMGSCAN_SERVE_TOKEN_FILE`, `IMGSCAN_SERVE_DATABASE`,
+//! `IMGSCAN_SERVE_DATABASE_PASSWORD_FILE`, `IMGSCAN_SERVE_REPLICA_ID`), the
+//! file, built-in defaults. The file format
 //! is documented in `docs/serve.md`.
 //!
 //! # Security
@@ -56,7 +58,7 @@ Endpoints:
   GET  /api/v1/metadata, POST /api/v1/scan, GET /api/v1/scan/ID/report   Harbor adapter v1.1
   GET  /v1/reports/DIGEST[?format=sarif]   report by manifest digest
   GET  /v1/scans[?limit=N&state=S]    recent scans with their verdict; /v1/scans/DIGEST
-  GET  /metrics (Prometheus), GET /healthz (no token)
+  GET  /metrics (Prometheus), GET /healthz and /livez (no token)
 
 Example:
   openssl rand -hex 32 > /etc/imgscan/token

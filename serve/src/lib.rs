@@ -6,8 +6,8 @@
 //!
 //! ```text
 //!  registry ──POST /v1/events──▶ distribution ─┐                ┌─▶ worker ─▶ pull::ImageScanner
-//!  Harbor ────POST /api/v1/scan─▶ harbor ──────┼─▶ store (SQLite)┼─▶ worker      (scanner::scan,
-//!  gates ─────GET /v1/reports ──▶ api ◀────────┘    jobs+reports └─▶ …            docker:// input)
+//!  Harbor ────POST /api/v1/scan─▶ harbor ──────┼─▶ store (SQLite┼─▶ worker      (scanner::scan,
+//!  gates ─────GET /v1/reports ──▶ api ◀────────┘  | PostgreSQL) └─▶ …            docker:// input)
 //! ```
 //!
 //! - The HTTP side (axum on a small tokio runtime) only validates, records
@@ -19,6 +19,10 @@
 //! - A fixed pool of worker threads (`worker`) takes due jobs in order and
 //!   runs `pull::ImageScanner`; the queue is bounded, and a full queue
 //!   answers 503 with `Retry-After` so the registry retries.
+//! - On PostgreSQL (`store::postgres`) any number of such processes share
+//!   the queue: claims are leases, periodic work (reconciliation,
+//!   retention) runs where `Store::leads`, and the layer cache is a table
+//!   (`layers_pg`).
 //! - SIGTERM/SIGINT: stop accepting, let running scans finish for
 //!   `drain_timeout`, leave queued (and unfinished) jobs in the database for
 //!   the next start.
