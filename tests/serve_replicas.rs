@@ -356,6 +356,18 @@ fn serve_replicas_share_one_queue_bound_in_a_burst() {
         })
     };
     let unavailable = Arc::new(AtomicUsize::new(0));
+    // One envelope naming every image: more than the bound, whatever the
+    // timing (cached scans are quick): the part that fits is kept, the rest
+    // gets 503, and the senders below deliver it again.
+    let all: Vec<Value> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| push_event(&host, "lab/burst", &format!("all{i}"), d))
+        .collect();
+    let r = replicas[0].notify("/v1/events/local", &all);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    unavailable.fetch_add(1, Ordering::SeqCst);
     let senders: Vec<_> = (0..6)
         .map(|t| {
             let (replicas, digests, host, unavailable) = (
