@@ -198,6 +198,20 @@ pub(crate) struct Counts {
     pub(crate) failed: u64,
 }
 
+impl Counts {
+    /// Records `n` jobs in the stored state `state` (a row of `SELECT
+    /// state, COUNT(*) … GROUP BY state`, on either backend).
+    pub(crate) fn set(&mut self, state: &str, n: i64) {
+        let n = u64::try_from(n).unwrap_or(0);
+        match state {
+            QUEUED => self.queued = n,
+            RUNNING => self.running = n,
+            DONE => self.done = n,
+            _ => self.failed = n,
+        }
+    }
+}
+
 /// Called when another process (replica) has queued jobs.
 pub(crate) type Waker = Arc<dyn Fn() + Send + Sync>;
 

@@ -76,8 +76,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row, Transaction};
 
 use super::{
-    Admission, Claimed, Counts, DONE, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH,
-    QUEUED, RUNNING, Retention, SavedCursor, Waker, now_ms,
+    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH, QUEUED,
+    RUNNING, Retention, SavedCursor, Waker, now_ms,
 };
 
 /// Advisory lock keys (per database). "imgscan" in ASCII, then a number.
@@ -1058,13 +1058,7 @@ impl JobStore for PgStore {
                 .map_err(db)?;
             let mut counts = Counts::default();
             for r in c.query(&st, &[]).await.map_err(db)? {
-                let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
-                match r.get::<_, &str>(0) {
-                    QUEUED => counts.queued = n,
-                    RUNNING => counts.running = n,
-                    DONE => counts.done = n,
-                    _ => counts.failed = n,
-                }
+                counts.set(r.get::<_, &str>(0), r.get::<_, i64>(1));
             }
             Ok(counts)
         })

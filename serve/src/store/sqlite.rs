@@ -29,8 +29,8 @@ use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    Admission, Claimed, Counts, DONE, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH,
-    QUEUED, RUNNING, Retention, SavedCursor, now_ms,
+    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH, QUEUED,
+    Retention, SavedCursor, now_ms,
 };
 
 const SCHEMA: &str = "
@@ -396,13 +396,7 @@ impl JobStore for SqliteStore {
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (state, n) = row?;
-                let n = u64::try_from(n).unwrap_or(0);
-                match state.as_str() {
-                    QUEUED => counts.queued = n,
-                    RUNNING => counts.running = n,
-                    DONE => counts.done = n,
-                    _ => counts.failed = n,
-                }
+                counts.set(&state, n);
             }
             Ok(counts)
         })
