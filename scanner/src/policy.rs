@@ -156,6 +156,7 @@ impl Ignore {
     /// A validated entry. `path` is a glob over absolute paths: `*` and `?`
     /// stay inside one path component, `**` crosses them, `[abc]` is a
     /// class, `\` escapes (globset's syntax with a literal separator).
+    /// Errors do not name the entry: the caller says which it is.
     pub fn new(
         rule: RuleId,
         path: Option<String>,
@@ -165,23 +166,21 @@ impl Ignore {
         entry: String,
     ) -> Result<Self, String> {
         if reason.trim().is_empty() {
-            return Err(format!(
-                "{entry}: `reason` is empty; say why the finding is accepted"
-            ));
+            return Err("`reason` is empty; say why the finding is accepted".to_owned());
         }
         let matcher = match &path {
             None => None,
             Some(p) => {
                 if !p.starts_with('/') && !p.starts_with("**") {
                     return Err(format!(
-                        "{entry}: path `{p}` is not absolute (findings' paths start with `/`)"
+                        "path `{p}` is not absolute (findings' paths start with `/`)"
                     ));
                 }
                 let glob = GlobBuilder::new(p)
                     .literal_separator(true)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| format!("{entry}: path `{p}`: {e}"))?;
+                    .map_err(|e| format!("path `{p}`: {e}"))?;
                 Some(glob.compile_matcher())
             }
         };

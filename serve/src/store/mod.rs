@@ -90,6 +90,13 @@ pub(crate) struct SavedCursor {
     pub(crate) partial_tag: Option<String>,
 }
 
+/// Seconds until a queued job with `not_before` (ms) may run again, for
+/// `JobView::retry_in_secs`; `None` for other states or when it is due.
+pub(crate) fn retry_in_secs(state: &str, not_before: i64) -> Option<i64> {
+    let now = now_ms();
+    (state == QUEUED && not_before > now).then(|| (not_before - now + 999) / 1000)
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

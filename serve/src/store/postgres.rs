@@ -76,7 +76,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row, Transaction};
 
 use super::{
-    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH, QUEUED,
+    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH,
     RUNNING, Retention, SavedCursor, Waker, now_ms,
 };
 
@@ -326,8 +326,7 @@ fn view(row: &Row) -> Result<JobView> {
     let state: String = row.try_get(6)?;
     let not_before: i64 = row.try_get(16)?;
     let state_running = state == RUNNING;
-    let retry_in_secs =
-        (state == QUEUED && not_before > now_ms()).then(|| (not_before - now_ms() + 999) / 1000);
+    let retry_in_secs = super::retry_in_secs(&state, not_before);
     Ok(JobView {
         digest: row.try_get(0)?,
         registry: row.try_get(1)?,

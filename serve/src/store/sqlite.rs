@@ -29,7 +29,7 @@ use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH, QUEUED,
+    Admission, Claimed, Counts, FAILED, HarborScan, JobStore, JobView, NewJob, PRUNE_BATCH,
     Retention, SavedCursor, now_ms,
 };
 
@@ -87,8 +87,7 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobView> {
     let summary: Option<String> = row.get(15)?;
     let state: String = row.get(6)?;
     let not_before: i64 = row.get(16)?;
-    let retry_in_secs =
-        (state == QUEUED && not_before > now_ms()).then(|| (not_before - now_ms() + 999) / 1000);
+    let retry_in_secs = super::retry_in_secs(&state, not_before);
     Ok(JobView {
         digest: row.get(0)?,
         registry: row.get(1)?,
